@@ -1,0 +1,9 @@
+"""modelhost: serve pluggy model plugins over KServe's V1 and V2 protocols."""
+
+__version__ = "0.1.0"
+
+from .errors import InvalidInput  # noqa: E402
+from .hookspecs import hookimpl  # noqa: E402
+from .request import InferenceRequest  # noqa: E402
+
+__all__ = ["hookimpl", "InferenceRequest", "InvalidInput", "__version__"]

@@ -1,0 +1,124 @@
+"""The ``modelhost`` command: ``serve`` the installed model plugins, ``list`` them."""
+
+import argparse
+import logging
+import os
+from typing import Optional
+
+from . import __version__
+from .errors import PluginLoadError
+from .model import Model
+from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
+from .server import ServerConfig, default_asyncio_workers, serve
+
+log = logging.getLogger("modelhost")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="modelhost", description="Serve model plugins over KServe's V1 and V2 protocols.")
+    parser.add_argument("--version", action="version", version=f"modelhost {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve_parser = commands.add_parser("serve", help="serve the installed model plugins over HTTP")
+    serve_parser.add_argument(
+        "--http_port", "--http-port", type=int, default=os.environ.get("PORT", "8080"),
+        help="port to listen on (default: $PORT when set, else 8080; 0 picks a free port)",
+    )
+    serve_parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
+    serve_parser.add_argument(
+        "--workers", type=positive, default=1,
+        help="server processes sharing the port; each loads every model after the fork (default: 1)",
+    )
+    serve_parser.add_argument(
+        "--max_buffer_size", "--max-buffer-size", type=positive, default=10 * 1024 * 1024,
+        help="largest request body in bytes; larger ones get 413 (default: 10485760, 10 MiB)",
+    )
+    serve_parser.add_argument(
+        "--max_asyncio_workers", "--max-asyncio-workers", type=positive, default=default_asyncio_workers(),
+        help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
+    )
+    serve_parser.add_argument(
+        "--model", action="append", default=[], metavar="NAME",
+        help="serve only this installed model; repeat for several (default: every installed model)",
+    )
+    serve_parser.add_argument(
+        "--plugin", action="append", default=[], metavar="[NAME=]MODULE:ATTR",
+        help="also serve a plugin that is not installed, by import path; installed models are then "
+        "served only when named with --model",
+    )
+    serve_parser.add_argument("--log-level", "--log_level", default="INFO", help="logging level (default: INFO)")
+
+    list_parser = commands.add_parser("list", help="list the installed model plugins and the hooks each implements")
+    list_parser.add_argument("--log-level", "--log_level", default="WARNING", help=argparse.SUPPRESS)
+    return parser
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except PluginLoadError as exc:
+        log.error("%s", exc)
+        return 2
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    specs = chosen_specs(args.model, args.plugin)
+    if not specs:
+        log.error(
+            "no model to serve: install a plugin that declares a %r entry point, or pass --plugin MODULE:ATTR",
+            ENTRY_POINT_GROUP,
+        )
+        return 2
+    config = ServerConfig(
+        specs=specs,
+        host=args.host,
+        http_port=args.http_port,
+        workers=args.workers,
+        max_buffer_size=args.max_buffer_size,
+        max_asyncio_workers=args.max_asyncio_workers,
+    )
+    return serve(config)
+
+
+def chosen_specs(models: list[str], plugins: list[str]) -> list[PluginSpec]:
+    installed = discover()
+    if models:
+        specs = select(installed, models)
+    else:
+        specs = [] if plugins else installed
+    specs += [PluginSpec.from_import_path(text) for text in plugins]
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise PluginLoadError(f"more than one plugin is named {', '.join(twice)}")
+    return specs
+
+
+def list_command(args: argparse.Namespace) -> int:
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    for spec in discover():
+        try:
+            hooks = ", ".join(Model(spec.name, import_plugin(spec)).hooks)
+        except PluginLoadError as exc:
+            hooks = f"error: {exc}"
+        rows.append((spec.name, spec.distribution or "-", spec.version or "-", hooks))
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)), row[3], sep="  ")
+    return 0
+
+
+COMMANDS = {"serve": serve_command, "list": list_command}
+

@@ -1,0 +1,47 @@
+"""Errors that carry the HTTP status they answer with.
+
+They hold only a status and a message, so they pickle cleanly: an error raised
+where a plugin runs, in this process or in a worker, reaches the HTTP layer
+unchanged.
+"""
+
+
+class ModelhostError(Exception):
+    """Base for every error the host turns into ``{"error": message}``."""
+
+    status = 500
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+    def __reduce__(self):
+        return (type(self), (self.message,))
+
+
+class InvalidInput(ModelhostError):
+    """The request cannot be served as sent. Plugins raise it for bad input (400)."""
+
+    status = 400
+
+
+class ModelNotFound(ModelhostError):
+    status = 404
+
+
+class PayloadTooLarge(ModelhostError):
+    status = 413
+
+
+class PluginError(ModelhostError):
+    """A plugin's hook raised something other than InvalidInput (500)."""
+
+    status = 500
+
+
+class ModelNotReady(ModelhostError):
+    status = 503
+
+
+class PluginLoadError(Exception):
+    """A plugin could not be imported, validated or loaded; the model is not served."""

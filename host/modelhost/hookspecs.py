@@ -1,0 +1,84 @@
+"""The plugin contract: the hooks a model plugin implements.
+
+A plugin is a module, a class (instantiated once with no arguments) or an
+object whose functions are marked with ``@modelhost.hookimpl``. Each model has
+its own plugin manager holding that plugin and the host's defaults, so two
+models can never answer for each other. Only ``predict`` is required.
+
+One request flows ``preprocess`` -> ``predict`` -> ``postprocess``. ``predict``
+always works on a batch whose leading dimension is the number of instances,
+while pre- and post-processing see one request at a time; that is what lets the
+host gather several requests into one ``predict`` call. Every argument and
+return value must be picklable (NumPy arrays, lists, dicts, strings), because
+the hooks may run in another process than the HTTP server.
+
+Hooks are plain synchronous functions. The host calls them from a thread pool,
+never on the event loop, and may call them from several threads at once.
+An implementation may accept any subset of a hook's arguments.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("modelhost")
+hookimpl = pluggy.HookimplMarker("modelhost")
+
+
+@hookspec
+def load(name):
+    """Prepare the model before it serves any request: read weights, build sessions.
+
+    Receives ``name``, the model's name as served. Returns nothing. Called once
+    in each process that serves the model, before its first request; an
+    exception here marks the model not ready and is reported with its cause.
+    Default: nothing to do.
+    """
+
+
+@hookspec(firstresult=True)
+def metadata(name):
+    """Describe the model for ``GET /v2/models/NAME``.
+
+    Receives ``name``. Returns a dict with any of ``inputs`` and ``outputs``
+    (lists of ``{"name", "datatype", "shape"}``, -1 for variable dimensions),
+    ``platform`` and ``versions``. When a plugin declares exactly one output,
+    a bare array returned by ``postprocess`` is served under that output's name.
+    Default: ``{}``, the model declares nothing.
+    """
+
+
+@hookspec(firstresult=True)
+def preprocess(request):
+    """Turn one request into the model's input batch.
+
+    Receives ``request``, a :class:`modelhost.InferenceRequest`:
+    ``request.protocol`` is ``"v1"`` or ``"v2"``; V1 requests carry
+    ``request.instances`` (the JSON list as sent), V2 requests carry
+    ``request.inputs`` (input name -> ``numpy.ndarray``, BYTES as an object
+    array of ``bytes``). Returns an array, or a dict of arrays, whose leading
+    dimension counts the instances in this request. Raise
+    :class:`modelhost.InvalidInput` for input the model cannot take (answered
+    with 400). Default: V1 instances as one array (an object array when they
+    are not rectangular); V2 inputs as the dict of arrays.
+    """
+
+
+@hookspec(firstresult=True)
+def predict(inputs):
+    """Run the model on a batch. The one hook every plugin must implement.
+
+    Receives ``inputs``, what ``preprocess`` returned, possibly several
+    requests' worth concatenated along the leading dimension. Returns an array
+    or a dict of arrays with the same leading dimension, one row per instance.
+    """
+
+
+@hookspec(firstresult=True)
+def postprocess(outputs, request):
+    """Turn the model's outputs for one request into the response.
+
+    Receives ``outputs``, this request's rows of what ``predict`` returned, and
+    the ``request`` as ``preprocess`` saw it. Returns what the protocol sends:
+    an array or list (V1 ``predictions``; one V2 output tensor) or a dict of
+    output name -> array (V2 output tensors; V1 rows of objects).
+    Default: ``outputs`` unchanged.
+    """

@@ -1,0 +1,142 @@
+"""Finding model plugins and building the plugin manager that drives each one.
+
+Plugins are found through the ``modelhost.models`` entry-point group, one
+entry point per model, named after the model. Finding a plugin imports
+nothing: a :class:`PluginSpec` is only a name and an import path, so it can
+be handed to another process that does the importing.
+"""
+
+import difflib
+import importlib
+import inspect
+import logging
+import re
+import traceback
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import importlib_metadata
+import pluggy
+
+from . import hookspecs
+from .defaults import DefaultHooks
+from .errors import PluginLoadError
+
+ENTRY_POINT_GROUP = "modelhost.models"
+HOOK_NAMES = ("load", "metadata", "preprocess", "predict", "postprocess")
+
+log = logging.getLogger("modelhost")
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """Where a model's plugin lives: ``target`` is ``module`` or ``module:attribute``."""
+
+    name: str
+    target: str
+    distribution: Optional[str] = None
+    version: Optional[str] = None
+
+    @classmethod
+    def from_import_path(cls, text: str) -> "PluginSpec":
+        """Parse ``--plugin`` values: ``[NAME=]module[:attribute]``.
+
+        Without NAME the model is named after the attribute, or the module's last part.
+        """
+        name, _, target = text.rpartition("=")
+        if not name:
+            name = target.rpartition(":")[2] if ":" in target else target.rpartition(".")[2]
+        return cls(name=name, target=target)
+
+
+def discover(group: str = ENTRY_POINT_GROUP) -> list[PluginSpec]:
+    """The installed model plugins, one per entry point, without importing any of them."""
+    specs: dict[str, PluginSpec] = {}
+    for entry_point in importlib_metadata.entry_points(group=group):
+        dist = entry_point.dist
+        spec = PluginSpec(
+            name=entry_point.name,
+            target=entry_point.value,
+            distribution=dist.name if dist else None,
+            version=dist.version if dist else None,
+        )
+        if spec.name in specs:
+            log.warning(
+                "model %r is declared by both %s and %s; serving the first",
+                spec.name, specs[spec.name].distribution, spec.distribution,
+            )
+            continue
+        specs[spec.name] = spec
+    return sorted(specs.values(), key=lambda spec: spec.name)
+
+
+def import_plugin(spec: PluginSpec) -> object:
+    """Import a plugin; a class is instantiated once, a module or object is used as is."""
+    module_name, _, attribute = spec.target.partition(":")
+    try:
+        plugin = importlib.import_module(module_name)
+        for part in filter(None, attribute.split(".")):
+            plugin = getattr(plugin, part)
+        return plugin() if inspect.isclass(plugin) else plugin
+    except Exception as exc:
+        raise PluginLoadError(f"cannot import {spec.target}: {summarize(exc)}") from exc
+
+
+def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
+    """A plugin manager holding one model's plugin on top of the host's defaults.
+
+    Raises PluginLoadError when the plugin does not keep the contract: an
+    unknown (misspelled) hook, a hook-named function without ``@hookimpl``,
+    arguments a hook does not have, or no ``predict``.
+    """
+    pm = pluggy.PluginManager("modelhost")
+    pm.add_hookspecs(hookspecs)
+    pm.register(DefaultHooks(), name="modelhost-defaults")
+    try:
+        pm.register(plugin, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"model {name!r}: {explain_validation_error(exc)}") from exc
+    unmarked = [
+        hook for hook in HOOK_NAMES
+        if callable(getattr(plugin, hook, None)) and hook not in implemented_hooks(pm, plugin)
+    ]
+    if unmarked:
+        raise PluginLoadError(
+            f"model {name!r}: {', '.join(unmarked)} not marked with @modelhost.hookimpl"
+        )
+    if "predict" not in implemented_hooks(pm, plugin):
+        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook")
+    return pm
+
+
+def implemented_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """The hooks this plugin implements itself, in the contract's order."""
+    own = {caller.name for caller in pm.get_hookcallers(plugin) or ()}
+    return [hook for hook in HOOK_NAMES if hook in own]
+
+
+def explain_validation_error(exc: pluggy.PluginValidationError) -> str:
+    message = " ".join(str(exc).split())
+    unknown = re.match(r"unknown hook '(\w+)'", message)
+    close = difflib.get_close_matches(unknown[1], HOOK_NAMES, n=1) if unknown else []
+    if close:
+        return f"unknown hook {unknown[1]!r} (did you mean {close[0]!r}?)"
+    return message
+
+
+def summarize(exc: BaseException) -> str:
+    """An exception and the innermost frame that raised it, on one line."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def select(specs: Iterable[PluginSpec], names: Iterable[str]) -> list[PluginSpec]:
+    """Only the named specs; an unknown name is an error that lists the known ones."""
+    by_name = {spec.name: spec for spec in specs}
+    missing = [name for name in names if name not in by_name]
+    if missing:
+        known = ", ".join(sorted(by_name)) or "none"
+        raise PluginLoadError(f"no installed model named {', '.join(missing)} (installed: {known})")
+    return [by_name[name] for name in names]

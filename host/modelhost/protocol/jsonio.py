@@ -1,0 +1,38 @@
+"""JSON in and out, with NumPy arrays written natively (orjson)."""
+
+import numpy as np
+import orjson
+
+from ..errors import InvalidInput, PluginError
+
+
+def loads(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"malformed JSON: {exc}") from None
+
+
+def load_object(body: bytes) -> dict:
+    payload = loads(body)
+    if not isinstance(payload, dict):
+        raise InvalidInput(f"the request body must be a JSON object, not {type(payload).__name__}")
+    return payload
+
+
+def dumps(payload: object) -> bytes:
+    try:
+        return orjson.dumps(payload, default=_fallback, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as exc:
+        raise PluginError(f"the model returned something that is not JSON: {exc}") from None
+
+
+def _fallback(value):
+    """What orjson cannot write natively: object arrays, other NumPy types, bytes."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -1,0 +1,143 @@
+"""Tensors of the Open Inference Protocol: datatypes, JSON data and raw binary data."""
+
+import math
+import struct
+
+import numpy as np
+
+from ..errors import InvalidInput, PluginError
+
+DTYPES = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype("<u1"),
+    "UINT16": np.dtype("<u2"),
+    "UINT32": np.dtype("<u4"),
+    "UINT64": np.dtype("<u8"),
+    "INT8": np.dtype("<i1"),
+    "INT16": np.dtype("<i2"),
+    "INT32": np.dtype("<i4"),
+    "INT64": np.dtype("<i8"),
+    "FP16": np.dtype("<f2"),
+    "FP32": np.dtype("<f4"),
+    "FP64": np.dtype("<f8"),
+}
+DATATYPES = {dtype: name for name, dtype in DTYPES.items()}
+# Which kinds of JSON-parsed NumPy data each datatype accepts without losing meaning.
+ACCEPTED_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
+LENGTH_PREFIX = struct.Struct("<I")
+
+
+def datatype_of(array: np.ndarray, name: str) -> str:
+    if array.dtype.kind in "OSU":
+        return "BYTES"
+    datatype = DATATYPES.get(array.dtype.newbyteorder("<"))
+    if datatype is None:
+        raise PluginError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry")
+    return datatype
+
+
+def check_shape(name: str, shape: object) -> tuple[int, ...]:
+    if not isinstance(shape, list) or not all(
+        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape
+    ):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+    return tuple(shape)
+
+
+def from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) -> np.ndarray:
+    """A tensor from its JSON data, nested or flat, checked against datatype and shape."""
+    if not isinstance(data, list):
+        raise InvalidInput(f"input {name!r}: data must be a JSON array")
+    try:
+        array = np.asarray(data, dtype=object if datatype == "BYTES" else None)
+    except ValueError:
+        raise InvalidInput(f"input {name!r}: data is not a rectangular array") from None
+    if array.size != math.prod(shape):
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} holds {math.prod(shape)} elements, data has {array.size}"
+        )
+    if datatype == "BYTES":
+        return _bytes_from_json(name, array).reshape(shape)
+    return _numbers_from_json(name, datatype, array).reshape(shape)
+
+
+def _bytes_from_json(name: str, array: np.ndarray) -> np.ndarray:
+    flat = array.reshape(-1)
+    for index, element in enumerate(flat):
+        if not isinstance(element, str):
+            raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {element!r}")
+        flat[index] = element.encode("utf-8")
+    return flat
+
+
+def _numbers_from_json(name: str, datatype: str, array: np.ndarray) -> np.ndarray:
+    dtype = DTYPES[datatype]
+    accepted = ACCEPTED_KINDS[datatype.rstrip("0123456789")]
+    if array.size and array.dtype.kind not in accepted:
+        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {_describe(array)}")
+    if array.size and dtype.kind in "iu":
+        limits = np.iinfo(dtype)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise InvalidInput(f"input {name!r}: values outside the range of {datatype}")
+    return array.astype(dtype, copy=False)
+
+
+def _describe(array: np.ndarray) -> str:
+    return {"b": "booleans", "f": "fractional numbers", "U": "strings"}.get(
+        array.dtype.kind, "values of mixed or non-numeric types"
+    )
+
+
+def from_binary(name: str, datatype: str, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
+    """A tensor viewed straight from the request's binary section, without a copy."""
+    count = math.prod(shape)
+    if datatype == "BYTES":
+        return _bytes_from_binary(name, raw, count).reshape(shape)
+    dtype = DTYPES[datatype]
+    if len(raw) != count * dtype.itemsize:
+        raise InvalidInput(
+            f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"binary_data_size is {len(raw)}"
+        )
+    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+
+
+def _bytes_from_binary(name: str, raw: memoryview, count: int) -> np.ndarray:
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + LENGTH_PREFIX.size > len(raw):
+            raise InvalidInput(f"input {name!r}: BYTES data ends inside a length prefix")
+        (length,) = LENGTH_PREFIX.unpack_from(raw, offset)
+        offset += LENGTH_PREFIX.size
+        if offset + length > len(raw):
+            raise InvalidInput(f"input {name!r}: a BYTES element runs past binary_data_size")
+        elements.append(bytes(raw[offset:offset + length]))
+        offset += length
+    if len(elements) != count:
+        raise InvalidInput(f"input {name!r}: shape holds {count} elements, binary data has {len(elements)}")
+    array = np.empty(count, dtype=object)
+    array[:] = elements
+    return array
+
+
+def to_json_data(name: str, datatype: str, array: np.ndarray) -> object:
+    """The flat row-major data of an output, as JSON-ready values."""
+    flat = array.reshape(-1)
+    if datatype != "BYTES":
+        return flat
+    try:
+        return [element if isinstance(element, str) else bytes(element).decode("utf-8") for element in flat]
+    except (UnicodeDecodeError, TypeError):
+        raise PluginError(
+            f"output {name!r} holds BYTES that are not UTF-8 text; request it with binary_data"
+        ) from None
+
+
+def to_binary(datatype: str, array: np.ndarray) -> bytes:
+    if datatype != "BYTES":
+        return np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
+    chunks = []
+    for element in array.reshape(-1):
+        raw = element.encode("utf-8") if isinstance(element, str) else bytes(element)
+        chunks += [LENGTH_PREFIX.pack(len(raw)), raw]
+    return b"".join(chunks)

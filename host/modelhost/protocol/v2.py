@@ -1,0 +1,156 @@
+"""The Open Inference Protocol (KServe V2) over REST, with the binary tensor extension.
+
+A request body is JSON, optionally followed by raw tensor bytes: then the
+``Inference-Header-Content-Length`` header gives the JSON part's length and each
+binary input says its ``binary_data_size``. Outputs come back as binary when the
+request asks for it, per output (``binary_data``) or for all (``binary_data_output``).
+"""
+
+from typing import Optional
+
+import numpy as np
+
+from .. import __version__
+from ..errors import InvalidInput, PluginError
+from ..request import InferenceRequest
+from . import jsonio, tensors
+
+HEADER_LENGTH = "Inference-Header-Content-Length"
+EXTENSIONS = ["binary_tensor_data"]
+
+
+def server_metadata() -> dict:
+    return {"name": "modelhost", "version": __version__, "extensions": EXTENSIONS}
+
+
+def model_metadata(name: str, declared: dict) -> dict:
+    return {
+        "name": name,
+        "versions": declared.get("versions", []),
+        "platform": declared.get("platform", ""),
+        "inputs": declared.get("inputs", []),
+        "outputs": declared.get("outputs", []),
+    }
+
+
+def decode_request(body: bytes, header_length: Optional[str]) -> InferenceRequest:
+    json_part, binary = _split(body, header_length)
+    payload = jsonio.load_object(json_part)
+    raw_inputs = payload.get("inputs")
+    if not isinstance(raw_inputs, list) or not raw_inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    request = InferenceRequest(
+        protocol="v2",
+        id=_optional(payload, "id", str),
+        parameters=_optional(payload, "parameters", dict) or {},
+        requested_outputs=_requested_outputs(payload),
+    )
+    offset = 0
+    for raw in raw_inputs:
+        name, datatype, shape, parameters = _input_header(raw)
+        if name in request.inputs:
+            raise InvalidInput(f"input {name!r} is given twice")
+        size = parameters.get("binary_data_size")
+        if size is None:
+            request.inputs[name] = tensors.from_json(name, datatype, shape, raw.get("data"))
+        else:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body")
+            request.inputs[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size])
+            offset += size
+        request.input_parameters[name] = parameters
+    if offset != len(binary):
+        raise InvalidInput(f"the body has {len(binary) - offset} bytes that no input claims")
+    return request
+
+
+def _split(body: bytes, header_length: Optional[str]) -> tuple[bytes, memoryview]:
+    if header_length is None:
+        return body, memoryview(b"")
+    try:
+        length = int(header_length)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= len(body):
+        raise InvalidInput(f"{HEADER_LENGTH} is {header_length!r}, the body has {len(body)} bytes")
+    view = memoryview(body)
+    return view[:length], view[length:]
+
+
+def _input_header(raw: object) -> tuple[str, str, tuple[int, ...], dict]:
+    if not isinstance(raw, dict):
+        raise InvalidInput("each input must be a JSON object")
+    name = raw.get("name")
+    if not isinstance(name, str):
+        raise InvalidInput("each input needs a string 'name'")
+    datatype = raw.get("datatype")
+    if datatype != "BYTES" and datatype not in tensors.DTYPES:
+        known = ", ".join([*tensors.DTYPES, "BYTES"])
+        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r} (known: {known})")
+    parameters = _optional(raw, "parameters", dict) or {}
+    return name, datatype, tensors.check_shape(name, raw.get("shape")), parameters
+
+
+def _requested_outputs(payload: dict) -> Optional[dict[str, dict]]:
+    outputs = _optional(payload, "outputs", list)
+    if outputs is None:
+        return None
+    requested = {}
+    for output in outputs:
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise InvalidInput("each requested output needs a string 'name'")
+        requested[output["name"]] = _optional(output, "parameters", dict) or {}
+    return requested
+
+
+def _optional(payload: dict, key: str, kind: type):
+    value = payload.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise InvalidInput(f"{key!r} must be a JSON {'object' if kind is dict else kind.__name__}")
+    return value
+
+
+def encode_response(result: object, request: InferenceRequest, model_name: str, declared: dict):
+    """The response body and its headers: JSON, or JSON followed by binary outputs."""
+    produced = _named_outputs(result, declared)
+    wanted = request.requested_outputs
+    if wanted is not None:
+        unknown = [name for name in wanted if name not in produced]
+        if unknown:
+            raise InvalidInput(
+                f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(produced)})"
+            )
+        produced = {name: produced[name] for name in wanted}
+    binary_default = bool(request.parameters.get("binary_data_output", False))
+    outputs, chunks = [], []
+    for name, array in produced.items():
+        datatype = tensors.datatype_of(array, name)
+        output = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        if (wanted or {}).get(name, {}).get("binary_data", binary_default):
+            chunks.append(tensors.to_binary(datatype, array))
+            output["parameters"] = {"binary_data_size": len(chunks[-1])}
+        else:
+            output["data"] = tensors.to_json_data(name, datatype, array)
+        outputs.append(output)
+    response = {"model_name": model_name, "outputs": outputs}
+    if request.id is not None:
+        response["id"] = request.id
+    header = jsonio.dumps(response)
+    if not chunks:
+        return header, {"Content-Type": "application/json"}
+    return b"".join([header, *chunks]), {
+        "Content-Type": "application/octet-stream",
+        HEADER_LENGTH: str(len(header)),
+    }
+
+
+def _named_outputs(result: object, declared: dict) -> dict[str, np.ndarray]:
+    if isinstance(result, dict):
+        items = result.items()
+    else:
+        outputs = declared.get("outputs", [])
+        items = [(outputs[0]["name"] if len(outputs) == 1 else "output-0", result)]
+    try:
+        return {str(name): np.asarray(value) for name, value in items}
+    except ValueError as exc:
+        raise PluginError(f"the model returned outputs that are not arrays: {exc}") from None

@@ -1,0 +1,83 @@
+"""Running the HTTP server: one process, or several forked processes sharing the port."""
+
+import asyncio
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import tornado.httpserver
+import tornado.netutil
+
+from .app import make_app
+from .plugins import PluginSpec
+from .repository import ModelRepository
+from .runner import InProcessRunner
+from .supervisor import run_forked
+
+log = logging.getLogger("modelhost")
+
+# Exit status of a server process that could load none of its models: nothing to restart.
+EXIT_NO_MODEL = 3
+
+
+def default_asyncio_workers() -> int:
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+@dataclass
+class ServerConfig:
+    specs: list[PluginSpec] = field(default_factory=list)
+    host: str = "0.0.0.0"
+    http_port: int = 8080
+    workers: int = 1
+    max_buffer_size: int = 10 * 1024 * 1024
+    max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
+
+
+def serve(config: ServerConfig) -> int:
+    """Bind the port, then serve in this process or in ``config.workers`` forked ones.
+
+    Models load in each serving process after the fork, never before, so no
+    process inherits another's threads or sessions.
+    """
+    sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
+    host, port = sockets[0].getsockname()[:2]
+    log.info("listening on http://%s:%d with %d process(es)", host, port, config.workers)
+    if config.workers > 1:
+        return run_forked(config.workers, lambda: serve_in_process(config, sockets), EXIT_NO_MODEL)
+    return serve_in_process(config, sockets)
+
+
+def serve_in_process(config: ServerConfig, sockets) -> int:
+    return asyncio.run(_serve(config, sockets))
+
+
+async def _serve(config: ServerConfig, sockets) -> int:
+    loop = asyncio.get_running_loop()
+    # Plugin hooks are synchronous; they run here, off the event loop.
+    executor = ThreadPoolExecutor(config.max_asyncio_workers, thread_name_prefix="modelhost-hooks")
+    loop.set_default_executor(executor)
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    repository = ModelRepository(InProcessRunner(spec) for spec in config.specs)
+    server = tornado.httpserver.HTTPServer(
+        make_app(repository, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
+    )
+    server.add_sockets(sockets)
+    await repository.start()
+    if any(runner.ready for runner in repository.runners.values()):
+        await stopping.wait()
+        status = 0
+    else:
+        log.error("no model could be loaded: %s", "; ".join(r.reason for r in repository.runners.values()))
+        status = EXIT_NO_MODEL
+
+    server.stop()
+    await server.close_all_connections()
+    await repository.stop()
+    executor.shutdown(wait=False, cancel_futures=True)
+    return status
