@@ -58,7 +58,7 @@ def from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) ->
         )
     if datatype == "BYTES":
         return _bytes_from_json(name, array).reshape(shape)
-    return _numbers_from_json(name, datatype, array).reshape(shape)
+    return _numbers_from_json(name, datatype, data, array).reshape(shape)
 
 
 def _bytes_from_json(name: str, array: np.ndarray) -> np.ndarray:
@@ -70,16 +70,22 @@ def _bytes_from_json(name: str, array: np.ndarray) -> np.ndarray:
     return flat
 
 
-def _numbers_from_json(name: str, datatype: str, array: np.ndarray) -> np.ndarray:
+def _numbers_from_json(name: str, datatype: str, data: list, array: np.ndarray) -> np.ndarray:
     dtype = DTYPES[datatype]
-    accepted = ACCEPTED_KINDS[datatype.rstrip("0123456789")]
-    if array.size and array.dtype.kind not in accepted:
+    if dtype.kind in "iu" and array.dtype.kind in "fO" and _all_integers(data):
+        # NumPy infers float64 or object for integers past int64's range; keep them exact.
+        array = np.asarray(data, dtype=object)
+    elif array.size and array.dtype.kind not in ACCEPTED_KINDS[datatype.rstrip("0123456789")]:
         raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {_describe(array)}")
     if array.size and dtype.kind in "iu":
         limits = np.iinfo(dtype)
         if array.min() < limits.min or array.max() > limits.max:
             raise InvalidInput(f"input {name!r}: values outside the range of {datatype}")
     return array.astype(dtype, copy=False)
+
+
+def _all_integers(data: list) -> bool:
+    return all(type(value) is int for value in np.asarray(data, dtype=object).reshape(-1))
 
 
 def _describe(array: np.ndarray) -> str:

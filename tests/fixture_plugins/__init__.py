@@ -1,0 +1,1 @@
+"""Plugins the tests serve by import path (``--plugin plugins.NAME:Class``)."""

@@ -1,0 +1,99 @@
+"""Plugins that keep the contract, each showing one part of it."""
+
+import os
+import time
+
+import numpy as np
+
+from modelhost import InvalidInput, hookimpl
+
+
+class Doubler:
+    """Only predict: the host's defaults do the rest."""
+
+    @hookimpl
+    def predict(self, inputs):
+        if isinstance(inputs, dict):
+            return {name: array * 2 for name, array in inputs.items()}
+        return inputs * 2
+
+
+class Declared:
+    """Declares its tensors; returns a bare array that is served under the declared output's name."""
+
+    @hookimpl
+    def metadata(self):
+        return {
+            "platform": "numpy",
+            "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
+            "outputs": [{"name": "sum", "datatype": "FP32", "shape": [-1]}],
+        }
+
+    @hookimpl
+    def preprocess(self, request):
+        if request.protocol == "v1":
+            return np.asarray(request.instances, dtype=np.float32)
+        return request.inputs["x"]
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs.sum(axis=1)
+
+
+class Picky:
+    """Raises InvalidInput on instances it rejects, and a plain error on 'boom'."""
+
+    @hookimpl
+    def preprocess(self, request):
+        if "bad" in request.instances:
+            raise InvalidInput("'bad' is not an instance this model takes")
+        return request.instances
+
+    @hookimpl
+    def predict(self, inputs):
+        if "boom" in inputs:
+            raise RuntimeError("the model blew up")
+        return inputs
+
+
+class Gate:
+    """Holds predict until the file named by the request's 'release' parameter exists.
+
+    It creates the 'started' file first, so a test knows predict is running
+    without timing anything. Bounded at 60 s so a broken test cannot hang.
+    """
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs
+
+    @hookimpl
+    def postprocess(self, outputs, request):
+        open(request.parameters["started"], "w").close()
+        deadline = time.monotonic() + 60
+        while not os.path.exists(request.parameters["release"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return outputs
+
+
+class Complex:
+    """Returns what the protocols cannot carry."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return np.ones(len(inputs), dtype=np.complex64)
+
+
+class Counter:
+    """Counts load calls: the host must call load once per serving process."""
+
+    loads = 0
+
+    @hookimpl
+    def load(self, name):
+        Counter.loads += 1
+        self.pid = os.getpid()
+
+    @hookimpl
+    def predict(self, inputs):
+        return np.full(len(inputs), self.pid)

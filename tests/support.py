@@ -1,0 +1,89 @@
+"""Running ``modelhost serve`` as a real process on 127.0.0.1 for the tests."""
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+class ServerProcess:
+    def __init__(self, args, env):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        )
+        self.lines: list[str] = []
+        self.port_known = threading.Event()
+        self.url = None
+        threading.Thread(target=self._read_output, daemon=True).start()
+
+    def _read_output(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+            match = LISTENING.search(line)
+            if match and self.url is None:
+                self.url = f"http://127.0.0.1:{match[1]}"
+                self.port_known.set()
+
+    @property
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for_port(self, timeout: float) -> str:
+        if not self.port_known.wait(timeout):
+            raise AssertionError(f"the server did not start listening:\n{self.log}")
+        return self.url
+
+    def wait_until_ready(self, timeout: float, path: str = "/v2/health/ready") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the server exited with {self.process.returncode}:\n{self.log}")
+            if requests.get(self.url + path, timeout=5).status_code == 200:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{path} did not answer 200 in {timeout}s:\n{self.log}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def plugin_env(*paths) -> dict:
+    """The environment for a server that can import the test plugins (and ``paths``)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*map(str, paths), str(TESTS), env.get("PYTHONPATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@contextmanager
+def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0):
+    """``modelhost serve ARGS`` on a free port; yields the ServerProcess once ``ready`` answers 200.
+
+    ``ready`` is a path to wait for, or None to yield as soon as the port is known.
+    """
+    server = ServerProcess(args, env or plugin_env())
+    try:
+        server.wait_for_port(timeout)
+        if ready:
+            server.wait_until_ready(timeout, ready)
+        yield server
+    finally:
+        server.stop()

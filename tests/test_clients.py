@@ -1,0 +1,42 @@
+"""Triton's HTTP client, unchanged, against a running modelhost: JSON and binary tensors."""
+
+import numpy as np
+import pytest
+import tritonclient.http as triton
+
+from support import running_server
+
+
+@pytest.fixture(scope="module")
+def client(installed_env):
+    with running_server("--model", "echo", "--plugin", "fixture_plugins.behaving:Declared", env=installed_env) as server:
+        yield triton.InferenceServerClient(server.url.removeprefix("http://"))
+
+
+def test_health_and_metadata(client):
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("echo") and not client.is_model_ready("nobody")
+    assert client.get_server_metadata()["name"] == "modelhost"
+    assert client.get_model_metadata("Declared")["outputs"] == [{"name": "sum", "datatype": "FP32", "shape": [-1]}]
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_infer_round_trip(client, binary):
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    words = np.array([b"hello", "wörld".encode()], dtype=np.object_)
+    inputs = [triton.InferInput("x", [2, 3], "FP32"), triton.InferInput("words", [2], "BYTES")]
+    inputs[0].set_data_from_numpy(x, binary_data=binary)
+    inputs[1].set_data_from_numpy(words, binary_data=binary)
+    outputs = [triton.InferRequestedOutput(name, binary_data=binary) for name in ("x", "words")]
+    result = client.infer("echo", inputs, outputs=outputs, request_id="r-1")
+    np.testing.assert_array_equal(result.as_numpy("x"), x)
+    # tritonclient hands BYTES back as str when they came as JSON, as bytes when binary
+    assert [w if isinstance(w, bytes) else w.encode() for w in result.as_numpy("words")] == list(words)
+    assert result.get_response()["id"] == "r-1"
+
+
+def test_errors_surface_as_client_exceptions(client):
+    x = triton.InferInput("x", [1], "FP32")
+    x.set_data_from_numpy(np.zeros(1, dtype=np.float32), binary_data=True)
+    with pytest.raises(triton.InferenceServerException, match="model 'nobody' is not served here"):
+        client.infer("nobody", [x])

@@ -1,0 +1,123 @@
+"""The hook contract, its defaults and its validation, without a server."""
+
+import numpy as np
+import pytest
+
+from modelhost import InferenceRequest, InvalidInput, hookimpl
+from modelhost.defaults import instances_as_array
+from modelhost.errors import PluginError, PluginLoadError
+from modelhost.model import Model, load_model
+from modelhost.plugins import PluginSpec, import_plugin, make_plugin_manager
+from fixture_plugins import behaving, broken, module_plugin
+
+
+def v1(instances, **parameters):
+    return InferenceRequest(protocol="v1", instances=instances, parameters=parameters)
+
+
+def v2(**inputs):
+    return InferenceRequest(protocol="v2", inputs={k: np.asarray(v) for k, v in inputs.items()})
+
+
+def test_only_predict_is_needed_and_defaults_do_the_rest():
+    model = Model("doubler", behaving.Doubler())
+    assert model.hooks == ["predict"]
+    np.testing.assert_array_equal(model.infer(v1([[1, 2], [3, 4]])), [[2, 4], [6, 8]])
+    outputs = model.infer(v2(a=[1.5], b=[[1, 2]]))
+    assert set(outputs) == {"a", "b"}
+    np.testing.assert_array_equal(outputs["b"], [[2, 4]])
+
+
+def test_default_preprocess_keeps_one_row_per_v1_instance():
+    assert instances_as_array([[1, 2], [3, 4]]).shape == (2, 2)
+    ragged = instances_as_array([[1, 2], [3], {"a": 1}])
+    assert ragged.shape == (3,) and ragged.dtype == object
+    assert ragged[1] == [3] and ragged[2] == {"a": 1}
+    same_length_lists_of_objects = instances_as_array([{"a": 1}, {"b": 2}])
+    assert same_length_lists_of_objects.shape == (2,)
+
+
+def test_a_plugins_own_hooks_answer_before_the_defaults():
+    model = Model("declared", behaving.Declared())
+    assert model.hooks == ["metadata", "preprocess", "predict"]
+    model.load()
+    assert model.metadata["outputs"][0]["name"] == "sum"
+    np.testing.assert_array_equal(model.infer(v1([[1, 2, 3]])), [6.0])
+
+
+def test_a_module_can_be_a_plugin():
+    model = Model("negate", module_plugin)
+    np.testing.assert_array_equal(model.infer(v1([1, -2])), [-1, 2])
+
+
+def test_each_model_has_its_own_plugin_manager():
+    doubler = Model("doubler", behaving.Doubler())
+    negate = Model("negate", module_plugin)
+    assert doubler.pm is not negate.pm
+    np.testing.assert_array_equal(doubler.infer(v1([3])), [6])
+    np.testing.assert_array_equal(negate.infer(v1([3])), [-3])
+
+
+def test_a_class_plugin_is_instantiated_and_load_runs_once():
+    spec = PluginSpec.from_import_path("fixture_plugins.behaving:Counter")
+    assert spec.name == "Counter"
+    before = behaving.Counter.loads
+    model = load_model(spec)
+    assert isinstance(model.plugin, behaving.Counter)
+    assert behaving.Counter.loads == before + 1
+
+
+def test_import_paths_name_the_model():
+    assert PluginSpec.from_import_path("pkg.mod:Thing").name == "Thing"
+    assert PluginSpec.from_import_path("pkg.mod").name == "mod"
+    named = PluginSpec.from_import_path("my-model=pkg.mod:Thing")
+    assert (named.name, named.target) == ("my-model", "pkg.mod:Thing")
+
+
+@pytest.mark.parametrize(
+    "plugin, message",
+    [
+        (broken.Misspelled(), "unknown hook 'predcit' (did you mean 'predict'?)"),
+        (broken.Unmarked(), "preprocess not marked with @modelhost.hookimpl"),
+        (broken.NoPredict(), "implements no predict hook"),
+        (broken.WrongArguments(), "batch_size"),
+    ],
+)
+def test_a_plugin_that_breaks_the_contract_is_refused_with_the_reason(plugin, message):
+    with pytest.raises(PluginLoadError, match="model 'bad'") as caught:
+        make_plugin_manager("bad", plugin)
+    assert message in str(caught.value)
+
+
+def test_an_import_failure_is_summarised_with_where_it_happened():
+    with pytest.raises(PluginLoadError) as caught:
+        import_plugin(PluginSpec.from_import_path("fixture_plugins.import_error:Anything"))
+    message = str(caught.value)
+    assert "ModuleNotFoundError" in message and "a_module_that_does_not_exist" in message
+    assert "import_error.py:" in message
+
+
+def test_a_failing_load_is_a_load_error_naming_the_hook():
+    with pytest.raises(PluginLoadError, match=r"load hook raised FileNotFoundError: weights.bin is missing"):
+        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"))
+
+
+def test_invalid_input_passes_through_and_other_errors_name_the_hook():
+    model = Model("picky", behaving.Picky())
+    with pytest.raises(InvalidInput, match="'bad' is not an instance"):
+        model.infer(v1(["bad"]))
+    with pytest.raises(PluginError, match=r"model 'picky': predict hook raised RuntimeError: the model blew up"):
+        model.infer(v1(["boom"]))
+
+
+def test_a_hook_may_take_a_subset_of_its_arguments():
+    class Minimal:
+        @hookimpl
+        def postprocess(self, outputs):
+            return outputs.tolist()
+
+        @hookimpl
+        def predict(self, inputs):
+            return inputs + 1
+
+    assert Model("minimal", Minimal()).infer(v1([1, 2])) == [2, 3]

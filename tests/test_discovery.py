@@ -1,0 +1,81 @@
+"""Finding plugins through really installed entry points, and what the CLI says about them."""
+
+import subprocess
+import sys
+
+import requests
+
+from modelhost import cli
+from modelhost.plugins import ENTRY_POINT_GROUP, discover
+from support import plugin_env, running_server
+
+
+def modelhost(*args, env, timeout=60):
+    return subprocess.run(
+        [sys.executable, "-m", "modelhost", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_the_installed_echo_plugin_is_discovered_through_its_entry_point(installed_plugins):
+    (echo,) = [spec for spec in discover_in(installed_plugins) if spec.name == "echo"]
+    assert (echo.target, echo.distribution, echo.version) == ("modelhost_echo:Echo", "modelhost-echo", "0.1.0")
+
+
+def discover_in(path):
+    """discover() as a process with ``path`` on sys.path would see it."""
+    saved = sys.path[:]
+    sys.path.insert(0, str(path))
+    try:
+        return discover()
+    finally:
+        sys.path[:] = saved
+
+
+def test_modelhost_list_prints_name_distribution_version_and_hooks(installed_env):
+    result = modelhost("list", env=installed_env)
+    assert result.returncode == 0, result.stderr
+    header, *rows = result.stdout.splitlines()
+    assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]
+    assert ["echo", "modelhost-echo", "0.1.0", "predict"] in [row.split() for row in rows]
+
+
+def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
+    with running_server(env=installed_env) as server:
+        answer = requests.post(server.url + "/v1/models/echo:predict", data=b'{"instances": [[1, 2]]}')
+        assert answer.json() == {"predictions": [[1, 2]]}
+        assert "model 'echo' is ready (modelhost-echo, hooks: predict)" in server.log
+
+
+def test_serving_an_installed_model_that_is_not_there_names_what_is(installed_env):
+    result = modelhost("serve", "--http_port", "0", "--host", "127.0.0.1", "--model", "nope", env=installed_env)
+    assert result.returncode == 2
+    assert "no installed model named nope (installed: " in result.stderr and "echo" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_with_no_plugin_at_all_serve_says_how_to_get_one(monkeypatch, caplog):
+    monkeypatch.setattr(cli, "discover", lambda: [])
+    assert cli.main(["serve", "--http_port", "0", "--host", "127.0.0.1"]) == 2
+    assert f"install a plugin that declares a '{ENTRY_POINT_GROUP}' entry point, or pass --plugin" in caplog.text
+
+
+def test_serve_exits_non_zero_when_no_model_can_be_loaded():
+    result = modelhost(
+        "serve", "--http_port", "0", "--host", "127.0.0.1",
+        "--plugin", "fixture_plugins.broken:FailsToLoad", "--plugin", "fixture_plugins.import_error:Model",
+        env=plugin_env(),
+    )
+    assert result.returncode == 3
+    assert "no model could be loaded" in result.stderr
+    assert "ModuleNotFoundError: No module named 'a_module_that_does_not_exist' (at " in result.stderr
+    assert "load hook raised FileNotFoundError: weights.bin is missing" in result.stderr
+
+
+def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves():
+    broken = ["Misspelled", "Unmarked", "NoPredict"]
+    args = [arg for name in broken for arg in ("--plugin", f"fixture_plugins.broken:{name}")]
+    with running_server(*args, "--plugin", "fixture_plugins.behaving:Doubler",
+                        ready="/v2/models/Doubler/ready") as server:
+        assert "model 'Misspelled' is not ready: model 'Misspelled': unknown hook 'predcit' (did you mean 'predict'?)" in server.log
+        assert "model 'Unmarked': preprocess not marked with @modelhost.hookimpl" in server.log
+        assert "model 'NoPredict': the plugin implements no predict hook" in server.log

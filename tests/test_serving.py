@@ -1,0 +1,127 @@
+"""The server as a process: never blocked by a hook, KServe's flags, several processes on one port."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from support import plugin_env, running_server
+
+FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
+         "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin"]
+
+
+def test_health_answers_while_a_prediction_is_running(tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    with running_server("--plugin", "fixture_plugins.behaving:Gate") as server:
+        body = f'{{"instances": [1], "parameters": {{"started": "{started}", "release": "{release}"}}}}'
+        answers = []
+        predicting = threading.Thread(
+            target=lambda: answers.append(requests.post(server.url + "/v1/models/Gate:predict", data=body, timeout=90))
+        )
+        predicting.start()
+        try:
+            wait_for_file(started)
+            for path in ("/v2/health/live", "/v2/health/ready", "/v2/models/Gate/ready"):
+                assert requests.get(server.url + path, timeout=10).status_code == 200
+            assert not answers, "the prediction finished before it was released"
+        finally:
+            release.touch()
+            predicting.join(90)
+        assert answers[0].json() == {"predictions": [1]}
+
+
+def wait_for_file(path, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
+def test_help_documents_every_flag_in_both_spellings():
+    result = subprocess.run([sys.executable, "-m", "modelhost", "serve", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    for flag in FLAGS:
+        assert flag in result.stdout
+    for default in ("$PORT when set, else 8080", "10 MiB", "min(32, cpus + 4)"):
+        assert default in result.stdout
+
+
+def test_port_comes_from_the_PORT_variable_and_dashed_flags_work():
+    env = plugin_env()
+    env["PORT"] = "0"
+    with running_server("--plugin", "fixture_plugins.behaving:Doubler", "--max-buffer-size", "10",
+                        "--max-asyncio-workers", "2", env=env) as server:
+        answer = requests.post(server.url + "/v1/models/Doubler:predict", data=b'{"instances": [1, 2]}')
+        assert answer.status_code == 413
+    env["PORT"] = "not-a-port"
+    result = subprocess.run([sys.executable, "-m", "modelhost", "serve"], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "invalid int value: 'not-a-port'" in result.stderr
+
+
+def test_workers_share_the_port_and_each_loads_its_models_after_the_fork():
+    with running_server("--workers", "2", "--plugin", "fixture_plugins.behaving:Counter") as server:
+        parent = server.process.pid
+        children = wait_for_children(parent, 2)
+        loaded_in = wait_for_log_pids(server, "model 'Counter' is ready", 2)
+        assert loaded_in == children and parent not in loaded_in
+        answered_by = set()
+        for _ in range(200):
+            answer = requests.post(server.url + "/v1/models/Counter:predict", data=b'{"instances": [0]}')
+            answered_by.add(answer.json()["predictions"][0])
+        assert answered_by <= children
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        for child in children:
+            assert not os.path.exists(f"/proc/{child}"), f"server process {child} outlived the parent"
+
+
+def wait_for_children(pid, count, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open(f"/proc/{pid}/task/{pid}/children") as listing:
+            children = {int(child) for child in listing.read().split()}
+        if len(children) == count:
+            return children
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} has not {count} children")
+
+
+def wait_for_log_pids(server, message, count, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = {int(match[1]) for match in re.finditer(rf"\S+ \S+ (\d+) INFO modelhost: {re.escape(message)}", server.log)}
+        if len(pids) == count:
+            return pids
+        time.sleep(0.05)
+    raise AssertionError(f"{message!r} was not logged by {count} processes:\n{server.log}")
+
+
+def test_sigterm_stops_a_single_process_server_cleanly():
+    with running_server("--plugin", "fixture_plugins.behaving:Doubler") as server:
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(30) == 0
+
+
+def test_server_processes_die_with_a_killed_parent():
+    with running_server("--workers", "2", "--plugin", "fixture_plugins.behaving:Doubler") as server:
+        children = wait_for_children(server.process.pid, 2)
+        server.process.kill()
+        server.process.wait(30)
+        deadline = time.monotonic() + 30
+        while any(os.path.exists(f"/proc/{child}") and not is_zombie(child) for child in children):
+            assert time.monotonic() < deadline, "server processes outlived their killed parent"
+            time.sleep(0.05)
+
+
+def is_zombie(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
