@@ -1,16 +1,24 @@
-"""Triton's HTTP client, unchanged, against a running modelhost: JSON and binary tensors."""
+"""Triton's and KServe's own clients, unchanged, against a running modelhost."""
+
+import asyncio
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from support import running_server
 
 
 @pytest.fixture(scope="module")
-def client(installed_env):
+def server(installed_env):
     with running_server("--model", "echo", "--plugin", "fixture_plugins.behaving:Declared", env=installed_env) as server:
-        yield triton.InferenceServerClient(server.url.removeprefix("http://"))
+        yield server
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return triton.InferenceServerClient(server.url.removeprefix("http://"))
 
 
 def test_health_and_metadata(client):
@@ -40,3 +48,24 @@ def test_errors_surface_as_client_exceptions(client):
     x.set_data_from_numpy(np.zeros(1, dtype=np.float32), binary_data=True)
     with pytest.raises(triton.InferenceServerException, match="model 'nobody' is not served here"):
         client.infer("nobody", [x])
+
+
+def test_kserve_rest_client_v1_and_v2(server):
+    async def talk():
+        v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
+        assert await v1.is_server_live(server.url) and await v1.is_model_ready(server.url, "echo")
+        assert await v1.infer(server.url, {"instances": [[1, 2]]}, model_name="echo") == {"predictions": [[1, 2]]}
+        v2 = InferenceRESTClient(RESTConfig(protocol="v2"))
+        assert await v2.is_server_ready(server.url) and await v2.is_model_ready(server.url, "Declared")
+        answers = []
+        for binary in (False, True):
+            x = InferInput("x", [2, 3], "FP32")
+            x.set_data_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3), binary_data=binary)
+            request = InferRequest(model_name="Declared", infer_inputs=[x], request_id="k-1")
+            answers.append(await v2.infer(server.url, request, model_name="Declared"))
+        return answers
+
+    for answer in asyncio.run(talk()):
+        (output,) = answer.outputs
+        assert (answer.id, output.name, output.datatype) == ("k-1", "sum", "FP32")
+        np.testing.assert_array_equal(output.as_numpy(), [3.0, 12.0])
