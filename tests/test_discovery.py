@@ -40,7 +40,8 @@ def test_modelhost_list_prints_name_distribution_version_and_hooks(installed_env
 
 
 def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
-    with running_server(env=installed_env) as server:
+    # Other installed models (the sample) may still be loading: wait only for echo.
+    with running_server(env=installed_env, ready="/v2/models/echo/ready") as server:
         answer = requests.post(server.url + "/v1/models/echo:predict", data=b'{"instances": [[1, 2]]}')
         assert answer.json() == {"predictions": [[1, 2]]}
         assert "model 'echo' is ready (modelhost-echo, hooks: predict)" in server.log

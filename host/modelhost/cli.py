@@ -74,6 +74,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def serve_command(args: argparse.Namespace) -> int:
+    """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
     specs = chosen_specs(args.model, args.plugin)
     if not specs:
         log.error(
@@ -89,7 +90,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_buffer_size=args.max_buffer_size,
         max_asyncio_workers=args.max_asyncio_workers,
     )
-    return serve(config)
+    serve(config)
 
 
 def chosen_specs(models: list[str], plugins: list[str]) -> list[PluginSpec]:

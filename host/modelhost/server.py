@@ -4,8 +4,10 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import tornado.httpserver
 import tornado.netutil
@@ -36,7 +38,7 @@ class ServerConfig:
     max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
 
 
-def serve(config: ServerConfig) -> int:
+def serve(config: ServerConfig) -> NoReturn:
     """Bind the port, then serve in this process or in ``config.workers`` forked ones.
 
     Models load in each serving process after the fork, never before, so no
@@ -46,12 +48,16 @@ def serve(config: ServerConfig) -> int:
     host, port = sockets[0].getsockname()[:2]
     log.info("listening on http://%s:%d with %d process(es)", host, port, config.workers)
     if config.workers > 1:
-        return run_forked(config.workers, lambda: serve_in_process(config, sockets), EXIT_NO_MODEL)
-    return serve_in_process(config, sockets)
+        sys.exit(run_forked(config.workers, lambda: serve_in_process(config, sockets), EXIT_NO_MODEL))
+    serve_in_process(config, sockets)
 
 
-def serve_in_process(config: ServerConfig, sockets) -> int:
-    return asyncio.run(_serve(config, sockets))
+def serve_in_process(config: ServerConfig, sockets) -> NoReturn:
+    status = asyncio.run(_serve(config, sockets))
+    # A hook still running (a long load, a stuck predict) must not hold the
+    # process at exit, which joins the hook threads: leave without joining.
+    logging.shutdown()
+    os._exit(status)
 
 
 async def _serve(config: ServerConfig, sockets) -> int:

@@ -10,7 +10,7 @@ import logging
 import os
 import signal
 import time
-from typing import Callable
+from typing import Callable, NoReturn
 
 log = logging.getLogger("modelhost")
 
@@ -18,7 +18,7 @@ PR_SET_PDEATHSIG = 1
 RESTART_DELAY_SECONDS = 1.0
 
 
-def run_forked(count: int, child_main: Callable[[], int], final_status: int) -> int:
+def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int) -> int:
     """Run ``child_main`` in ``count`` children until they are stopped by a signal.
 
     A child exiting with ``final_status`` is not restarted: it has nothing to
@@ -43,13 +43,11 @@ def run_forked(count: int, child_main: Callable[[], int], final_status: int) -> 
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
         die_with_parent(parent)
-        code = 1
         try:
-            code = child_main()
+            child_main()
         except BaseException:
             log.exception("server process %d failed", os.getpid())
-        finally:
-            os._exit(code)
+        os._exit(1)
 
     signal.signal(signal.SIGTERM, stop_children)
     signal.signal(signal.SIGINT, stop_children)
