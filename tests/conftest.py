@@ -25,3 +25,12 @@ def installed_plugins(tmp_path_factory):
 @pytest.fixture(scope="session")
 def installed_env(installed_plugins):
     return plugin_env(installed_plugins)
+
+
+@pytest.fixture(scope="module", params=["in-process", "workers"])
+def mode(request):
+    """Where models run: the server's own process, or one worker process per model.
+
+    Protocol tests take this fixture so the same suite runs in both modes.
+    """
+    return ["--replicas", "0" if request.param == "in-process" else "1"]

@@ -11,8 +11,8 @@ from support import running_server
 
 
 @pytest.fixture(scope="module")
-def server(installed_env):
-    with running_server("--model", "echo", "--plugin", "fixture_plugins.behaving:Declared", env=installed_env) as server:
+def server(installed_env, mode):
+    with running_server(*mode, "--model", "echo", "--plugin", "fixture_plugins.behaving:Declared", env=installed_env) as server:
         yield server
 
 

@@ -44,7 +44,7 @@ def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
     with running_server(env=installed_env, ready="/v2/models/echo/ready") as server:
         answer = requests.post(server.url + "/v1/models/echo:predict", data=b'{"instances": [[1, 2]]}')
         assert answer.json() == {"predictions": [[1, 2]]}
-        assert "model 'echo' is ready (modelhost-echo, hooks: predict)" in server.log
+        assert "model 'echo' is ready in 1 worker process(es) (modelhost-echo, hooks: predict)" in server.log
 
 
 def test_serving_an_installed_model_that_is_not_there_names_what_is(installed_env):
@@ -60,9 +60,9 @@ def test_with_no_plugin_at_all_serve_says_how_to_get_one(monkeypatch, caplog):
     assert f"install a plugin that declares a '{ENTRY_POINT_GROUP}' entry point, or pass --plugin" in caplog.text
 
 
-def test_serve_exits_non_zero_when_no_model_can_be_loaded():
+def test_serve_exits_non_zero_when_no_model_can_be_loaded(mode):
     result = modelhost(
-        "serve", "--http_port", "0", "--host", "127.0.0.1",
+        "serve", "--http_port", "0", "--host", "127.0.0.1", *mode,
         "--plugin", "fixture_plugins.broken:FailsToLoad", "--plugin", "fixture_plugins.import_error:Model",
         env=plugin_env(),
     )
@@ -72,9 +72,9 @@ def test_serve_exits_non_zero_when_no_model_can_be_loaded():
     assert "load hook raised FileNotFoundError: weights.bin is missing" in result.stderr
 
 
-def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves():
+def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves(mode):
     broken = ["Misspelled", "Unmarked", "NoPredict"]
-    args = [arg for name in broken for arg in ("--plugin", f"fixture_plugins.broken:{name}")]
+    args = [*mode, *(arg for name in broken for arg in ("--plugin", f"fixture_plugins.broken:{name}"))]
     with running_server(*args, "--plugin", "fixture_plugins.behaving:Doubler",
                         ready="/v2/models/Doubler/ready") as server:
         assert "model 'Misspelled' is not ready: model 'Misspelled': unknown hook 'predcit' (did you mean 'predict'?)" in server.log

@@ -16,8 +16,8 @@ PLUGINS = [
 
 
 @pytest.fixture(scope="module")
-def server(installed_env):
-    args = ["--model", "echo"]
+def server(installed_env, mode):
+    args = [*mode, "--model", "echo"]
     for plugin in PLUGINS:
         args += ["--plugin", plugin]
     with running_server(*args, "--max_buffer_size", "100000", env=installed_env) as server:
@@ -144,8 +144,8 @@ def test_a_chunked_body_over_the_limit_never_reaches_the_model_and_the_server_se
     assert requests.get(server.url + "/v2/health/live", timeout=30).status_code == 200
 
 
-def test_models_that_fail_to_load_are_not_ready_and_the_others_serve(installed_env):
-    args = ["--plugin", "fixture_plugins.broken:FailsToLoad", "--plugin", "fixture_plugins.behaving:Doubler"]
+def test_models_that_fail_to_load_are_not_ready_and_the_others_serve(installed_env, mode):
+    args = [*mode, "--plugin", "fixture_plugins.broken:FailsToLoad", "--plugin", "fixture_plugins.behaving:Doubler"]
     with running_server(*args, env=installed_env, ready="/v2/models/Doubler/ready") as server:
         assert requests.post(server.url + "/v1/models/Doubler:predict", data=b'{"instances": [2]}').json() == {
             "predictions": [4]

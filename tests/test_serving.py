@@ -16,9 +16,9 @@ FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin"]
 
 
-def test_health_answers_while_a_prediction_is_running(tmp_path):
+def test_health_answers_while_a_prediction_is_running(tmp_path, mode):
     started, release = tmp_path / "started", tmp_path / "release"
-    with running_server("--plugin", "fixture_plugins.behaving:Gate") as server:
+    with running_server(*mode, "--plugin", "fixture_plugins.behaving:Gate") as server:
         body = f'{{"instances": [1], "parameters": {{"started": "{started}", "release": "{release}"}}}}'
         answers = []
         predicting = threading.Thread(
@@ -65,7 +65,8 @@ def test_port_comes_from_the_PORT_variable_and_dashed_flags_work():
 
 
 def test_workers_share_the_port_and_each_loads_its_models_after_the_fork():
-    with running_server("--workers", "2", "--plugin", "fixture_plugins.behaving:Counter") as server:
+    # In the server processes themselves (--replicas 0), so that the plugin's pid is theirs.
+    with running_server("--workers", "2", "--replicas", "0", "--plugin", "fixture_plugins.behaving:Counter") as server:
         parent = server.process.pid
         children = wait_for_children(parent, 2)
         loaded_in = wait_for_log_pids(server, "model 'Counter' is ready", 2)

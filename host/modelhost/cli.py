@@ -38,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
     )
     serve_parser.add_argument(
+        "--replicas", action="append", type=replicas, default=[], metavar="[NAME=]N",
+        help="worker processes for every model, or with NAME= for one model; 0 serves in the server "
+        "process (default: what the plugin's settings ask for, else 1)",
+    )
+    serve_parser.add_argument(
+        "--timeout", type=float, default=120.0,
+        help="seconds a request may spend in a model's hooks before it gets 504; a stuck worker "
+        "is replaced (default: 120)",
+    )
+    serve_parser.add_argument(
         "--model", action="append", default=[], metavar="NAME",
         help="serve only this installed model; repeat for several (default: every installed model)",
     )
@@ -58,6 +68,13 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def replicas(text: str) -> tuple[Optional[str], int]:
+    name, _, count = text.rpartition("=")
+    if not count.isdigit():
+        raise argparse.ArgumentTypeError(f"expected N or NAME=N with N a whole number, got {text!r}")
+    return name or None, int(count)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -89,6 +106,8 @@ def serve_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_buffer_size=args.max_buffer_size,
         max_asyncio_workers=args.max_asyncio_workers,
+        replicas=dict(args.replicas),
+        timeout=args.timeout,
     )
     serve(config)
 

@@ -10,10 +10,6 @@ from .hookspecs import hookimpl
 
 class DefaultHooks:
     @hookimpl(trylast=True)
-    def metadata(self):
-        return {}
-
-    @hookimpl(trylast=True)
     def preprocess(self, request):
         if request.protocol == "v1":
             return instances_as_array(request.instances)

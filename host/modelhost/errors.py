@@ -43,5 +43,11 @@ class ModelNotReady(ModelhostError):
     status = 503
 
 
+class ModelTimeout(ModelhostError):
+    """A hook ran past the per-request timeout (504)."""
+
+    status = 504
+
+
 class PluginLoadError(Exception):
     """A plugin could not be imported, validated or loaded; the model is not served."""

@@ -47,6 +47,17 @@ def metadata(name):
 
 
 @hookspec(firstresult=True)
+def settings(name):
+    """The plugin's own defaults for how the host serves it; the command line wins.
+
+    Receives ``name``. Returns a dict; ``replicas`` (an int, at least 1) is the
+    number of worker processes the model wants. Called in the model's first
+    worker after ``load``, so the server never imports the plugin itself.
+    Default: ``{}``, one worker.
+    """
+
+
+@hookspec(firstresult=True)
 def preprocess(request):
     """Turn one request into the model's input batch.
 

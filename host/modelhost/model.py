@@ -20,10 +20,12 @@ class Model:
         self.pm = make_plugin_manager(name, plugin)
         self.hooks = implemented_hooks(self.pm, plugin)
         self.metadata: dict = {}
+        self.settings: dict = {}
 
     def load(self) -> None:
         self.call("load", name=self.name)
         self.metadata = self.call("metadata", name=self.name) or {}
+        self.settings = self.call("settings", name=self.name) or {}
 
     def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request."""

@@ -23,7 +23,7 @@ from .defaults import DefaultHooks
 from .errors import PluginLoadError
 
 ENTRY_POINT_GROUP = "modelhost.models"
-HOOK_NAMES = ("load", "metadata", "preprocess", "predict", "postprocess")
+HOOK_NAMES = ("load", "metadata", "settings", "preprocess", "predict", "postprocess")
 
 log = logging.getLogger("modelhost")
 

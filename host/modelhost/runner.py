@@ -2,14 +2,16 @@
 
 A runner loads its model, says whether it is ready and runs requests through
 it without ever blocking the loop. ``InProcessRunner`` runs the hooks on the
-loop's thread pool; a runner for worker processes offers the same interface.
+server's thread pool; ``pool.WorkerPoolRunner`` offers the same interface for
+models served from worker processes.
 """
 
 import asyncio
 import logging
+from concurrent.futures import Executor
 from typing import Optional
 
-from .errors import ModelNotReady, PluginLoadError
+from .errors import ModelNotReady, ModelTimeout, PluginLoadError
 from .model import Model, load_model
 from .plugins import PluginSpec
 from .request import InferenceRequest
@@ -18,8 +20,10 @@ log = logging.getLogger("modelhost")
 
 
 class InProcessRunner:
-    def __init__(self, spec: PluginSpec):
+    def __init__(self, spec: PluginSpec, timeout: float, executor: Executor):
         self.spec = spec
+        self.timeout = timeout
+        self.executor = executor
         self.name = spec.name
         self.model: Optional[Model] = None
         self.reason = "loading"
@@ -35,15 +39,12 @@ class InProcessRunner:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.model = await loop.run_in_executor(None, load_model, self.spec)
+            self.model = await loop.run_in_executor(self.executor, load_model, self.spec)
         except PluginLoadError as exc:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc)
             return
-        log.info(
-            "model %r is ready (%s, hooks: %s)",
-            self.name, self.spec.distribution or self.spec.target, ", ".join(self.model.hooks),
-        )
+        report_ready(self.spec, "the server process", self.model.hooks)
 
     def require_ready(self) -> None:
         if self.model is None:
@@ -51,8 +52,17 @@ class InProcessRunner:
 
     async def infer(self, request: InferenceRequest):
         self.require_ready()
-        return await asyncio.get_running_loop().run_in_executor(None, self.model.infer, request)
+        running = asyncio.get_running_loop().run_in_executor(self.executor, self.model.infer, request)
+        try:
+            return await asyncio.wait_for(running, self.timeout)
+        except asyncio.TimeoutError:
+            # A thread cannot be stopped: the hook runs on, but the request is answered.
+            raise ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s") from None
 
     async def stop(self) -> None:
         self.model = None
         self.reason = "stopped"
+
+
+def report_ready(spec: PluginSpec, where: str, hooks: list[str]) -> None:
+    log.info("model %r is ready in %s (%s, hooks: %s)", spec.name, where, spec.distribution or spec.target, ", ".join(hooks))

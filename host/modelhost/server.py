@@ -7,13 +7,14 @@ import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, Optional
 
 import tornado.httpserver
 import tornado.netutil
 
 from .app import make_app
 from .plugins import PluginSpec
+from .pool import WorkerPoolRunner
 from .repository import ModelRepository
 from .runner import InProcessRunner
 from .supervisor import run_forked
@@ -36,6 +37,12 @@ class ServerConfig:
     workers: int = 1
     max_buffer_size: int = 10 * 1024 * 1024
     max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
+    # Worker processes per model name (None: every model); 0 serves in the server process.
+    replicas: dict[Optional[str], int] = field(default_factory=dict)
+    timeout: float = 120.0
+
+    def replicas_of(self, name: str) -> Optional[int]:
+        return self.replicas.get(name, self.replicas.get(None))
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -62,14 +69,17 @@ def serve_in_process(config: ServerConfig, sockets) -> NoReturn:
 
 async def _serve(config: ServerConfig, sockets) -> int:
     loop = asyncio.get_running_loop()
-    # Plugin hooks are synchronous; they run here, off the event loop.
+    # In-process plugin hooks are synchronous; they run here, off the event loop.
     executor = ThreadPoolExecutor(config.max_asyncio_workers, thread_name_prefix="modelhost-hooks")
-    loop.set_default_executor(executor)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
-    repository = ModelRepository(InProcessRunner(spec) for spec in config.specs)
+    repository = ModelRepository(
+        InProcessRunner(spec, config.timeout, executor) if config.replicas_of(spec.name) == 0
+        else WorkerPoolRunner(spec, config.replicas_of(spec.name), config.timeout)
+        for spec in config.specs
+    )
     server = tornado.httpserver.HTTPServer(
         make_app(repository, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
     )

@@ -69,10 +69,10 @@ def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int
     return status
 
 
-def die_with_parent(parent: int) -> None:
-    """Ask Linux to send SIGTERM when the parent dies; elsewhere this is a no-op."""
+def die_with_parent(parent: int, signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``signum`` when the parent dies; elsewhere this is a no-op."""
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
     except (OSError, AttributeError):
         return
     if os.getppid() != parent:

@@ -1,0 +1,251 @@
+"""Serving a model from worker processes of its own (replicas).
+
+Requests wait in one queue per model and each replica takes the next as soon
+as it is free, so work always goes to a replica with none outstanding. A
+replica that dies fails its request at once with 503 and is restarted with
+backoff; one stuck in a hook past the timeout fails its request with 504 and
+is killed and replaced. A plugin that cannot load is reported, not restarted.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from typing import Optional
+
+from .channel import AsyncChannel
+from .errors import ModelNotReady, ModelTimeout
+from .plugins import PluginSpec
+from .request import InferenceRequest
+from .runner import report_ready
+
+log = logging.getLogger("modelhost")
+worker_log = logging.getLogger("modelhost.worker")
+
+STOP_GRACE_SECONDS = 5.0
+# A replica that served this long before dying was healthy: its restart starts the backoff afresh.
+STABLE_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 30.0
+LONGEST_LOG_LINE = 65536
+
+
+class WorkerPoolRunner:
+    def __init__(self, spec: PluginSpec, replicas: Optional[int], timeout: float):
+        self.spec = spec
+        self.name = spec.name
+        self.wanted = replicas  # None: as many as the plugin's settings ask for
+        self.timeout = timeout
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.up: set[Replica] = set()
+        self.tasks: list[asyncio.Task] = []
+        self.metadata: dict = {}
+        self.reason = "loading"
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.up)
+
+    def require_ready(self) -> None:
+        if not self.up:
+            raise ModelNotReady(f"model {self.name!r} is not ready: {self.reason}")
+
+    async def start(self) -> None:
+        first = Replica(self, 0)
+        hello = await first.launch()
+        if "ready" not in hello and not hello["crashed"]:
+            self.reason = hello["reason"]
+            log.error("model %r is not ready: %s", self.name, self.reason)
+            await first.stop_process()
+            return
+        settings = hello.get("ready", {}).get("settings", {})
+        count = self.wanted or int(settings.get("replicas", 1))
+        others = [Replica(self, index) for index in range(1, count)]
+        hellos = [hello, *await asyncio.gather(*(replica.launch() for replica in others))]
+        for replica, replica_hello in zip([first, *others], hellos):
+            replica.join(replica_hello)
+            self.tasks.append(asyncio.create_task(replica.run(replica_hello)))
+        if self.up:
+            report_ready(self.spec, f"{count} worker process(es)", hello["ready"]["hooks"])
+
+    async def infer(self, request: InferenceRequest):
+        self.require_ready()
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((request, future))
+        return await future
+
+    def fail_waiting(self, error: Exception) -> None:
+        while not self.queue.empty():
+            _, future = self.queue.get_nowait()
+            if not future.done():
+                future.set_exception(error)
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.reason = "stopped"
+        self.fail_waiting(ModelNotReady(f"model {self.name!r} is shutting down"))
+
+
+class Replica:
+    """One slot of the pool: a worker process, restarted whenever it dies."""
+
+    def __init__(self, pool: WorkerPoolRunner, index: int):
+        self.pool = pool
+        self.index = index
+        self.process: Optional[asyncio.subprocess.Process] = None
+        self.channel: Optional[AsyncChannel] = None
+        self.output: list[asyncio.Task] = []
+        self.request_id = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.pool.name}[{self.index}] pid {self.process.pid if self.process else '-'}"
+
+    async def launch(self) -> dict:
+        """Start a worker; {'ready': hello}, or {'reason': why it cannot serve, 'crashed': bool}."""
+        ours, theirs = socket.socketpair()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "modelhost.worker", "--fd", str(theirs.fileno()),
+            "--name", self.pool.name, "--target", self.pool.spec.target,
+            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        theirs.close()
+        self.output = [
+            asyncio.create_task(self.forward(self.process.stdout, logging.INFO)),
+            asyncio.create_task(self.forward(self.process.stderr, logging.WARNING)),
+        ]
+        self.channel = await AsyncChannel.open(ours)
+        try:
+            kind, detail = await self.channel.receive()
+        except EOFError:
+            return {"reason": f"its worker {await self.exit_cause()} while loading", "crashed": True}
+        return {"ready": detail} if kind == "ready" else {"reason": detail, "crashed": False}
+
+    async def run(self, hello: dict) -> None:
+        loop = asyncio.get_running_loop()
+        failures = 0
+        try:
+            while True:
+                if "ready" in hello:
+                    started = loop.time()
+                    self.join(hello)
+                    cause = await self.serve()
+                    self.lost(cause)
+                    failures = 0 if loop.time() - started > STABLE_SECONDS else failures + 1
+                elif hello["crashed"]:
+                    failures += 1
+                    self.pool.reason = hello["reason"]
+                    log.error("model %r: %s", self.pool.name, hello["reason"])
+                else:
+                    self.pool.reason = hello["reason"]
+                    log.error("model %r: replica %d cannot load: %s", self.pool.name, self.index, hello["reason"])
+                    return
+                await self.stop_process()
+                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures))
+                hello = await self.launch()
+        finally:
+            self.pool.up.discard(self)
+            await self.stop_process()
+
+    def join(self, hello: dict) -> None:
+        if "ready" in hello:
+            self.pool.metadata = hello["ready"]["metadata"]
+            self.pool.up.add(self)
+
+    def lost(self, cause: str) -> None:
+        self.pool.up.discard(self)
+        self.pool.reason = f"its worker {cause}; restarting it"
+        log.error("model %r: worker %s %s; restarting it", self.pool.name, self.label, cause)
+        if not self.pool.up:
+            self.pool.fail_waiting(ModelNotReady(f"model {self.pool.name!r} has no worker up: its worker {cause}"))
+
+    async def serve(self) -> str:
+        """Take requests from the pool's queue until the worker dies or gets stuck; returns what happened."""
+        replies = asyncio.ensure_future(self.channel.receive())
+        future = None
+        try:
+            while True:
+                next_request = asyncio.ensure_future(self.pool.queue.get())
+                await asyncio.wait({next_request, replies}, return_when=asyncio.FIRST_COMPLETED)
+                if replies.done():  # idle, yet the channel spoke: the worker is gone
+                    if next_request.done():
+                        self.pool.queue.put_nowait(next_request.result())
+                    next_request.cancel()
+                    return await self.exit_cause()
+                request, future = next_request.result()
+                if future.done():
+                    continue
+                self.request_id += 1
+                try:
+                    await self.channel.send((self.request_id, request))
+                    await asyncio.wait({replies}, timeout=self.pool.timeout)
+                    if not replies.done():
+                        self.process.kill()
+                        settle(future, error=ModelTimeout(
+                            f"model {self.pool.name!r} did not answer within {self.pool.timeout:g}s; "
+                            "its worker is being replaced"
+                        ))
+                        return f"was stuck in a hook for more than {self.pool.timeout:g}s"
+                    _, ok, value = replies.result()
+                except (EOFError, ConnectionError):
+                    cause = await self.exit_cause()
+                    settle(future, error=ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
+                    return cause
+                if ok:
+                    settle(future, result=value)
+                else:
+                    settle(future, error=value)
+                replies = asyncio.ensure_future(self.channel.receive())
+        finally:
+            replies.cancel()
+            if future is not None:
+                settle(future, error=ModelNotReady(f"model {self.pool.name!r} is shutting down"))
+
+    async def exit_cause(self) -> str:
+        try:
+            code = await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+        except asyncio.TimeoutError:  # it closed its channel yet lives on
+            self.process.kill()
+            code = await self.process.wait()
+        if code < 0:
+            return f"was killed by {signal.Signals(-code).name}"
+        return f"exited with status {code}"
+
+    async def stop_process(self) -> None:
+        """Close the channel (the worker exits on EOF), then kill it if it does not."""
+        if self.channel:
+            self.channel.close()
+        if self.process and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        await asyncio.gather(*self.output, return_exceptions=True)
+
+    async def forward(self, stream: asyncio.StreamReader, level: int) -> None:
+        """The worker's stdout or stderr into the server's log, a line at a time, tagged."""
+        pending = b""
+        while chunk := await stream.read(LONGEST_LOG_LINE):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) >= LONGEST_LOG_LINE:
+                lines, pending = [*lines, pending], b""
+            for line in lines:
+                worker_log.log(level, "%s: %s", self.label, line.decode("utf-8", "replace"))
+        if pending:
+            worker_log.log(level, "%s: %s", self.label, pending.decode("utf-8", "replace"))
+
+
+def settle(future: asyncio.Future, result=None, error: Optional[BaseException] = None) -> None:
+    """Answer a request, unless its waiter has already gone."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
