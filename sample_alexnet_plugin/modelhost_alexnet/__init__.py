@@ -1,0 +1,5 @@
+"""modelhost's sample AlexNet plugin: KServe's "Deploy Custom Python Model" guide on ONNX Runtime."""
+
+from .plugin import AlexNet
+
+__all__ = ["AlexNet"]
