@@ -87,3 +87,28 @@ def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0):
         yield server
     finally:
         server.stop()
+
+
+def children_of(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as listing:
+        return {int(child) for child in listing.read().split()}
+
+
+def wait_for_children(pid: int, count: int, timeout: float = 30, other_than=frozenset()) -> set[int]:
+    """The ``count`` child processes of ``pid`` once there are that many (not counting ``other_than``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = children_of(pid) - set(other_than)
+        if len(children) == count:
+            return children
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} does not have {count} children: {children_of(pid)}")
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

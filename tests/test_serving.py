@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from support import plugin_env, running_server
+from support import alive, plugin_env, running_server, wait_for_children
 
 FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin"]
@@ -82,17 +82,6 @@ def test_workers_share_the_port_and_each_loads_its_models_after_the_fork():
             assert not os.path.exists(f"/proc/{child}"), f"server process {child} outlived the parent"
 
 
-def wait_for_children(pid, count, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with open(f"/proc/{pid}/task/{pid}/children") as listing:
-            children = {int(child) for child in listing.read().split()}
-        if len(children) == count:
-            return children
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} has not {count} children")
-
-
 def wait_for_log_pids(server, message, count, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -115,14 +104,6 @@ def test_server_processes_die_with_a_killed_parent():
         server.process.kill()
         server.process.wait(30)
         deadline = time.monotonic() + 30
-        while any(os.path.exists(f"/proc/{child}") and not is_zombie(child) for child in children):
+        while any(alive(child) for child in children):
             assert time.monotonic() < deadline, "server processes outlived their killed parent"
             time.sleep(0.05)
-
-
-def is_zombie(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True

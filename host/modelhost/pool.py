@@ -146,7 +146,9 @@ class Replica:
                     log.error("model %r: replica %d cannot load: %s", self.pool.name, self.index, hello["reason"])
                     return
                 await self.stop_process()
-                await asyncio.sleep(min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures))
+                delay = min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures)
+                log.info("model %r: starting replica %d in %gs", self.pool.name, self.index, delay)
+                await asyncio.sleep(delay)
                 hello = await self.launch()
         finally:
             self.pool.up.discard(self)
@@ -160,7 +162,7 @@ class Replica:
     def lost(self, cause: str) -> None:
         self.pool.up.discard(self)
         self.pool.reason = f"its worker {cause}; restarting it"
-        log.error("model %r: worker %s %s; restarting it", self.pool.name, self.label, cause)
+        log.error("model %r: worker %s %s", self.pool.name, self.label, cause)
         if not self.pool.up:
             self.pool.fail_waiting(ModelNotReady(f"model {self.pool.name!r} has no worker up: its worker {cause}"))
 
