@@ -1,0 +1,16 @@
+"""Plugins the benchmarks serve by import path."""
+
+import numpy as np
+
+from modelhost import hookimpl
+
+
+class Burn:
+    """CPU-bound in pure Python (one core per request, whatever the BLAS): about 40 ms a request."""
+
+    @hookimpl
+    def predict(self, inputs):
+        total = 0
+        for value in range(800_000):
+            total += value * value
+        return np.full(len(inputs), total % 7)
