@@ -9,7 +9,7 @@ Prints:
   * cold start: from launching ``modelhost serve --model custom-model`` to the
     first 200 from /v2/health/ready, with an empty cache directory (the network
     is built and written first) and with the network already cached;
-  * the server's resident memory (VmRSS) once ready, for both;
+  * resident memory (VmRSS) once ready, the server and its worker process together, for both;
   * single-image latency of V1 requests with sample_alexnet_plugin/input.json
     over HTTP (one keep-alive connection), against ``session.run`` alone on the
     same preprocessed tensor in this process, and the plugin's preprocessing alone.
@@ -66,10 +66,15 @@ def start_server(cache: Path) -> tuple[subprocess.Popen, str, float]:
 
 
 def rss_mib(pid: int) -> float:
+    """Resident memory of a process and all its descendants (the model runs in a worker process)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
+            own = int(line.split()[1]) / 1024
+            break
+    else:
+        raise RuntimeError("no VmRSS")
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return own + sum(rss_mib(int(child)) for child in children)
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -113,7 +118,7 @@ def cold_starts(root: Path, starts: int) -> Path:
     print(f"cold start, launch to /v2/health/ready ({starts} each; network file {size / 1e6:.1f} MB):")
     report_each("built weights (empty cache dir)", built, "ms")
     report_each("cached weights", cached, "ms")
-    print("server RSS once ready:")
+    print("RSS once ready (server + worker):")
     report_each("after building", built_rss, "MiB")
     report_each("from the cache", cached_rss, "MiB")
     return cache

@@ -204,6 +204,8 @@ class Replica:
                     settle(future, error=value)
                 replies = asyncio.ensure_future(self.channel.receive())
         finally:
+            if replies.done() and not replies.cancelled():
+                replies.exception()  # the EOF that ended it, seen: asyncio would report it unretrieved
             replies.cancel()
             if future is not None:
                 settle(future, error=ModelNotReady(f"model {self.pool.name!r} is shutting down"))
