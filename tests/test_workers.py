@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import alive, children_of, running_server, wait_for_children
+from support import alive, children_of, plugin_env, running_server, wait_for_children
 
 
 def predict(server, model, instances, **parameters):
@@ -172,3 +172,12 @@ def test_workers_exit_by_themselves_when_the_server_is_killed():
         while any(alive(worker) for worker in workers):
             assert time.monotonic() < deadline, "workers outlived the killed server"
             time.sleep(0.05)
+
+
+def test_the_server_never_imports_a_plugin_served_from_workers(tmp_path):
+    env = plugin_env()
+    env["TATTLETALE_FILE"] = str(tmp_path / "importers")
+    with running_server("--replicas", "2", "--plugin", "fixture_plugins.tattletale", env=env) as server:
+        workers = wait_for_children(server.process.pid, 2)
+        importers = {int(pid) for pid in (tmp_path / "importers").read_text().split()}
+        assert importers == workers and server.process.pid not in importers
