@@ -39,6 +39,19 @@ class ServerProcess:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def wait_for_log(self, expected, timeout: float = 30) -> None:
+        """Until the output holds ``expected``, a string or a compiled pattern.
+
+        The output is read by a thread, so a line can arrive a moment after the
+        state it reports is visible over HTTP.
+        """
+        found = expected.search if isinstance(expected, re.Pattern) else lambda log: expected in log
+        deadline = time.monotonic() + timeout
+        while not found(self.log):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{expected!r} was not logged in {timeout}s:\n{self.log}")
+            time.sleep(0.02)
+
     def wait_for_port(self, timeout: float) -> str:
         if not self.port_known.wait(timeout):
             raise AssertionError(f"the server did not start listening:\n{self.log}")

@@ -44,7 +44,7 @@ def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
     with running_server(env=installed_env, ready="/v2/models/echo/ready") as server:
         answer = requests.post(server.url + "/v1/models/echo:predict", data=b'{"instances": [[1, 2]]}')
         assert answer.json() == {"predictions": [[1, 2]]}
-        assert "model 'echo' is ready in 1 worker process(es) (modelhost-echo, hooks: predict)" in server.log
+        server.wait_for_log("model 'echo' is ready in 1 worker process(es) (modelhost-echo, hooks: predict)")
 
 
 def test_serving_an_installed_model_that_is_not_there_names_what_is(installed_env):
@@ -77,6 +77,6 @@ def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves(mode):
     args = [*mode, *(arg for name in broken for arg in ("--plugin", f"fixture_plugins.broken:{name}"))]
     with running_server(*args, "--plugin", "fixture_plugins.behaving:Doubler",
                         ready="/v2/models/Doubler/ready") as server:
-        assert "model 'Misspelled' is not ready: model 'Misspelled': unknown hook 'predcit' (did you mean 'predict'?)" in server.log
-        assert "model 'Unmarked': preprocess not marked with @modelhost.hookimpl" in server.log
-        assert "model 'NoPredict': the plugin implements no predict hook" in server.log
+        server.wait_for_log("model 'Misspelled' is not ready: model 'Misspelled': unknown hook 'predcit' (did you mean 'predict'?)")
+        server.wait_for_log("model 'Unmarked': preprocess not marked with @modelhost.hookimpl")
+        server.wait_for_log("model 'NoPredict': the plugin implements no predict hook")

@@ -161,4 +161,5 @@ def test_models_that_fail_to_load_are_not_ready_and_the_others_serve(installed_e
                                    ("GET", "/v2/models/FailsToLoad", None)]:
             answer = requests.request(method, server.url + path, data=body)
             assert answer.status_code == 503 and reason in answer.json()["error"]
-        assert reason in server.log and "model 'Doubler' is ready" in server.log
+        server.wait_for_log(reason)
+        server.wait_for_log("model 'Doubler' is ready")

@@ -43,9 +43,9 @@ def test_replicas_of_one_model_infer_at_the_same_time(tmp_path):
 def test_the_plugins_settings_choose_the_replicas_and_the_command_line_wins():
     with running_server("--plugin", "fixture_plugins.workers:WantsTwo") as server:
         assert len(wait_for_children(server.process.pid, 2)) == 2
-        assert "model 'WantsTwo' is ready in 2 worker process(es)" in server.log
+        server.wait_for_log("model 'WantsTwo' is ready in 2 worker process(es)")
     with running_server("--replicas", "WantsTwo=1", "--plugin", "fixture_plugins.workers:WantsTwo") as server:
-        assert "model 'WantsTwo' is ready in 1 worker process(es)" in server.log
+        server.wait_for_log("model 'WantsTwo' is ready in 1 worker process(es)")
 
 
 @pytest.mark.parametrize("instance, cause", [("kill", "was killed by SIGKILL"), ("segfault", "was killed by SIGSEGV"),
@@ -93,7 +93,7 @@ def test_killing_a_worker_under_load_leaves_no_request_unanswered():
         assert all(re.fullmatch(r"model 'Fragile': its worker was killed by SIGKILL during this request", e)
                    for e in errors)
         assert statuses.count(503) <= 1  # only the request the killed worker held; the other replica takes the rest
-        assert f"Fragile[" in server.log and "was killed by SIGKILL" in server.log
+        server.wait_for_log(re.compile(r"model 'Fragile': worker Fragile\[\d\] pid \d+ was killed by SIGKILL"))
 
 
 def test_the_model_is_not_ready_while_no_replica_is_up_and_ready_again_after():
@@ -141,7 +141,7 @@ def test_a_plugin_crashing_at_start_is_restarted_with_growing_backoff(installed_
             time.sleep(0.05)
         delays = [float(d) for d in re.findall(r"starting replica 0 in ([\d.]+)s", server.log)]
         assert delays == sorted(delays) and delays[0] < delays[-1]
-        assert "its worker exited with status 1 while loading" in server.log
+        server.wait_for_log("its worker exited with status 1 while loading")
         answer = predict(server, "CrashesAtStart", [1])
         assert answer.status_code == 503 and "exited with status 1 while loading" in answer.json()["error"]
 
@@ -150,8 +150,8 @@ def test_plugin_output_reaches_the_log_tagged_and_never_the_channel():
     with running_server("--plugin", "fixture_plugins.workers:Noisy") as server:
         for _ in range(3):
             assert predict(server, "Noisy", [[1, 2]]).json() == {"predictions": [[1, 2]]}
-        assert re.search(r"INFO modelhost\.worker: Noisy\[0\] pid \d+: noise on stdout", server.log)
-        assert re.search(r"WARNING modelhost\.worker: Noisy\[0\] pid \d+: noise on stderr", server.log)
+        server.wait_for_log(re.compile(r"INFO modelhost\.worker: Noisy\[0\] pid \d+: noise on stdout"))
+        server.wait_for_log(re.compile(r"WARNING modelhost\.worker: Noisy\[0\] pid \d+: noise on stderr"))
 
 
 def test_sigterm_stops_every_worker(installed_env):
