@@ -6,7 +6,7 @@ import pytest
 from modelhost import InferenceRequest, InvalidInput, hookimpl
 from modelhost.defaults import instances_as_array
 from modelhost.errors import PluginError, PluginLoadError
-from modelhost.model import Model, load_model
+from modelhost.model import Model, load_model, serving_settings
 from modelhost.plugins import PluginSpec, import_plugin, make_plugin_manager
 from fixture_plugins import behaving, broken, module_plugin
 
@@ -40,7 +40,7 @@ def test_default_preprocess_keeps_one_row_per_v1_instance():
 def test_a_plugins_own_hooks_answer_before_the_defaults():
     model = Model("declared", behaving.Declared())
     assert model.hooks == ["metadata", "preprocess", "predict"]
-    model.load()
+    model.load(serving_settings({}, {}))
     assert model.metadata["outputs"][0]["name"] == "sum"
     np.testing.assert_array_equal(model.infer(v1([[1, 2, 3]])), [6.0])
 
@@ -62,7 +62,7 @@ def test_a_class_plugin_is_instantiated_and_load_runs_once():
     spec = PluginSpec.from_import_path("fixture_plugins.behaving:Counter")
     assert spec.name == "Counter"
     before = behaving.Counter.loads
-    model = load_model(spec)
+    model = load_model(spec, lambda own: serving_settings(own, {}))
     assert isinstance(model.plugin, behaving.Counter)
     assert behaving.Counter.loads == before + 1
 
@@ -99,7 +99,7 @@ def test_an_import_failure_is_summarised_with_where_it_happened():
 
 def test_a_failing_load_is_a_load_error_naming_the_hook():
     with pytest.raises(PluginLoadError, match=r"load hook raised FileNotFoundError: weights.bin is missing"):
-        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"))
+        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"), lambda own: own)
 
 
 def test_invalid_input_passes_through_and_other_errors_name_the_hook():
@@ -121,3 +121,22 @@ def test_a_hook_may_take_a_subset_of_its_arguments():
             return inputs + 1
 
     assert Model("minimal", Minimal()).infer(v1([1, 2])) == [2, 3]
+
+
+def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
+    class Tuned:
+        @hookimpl
+        def settings(self):
+            return {"max_batch_size": 4, "replicas": 2}
+
+        @hookimpl
+        def load(self, settings):
+            self.loaded_with = settings
+
+        @hookimpl
+        def predict(self, inputs):
+            return inputs
+
+    model = Model("tuned", Tuned())
+    model.load(serving_settings(model.call("settings", name="tuned"), {"replicas": 3}))
+    assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0}

@@ -3,6 +3,7 @@
 import base64
 import io
 import json
+import os
 import struct
 
 import numpy as np
@@ -239,3 +240,19 @@ def test_modelhost_alexnet_model_serves_that_file_whatever_its_names(tmp_path):
     expected = top5(ort.InferenceSession(str(path)).run(None, {"data": GUIDE_TENSOR})[0])
     np.testing.assert_allclose(response.json()["predictions"], expected, rtol=1e-3, atol=1e-6)
     assert not cache.exists(), "the network was built although a file was given"
+
+
+@pytest.mark.parametrize("replicas, env, expected", [
+    (2, None, max(1, os.cpu_count() // 2)),
+    (4, None, max(1, os.cpu_count() // 4)),
+    (2, "3", 3),
+])
+def test_replicas_share_the_cores_unless_threads_are_set(tmp_path, monkeypatch, replicas, env, expected):
+    path = tmp_path / "small.onnx"
+    onnx.save(small_net_in_another_layout(), path)
+    if env:
+        monkeypatch.setenv("MODELHOST_ALEXNET_THREADS", env)
+    else:
+        monkeypatch.delenv("MODELHOST_ALEXNET_THREADS", raising=False)
+    session = network.open_session(path, replicas=replicas)
+    assert session.get_session_options().intra_op_num_threads == expected

@@ -38,9 +38,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
     )
     serve_parser.add_argument(
-        "--replicas", action="append", type=replicas, default=[], metavar="[NAME=]N",
+        "--replicas", action="append", type=per_model(int), default=[], metavar="[NAME=]N",
         help="worker processes for every model, or with NAME= for one model; 0 serves in the server "
         "process (default: what the plugin's settings ask for, else 1)",
+    )
+    serve_parser.add_argument(
+        "--max_batch_size", "--max-batch-size", action="append", type=per_model(int), default=[],
+        metavar="[NAME=]N", help="gather up to N concurrent requests into one predict call, for every model "
+        "or with NAME= for one (default: the plugin's settings, else 1: no batching)",
+    )
+    serve_parser.add_argument(
+        "--max_batch_wait_ms", "--max-batch-wait-ms", action="append", type=per_model(float), default=[],
+        metavar="[NAME=]MS", help="how long a batch may wait for more requests (default: the plugin's "
+        "settings, else 5)",
     )
     serve_parser.add_argument(
         "--timeout", type=float, default=120.0,
@@ -70,11 +80,20 @@ def positive(text: str) -> int:
     return value
 
 
-def replicas(text: str) -> tuple[Optional[str], int]:
-    name, _, count = text.rpartition("=")
-    if not count.isdigit():
-        raise argparse.ArgumentTypeError(f"expected N or NAME=N with N a whole number, got {text!r}")
-    return name or None, int(count)
+def per_model(kind: type):
+    """An argparse type for ``VALUE`` or ``NAME=VALUE``: (name or None for every model, value)."""
+
+    def parse(text: str) -> tuple[Optional[str], float]:
+        name, _, value = text.rpartition("=")
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected N or NAME=N, got {text!r}") from None
+        if number < 0:
+            raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
+        return name or None, number
+
+    return parse
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -106,8 +125,13 @@ def serve_command(args: argparse.Namespace) -> int:
         workers=args.workers,
         max_buffer_size=args.max_buffer_size,
         max_asyncio_workers=args.max_asyncio_workers,
-        replicas=dict(args.replicas),
         timeout=args.timeout,
+        model_settings={
+            setting: dict(values)
+            for setting, values in [("replicas", args.replicas), ("max_batch_size", args.max_batch_size),
+                                    ("max_batch_wait_ms", args.max_batch_wait_ms)]
+            if values
+        },
     )
     serve(config)
 

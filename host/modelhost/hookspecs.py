@@ -24,13 +24,18 @@ hookimpl = pluggy.HookimplMarker("modelhost")
 
 
 @hookspec
-def load(name):
+def load(name, settings):
     """Prepare the model before it serves any request: read weights, build sessions.
 
-    Receives ``name``, the model's name as served. Returns nothing. Called once
-    in each process that serves the model, before its first request; an
-    exception here marks the model not ready and is reported with its cause.
-    Default: nothing to do.
+    Receives ``name``, the model's name as served, and ``settings``, how the
+    host serves it: the plugin's own ``settings`` overridden by the command
+    line, with every key filled in (``replicas``: worker processes, 0 when the
+    model runs in the server process; ``max_batch_size``;
+    ``max_batch_wait_ms``). A plugin can size its thread pools from
+    ``replicas`` so that replicas do not fight over cores. Returns nothing.
+    Called once in each process that serves the model, before its first
+    request; an exception here marks the model not ready and is reported with
+    its cause. Default: nothing to do.
     """
 
 
@@ -50,10 +55,12 @@ def metadata(name):
 def settings(name):
     """The plugin's own defaults for how the host serves it; the command line wins.
 
-    Receives ``name``. Returns a dict; ``replicas`` (an int, at least 1) is the
-    number of worker processes the model wants. Called in the model's first
-    worker after ``load``, so the server never imports the plugin itself.
-    Default: ``{}``, one worker.
+    Receives ``name``. Returns a dict with any of ``replicas`` (worker
+    processes, at least 1), ``max_batch_size`` (requests gathered into one
+    ``predict``) and ``max_batch_wait_ms`` (how long a batch may wait for
+    more). Called before ``load``, where the plugin runs: in worker mode, in
+    the first worker, so the server never imports the plugin itself.
+    Default: ``{}``: one worker, no batching.
     """
 
 

@@ -5,12 +5,22 @@ the server or in a worker process; nothing here knows about HTTP.
 """
 
 import logging
+from typing import Callable
+
+import numpy as np
 
 from .errors import ModelhostError, PluginError, PluginLoadError
 from .plugins import PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .request import InferenceRequest
 
 log = logging.getLogger("modelhost")
+
+DEFAULT_SETTINGS = {"replicas": 1, "max_batch_size": 1, "max_batch_wait_ms": 5.0}
+
+
+def serving_settings(own: dict, command_line: dict) -> dict:
+    """How a model is served: the host's defaults, overridden by the plugin's settings, then the command line."""
+    return {**DEFAULT_SETTINGS, **own, **command_line}
 
 
 class Model:
@@ -22,16 +32,62 @@ class Model:
         self.metadata: dict = {}
         self.settings: dict = {}
 
-    def load(self) -> None:
-        self.call("load", name=self.name)
+    def load(self, settings: dict) -> None:
+        self.settings = settings
+        self.call("load", name=self.name, settings=settings)
         self.metadata = self.call("metadata", name=self.name) or {}
-        self.settings = self.call("settings", name=self.name) or {}
 
     def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request."""
-        inputs = self.call("preprocess", request=request)
-        outputs = self.call("predict", inputs=inputs)
-        return self.call("postprocess", outputs=outputs, request=request)
+        (outcome,) = self.infer_batch([request])
+        if isinstance(outcome, ModelhostError):
+            raise outcome
+        return outcome
+
+    def infer_batch(self, requests: list[InferenceRequest]) -> list:
+        """Each request's result, or the error that is its answer alone.
+
+        preprocess runs per request; the inputs are concatenated along the
+        leading dimension so that predict runs once; its outputs are split back
+        by each request's rows for postprocess. Inputs that cannot be
+        concatenated (shapes that differ beyond the first dimension) are
+        predicted one request at a time instead.
+        """
+        outcomes: list = [None] * len(requests)
+        prepared = {}
+        for index, request in enumerate(requests):
+            try:
+                inputs = self.call("preprocess", request=request)
+                prepared[index] = (inputs, rows(inputs))
+            except ModelhostError as error:
+                outcomes[index] = error
+        for group in groups_that_concatenate(prepared):
+            try:
+                parts = self.predict_together([prepared[index] for index in group])
+            except ModelhostError as error:
+                parts = [error] * len(group)
+            for index, part in zip(group, parts):
+                try:
+                    outcomes[index] = part if isinstance(part, ModelhostError) else self.call(
+                        "postprocess", outputs=part, request=requests[index]
+                    )
+                except ModelhostError as error:
+                    outcomes[index] = error
+        return outcomes
+
+    def predict_together(self, prepared: list) -> list:
+        if len(prepared) == 1:
+            return [self.call("predict", inputs=prepared[0][0])]
+        sizes = [size for _, size in prepared]
+        log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
+        try:
+            batch = concatenate([inputs for inputs, _ in prepared])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
+        outputs = self.call("predict", inputs=batch)
+        if rows(outputs) != sum(sizes):
+            raise PluginError(f"model {self.name!r}: predict returned {rows(outputs)} rows for {sum(sizes)} inputs")
+        return split(outputs, sizes)
 
     def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""
@@ -44,11 +100,60 @@ class Model:
             raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None
 
 
-def load_model(spec: PluginSpec) -> Model:
-    """Import, validate and load a plugin; PluginLoadError says why it cannot serve."""
+def rows(batch) -> int:
+    """The leading dimension of an array, a list, or a dict of them (None when it has none)."""
+    if isinstance(batch, dict):
+        counts = {rows(value) for value in batch.values()}
+        return counts.pop() if len(counts) == 1 else None
+    if isinstance(batch, list):
+        return len(batch)
+    shape = getattr(batch, "shape", ())
+    return shape[0] if shape else None
+
+
+def groups_that_concatenate(prepared: dict) -> list[list[int]]:
+    """Request indices grouped so that each group's inputs concatenate along the first dimension."""
+    groups: dict = {}
+    for index, (inputs, size) in prepared.items():
+        key = layout(inputs) if size is not None else ("alone", index)
+        groups.setdefault(key, []).append(index)
+    return list(groups.values())
+
+
+def layout(inputs):
+    if isinstance(inputs, dict):
+        return tuple(sorted((name, layout(value)) for name, value in inputs.items()))
+    if isinstance(inputs, np.ndarray):
+        return ("array", inputs.dtype.str, inputs.shape[1:])
+    return ("list",)
+
+
+def concatenate(batches: list):
+    first = batches[0]
+    if isinstance(first, dict):
+        return {name: concatenate([batch[name] for batch in batches]) for name in first}
+    if isinstance(first, np.ndarray):
+        return np.concatenate(batches)
+    return [row for batch in batches for row in batch]
+
+
+def split(outputs, sizes: list[int]) -> list:
+    if isinstance(outputs, dict):
+        parts = {name: split(value, sizes) for name, value in outputs.items()}
+        return [{name: parts[name][index] for name in parts} for index in range(len(sizes))]
+    bounds = np.cumsum([0, *sizes])
+    return [outputs[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def load_model(spec: PluginSpec, decide: Callable[[dict], dict]) -> Model:
+    """Import, validate and load a plugin; PluginLoadError says why it cannot serve.
+
+    ``decide`` turns the plugin's own settings into those it is served with,
+    which its ``load`` hook receives.
+    """
     model = Model(spec.name, import_plugin(spec))
     try:
-        model.load()
+        model.load(decide(model.call("settings", name=spec.name) or {}))
     except ModelhostError as exc:
         raise PluginLoadError(exc.message) from None
     return model

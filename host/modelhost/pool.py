@@ -1,7 +1,8 @@
 """Serving a model from worker processes of its own (replicas).
 
-Requests wait in one queue per model and each replica takes the next as soon
-as it is free, so work always goes to a replica with none outstanding. A
+Requests wait in one queue per model and each replica takes the next batch as
+soon as it is free, so work always goes to a replica with none outstanding,
+and one hop to the worker carries a whole batch. A
 replica that dies fails its request at once with 503 and is restarted with
 backoff; one stuck in a hook past the timeout fails its request with 504 and
 is killed and replaced. A plugin that cannot load is reported, not restarted.
@@ -16,7 +17,9 @@ import sys
 from typing import Optional
 
 from .channel import AsyncChannel
-from .errors import ModelNotReady, ModelTimeout
+from .batching import Pending, RequestQueue, settle, settle_batch
+from .errors import ModelhostError, ModelNotReady, ModelTimeout
+from .model import serving_settings
 from .plugins import PluginSpec
 from .request import InferenceRequest
 from .runner import report_ready
@@ -32,12 +35,13 @@ LONGEST_LOG_LINE = 65536
 
 
 class WorkerPoolRunner:
-    def __init__(self, spec: PluginSpec, replicas: Optional[int], timeout: float):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float):
         self.spec = spec
         self.name = spec.name
-        self.wanted = replicas  # None: as many as the plugin's settings ask for
+        self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
-        self.queue: asyncio.Queue = asyncio.Queue()
+        self.queue = RequestQueue()
+        self.settings = serving_settings({}, options)  # completed by the first worker's plugin settings
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []
         self.metadata: dict = {}
@@ -59,8 +63,8 @@ class WorkerPoolRunner:
             log.error("model %r is not ready: %s", self.name, self.reason)
             await first.stop_process()
             return
-        settings = hello.get("ready", {}).get("settings", {})
-        count = self.wanted or int(settings.get("replicas", 1))
+        self.queue.configure(self.settings)
+        count = int(self.settings["replicas"])
         others = [Replica(self, index) for index in range(1, count)]
         hellos = [hello, *await asyncio.gather(*(replica.launch() for replica in others))]
         for replica, replica_hello in zip([first, *others], hellos):
@@ -71,22 +75,14 @@ class WorkerPoolRunner:
 
     async def infer(self, request: InferenceRequest):
         self.require_ready()
-        future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((request, future))
-        return await future
-
-    def fail_waiting(self, error: Exception) -> None:
-        while not self.queue.empty():
-            _, future = self.queue.get_nowait()
-            if not future.done():
-                future.set_exception(error)
+        return await self.queue.submit(request)
 
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.reason = "stopped"
-        self.fail_waiting(ModelNotReady(f"model {self.name!r} is shutting down"))
+        self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
 
 
 class Replica:
@@ -110,6 +106,7 @@ class Replica:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "modelhost.worker", "--fd", str(theirs.fileno()),
             "--name", self.pool.name, "--target", self.pool.spec.target,
+            "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -122,7 +119,11 @@ class Replica:
         self.channel = await AsyncChannel.open(ours)
         try:
             kind, detail = await self.channel.receive()
-        except EOFError:
+            if kind == "settings":
+                self.pool.settings = serving_settings(detail, self.pool.options)
+                await self.channel.send(self.pool.settings)
+                kind, detail = await self.channel.receive()
+        except (EOFError, ConnectionError):
             return {"reason": f"its worker {await self.exit_cause()} while loading", "crashed": True}
         return {"ready": detail} if kind == "ready" else {"reason": detail, "crashed": False}
 
@@ -164,51 +165,53 @@ class Replica:
         self.pool.reason = f"its worker {cause}; restarting it"
         log.error("model %r: worker %s %s", self.pool.name, self.label, cause)
         if not self.pool.up:
-            self.pool.fail_waiting(ModelNotReady(f"model {self.pool.name!r} has no worker up: its worker {cause}"))
+            self.pool.queue.fail_all(ModelNotReady(f"model {self.pool.name!r} has no worker up: its worker {cause}"))
 
     async def serve(self) -> str:
-        """Take requests from the pool's queue until the worker dies or gets stuck; returns what happened."""
+        """Take batches from the pool's queue until the worker dies or gets stuck; returns what happened."""
         replies = asyncio.ensure_future(self.channel.receive())
-        future = None
+        batch: list[Pending] = []
         try:
             while True:
-                next_request = asyncio.ensure_future(self.pool.queue.get())
-                await asyncio.wait({next_request, replies}, return_when=asyncio.FIRST_COMPLETED)
+                next_batch = asyncio.ensure_future(self.pool.queue.next_batch())
+                await asyncio.wait({next_batch, replies}, return_when=asyncio.FIRST_COMPLETED)
                 if replies.done():  # idle, yet the channel spoke: the worker is gone
-                    if next_request.done():
-                        self.pool.queue.put_nowait(next_request.result())
-                    next_request.cancel()
+                    if next_batch.done():
+                        self.pool.queue.put_back(next_batch.result())
+                    next_batch.cancel()
                     return await self.exit_cause()
-                request, future = next_request.result()
-                if future.done():
+                batch = next_batch.result()
+                if not batch:
                     continue
                 self.request_id += 1
                 try:
-                    await self.channel.send((self.request_id, request))
+                    await self.channel.send((self.request_id, [pending.request for pending in batch]))
                     await asyncio.wait({replies}, timeout=self.pool.timeout)
                     if not replies.done():
                         self.process.kill()
-                        settle(future, error=ModelTimeout(
+                        self.answer(batch, ModelTimeout(
                             f"model {self.pool.name!r} did not answer within {self.pool.timeout:g}s; "
                             "its worker is being replaced"
                         ))
                         return f"was stuck in a hook for more than {self.pool.timeout:g}s"
-                    _, ok, value = replies.result()
+                    _, outcomes = replies.result()
                 except (EOFError, ConnectionError):
                     cause = await self.exit_cause()
-                    settle(future, error=ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
+                    self.answer(batch, ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
                     return cause
-                if ok:
-                    settle(future, result=value)
-                else:
-                    settle(future, error=value)
+                settle_batch(batch, outcomes, ModelhostError)
+                batch = []
                 replies = asyncio.ensure_future(self.channel.receive())
         finally:
             if replies.done() and not replies.cancelled():
                 replies.exception()  # the EOF that ended it, seen: asyncio would report it unretrieved
             replies.cancel()
-            if future is not None:
-                settle(future, error=ModelNotReady(f"model {self.pool.name!r} is shutting down"))
+            self.answer(batch, ModelNotReady(f"model {self.pool.name!r} is shutting down"))
+
+    @staticmethod
+    def answer(batch: list[Pending], error: Exception) -> None:
+        for pending in batch:
+            settle(pending.answer, error=error)
 
     async def exit_cause(self) -> str:
         try:
@@ -243,13 +246,3 @@ class Replica:
                 worker_log.log(level, "%s: %s", self.label, line.decode("utf-8", "replace"))
         if pending:
             worker_log.log(level, "%s: %s", self.label, pending.decode("utf-8", "replace"))
-
-
-def settle(future: asyncio.Future, result=None, error: Optional[BaseException] = None) -> None:
-    """Answer a request, unless its waiter has already gone."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)

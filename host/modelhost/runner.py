@@ -3,7 +3,8 @@
 A runner loads its model, says whether it is ready and runs requests through
 it without ever blocking the loop. ``InProcessRunner`` runs the hooks on the
 server's thread pool; ``pool.WorkerPoolRunner`` offers the same interface for
-models served from worker processes.
+models served from worker processes. Both take requests from a
+``RequestQueue``, in batches when the model's settings ask for them.
 """
 
 import asyncio
@@ -11,8 +12,9 @@ import logging
 from concurrent.futures import Executor
 from typing import Optional
 
-from .errors import ModelNotReady, ModelTimeout, PluginLoadError
-from .model import Model, load_model
+from .batching import RequestQueue, settle, settle_batch
+from .errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
+from .model import Model, load_model, serving_settings
 from .plugins import PluginSpec
 from .request import InferenceRequest
 
@@ -20,11 +22,15 @@ log = logging.getLogger("modelhost")
 
 
 class InProcessRunner:
-    def __init__(self, spec: PluginSpec, timeout: float, executor: Executor):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float, executor: Executor, threads: int):
         self.spec = spec
+        self.name = spec.name
+        self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
         self.executor = executor
-        self.name = spec.name
+        self.threads = threads
+        self.queue = RequestQueue()
+        self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.reason = "loading"
 
@@ -39,11 +45,16 @@ class InProcessRunner:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            self.model = await loop.run_in_executor(self.executor, load_model, self.spec)
+            decide = lambda own: serving_settings(own, self.options)  # noqa: E731
+            self.model = await loop.run_in_executor(self.executor, load_model, self.spec, decide)
         except PluginLoadError as exc:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc)
             return
+        self.queue.configure(self.model.settings)
+        # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
+        count = 1 if self.queue.max_size > 1 else self.threads
+        self.consumers = [asyncio.create_task(self.consume()) for _ in range(count)]
         report_ready(self.spec, "the server process", self.model.hooks)
 
     def require_ready(self) -> None:
@@ -52,16 +63,30 @@ class InProcessRunner:
 
     async def infer(self, request: InferenceRequest):
         self.require_ready()
-        running = asyncio.get_running_loop().run_in_executor(self.executor, self.model.infer, request)
-        try:
-            return await asyncio.wait_for(running, self.timeout)
-        except asyncio.TimeoutError:
-            # A thread cannot be stopped: the hook runs on, but the request is answered.
-            raise ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s") from None
+        return await self.queue.submit(request)
+
+    async def consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = await self.queue.next_batch()
+            if not batch:
+                continue
+            running = loop.run_in_executor(self.executor, self.model.infer_batch, [p.request for p in batch])
+            try:
+                outcomes = await asyncio.wait_for(running, self.timeout)
+            except asyncio.TimeoutError:
+                # A thread cannot be stopped: the hook runs on, but its requests are answered.
+                for pending in batch:
+                    settle(pending.answer, error=ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
+                continue
+            settle_batch(batch, outcomes, ModelhostError)
 
     async def stop(self) -> None:
+        for consumer in self.consumers:
+            consumer.cancel()
         self.model = None
         self.reason = "stopped"
+        self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
 
 
 def report_ready(spec: PluginSpec, where: str, hooks: list[str]) -> None:

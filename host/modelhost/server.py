@@ -37,12 +37,18 @@ class ServerConfig:
     workers: int = 1
     max_buffer_size: int = 10 * 1024 * 1024
     max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
-    # Worker processes per model name (None: every model); 0 serves in the server process.
-    replicas: dict[Optional[str], int] = field(default_factory=dict)
     timeout: float = 120.0
+    # Model settings given on the command line: setting -> {model name, or None for every model: value}.
+    # "replicas" 0 serves a model in the server process.
+    model_settings: dict[str, dict[Optional[str], float]] = field(default_factory=dict)
 
-    def replicas_of(self, name: str) -> Optional[int]:
-        return self.replicas.get(name, self.replicas.get(None))
+    def settings_for(self, name: str) -> dict:
+        """The command line's settings for one model; its own value beats the one for every model."""
+        return {
+            setting: values[name] if name in values else values[None]
+            for setting, values in self.model_settings.items()
+            if name in values or None in values
+        }
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -67,6 +73,13 @@ def serve_in_process(config: ServerConfig, sockets) -> NoReturn:
     os._exit(status)
 
 
+def make_runner(spec: PluginSpec, config: ServerConfig, executor: ThreadPoolExecutor):
+    settings = config.settings_for(spec.name)
+    if settings.get("replicas") == 0:
+        return InProcessRunner(spec, settings, config.timeout, executor, config.max_asyncio_workers)
+    return WorkerPoolRunner(spec, settings, config.timeout)
+
+
 async def _serve(config: ServerConfig, sockets) -> int:
     loop = asyncio.get_running_loop()
     # In-process plugin hooks are synchronous; they run here, off the event loop.
@@ -75,11 +88,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
-    repository = ModelRepository(
-        InProcessRunner(spec, config.timeout, executor) if config.replicas_of(spec.name) == 0
-        else WorkerPoolRunner(spec, config.replicas_of(spec.name), config.timeout)
-        for spec in config.specs
-    )
+    repository = ModelRepository(make_runner(spec, config, executor) for spec in config.specs)
     server = tornado.httpserver.HTTPServer(
         make_app(repository, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
     )

@@ -1,8 +1,11 @@
 """A worker process: a fresh interpreter that loads one model and runs its requests.
 
 Started by the server as ``python -m modelhost.worker --fd N --name NAME --target MODULE:ATTR``.
-It says hello once (the model's metadata and settings, or why it cannot load),
-then answers requests one at a time until the server closes the channel. Only
+It tells the server the plugin's own settings and loads the model with the
+settings the server answers; it says hello once (the model's metadata, or why
+it cannot load),
+then answers batches of requests, one batch at a time, until the server closes
+the channel. Only
 the channel carries messages: whatever the plugin prints goes to stdout and
 stderr, which the server reads into its log.
 """
@@ -16,7 +19,7 @@ import socket
 import sys
 
 from .channel import BlockingChannel
-from .errors import ModelhostError, PluginError, PluginLoadError
+from .errors import PluginError, PluginLoadError
 from .model import load_model
 from .plugins import PluginSpec
 from .supervisor import die_with_parent
@@ -27,32 +30,42 @@ def main(argv=None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--target", required=True)
+    parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     die_with_parent(os.getppid(), signal.SIGKILL)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
 
     channel = BlockingChannel(socket.socket(fileno=args.fd))
+
+    def ask_the_server(own_settings: dict) -> dict:
+        channel.send(("settings", own_settings))
+        return channel.receive()
+
     try:
-        model = load_model(PluginSpec(name=args.name, target=args.target))
+        model = load_model(PluginSpec(name=args.name, target=args.target), ask_the_server)
     except PluginLoadError as exc:
         channel.send(("failed", str(exc)))
         return 0
-    channel.send(("ready", {"metadata": model.metadata, "settings": model.settings, "hooks": model.hooks}))
+    channel.send(("ready", {"metadata": model.metadata, "hooks": model.hooks}))
     while True:
         try:
-            request_id, request = channel.receive()
+            batch_id, requests = channel.receive()
         except EOFError:
             return 0
+        outcomes = model.infer_batch(requests)
         try:
-            reply = (request_id, True, model.infer(request))
-        except ModelhostError as exc:
-            reply = (request_id, False, exc)
-        try:
-            channel.send(reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            error = PluginError(f"model {args.name!r} returned something that cannot leave its worker: {exc}")
-            channel.send((request_id, False, error))
+            channel.send((batch_id, outcomes))
+        except (pickle.PicklingError, TypeError, AttributeError):
+            channel.send((batch_id, [picklable(outcome, args.name) for outcome in outcomes]))
 
+
+def picklable(outcome, name: str):
+    """The outcome itself, or the error that says it cannot leave the worker."""
+    try:
+        pickle.dumps(outcome, protocol=5, buffer_callback=lambda buffer: None)
+        return outcome
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        return PluginError(f"model {name!r} returned something that cannot leave its worker: {exc}")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -120,12 +120,19 @@ def build(seed: int = 0) -> onnx.ModelProto:
     return model
 
 
-def open_session(path: Path) -> ort.InferenceSession:
-    """An ONNX Runtime session on the CPU; ``MODELHOST_ALEXNET_THREADS`` sets its intra-op threads."""
+def open_session(path: Path, replicas: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime session on the CPU.
+
+    ``MODELHOST_ALEXNET_THREADS`` sets its intra-op threads; otherwise each of
+    several replicas gets its share of the cores, because ONNX Runtime's
+    threads spin and two replicas with a thread per core each run slower than one.
+    """
     options = ort.SessionOptions()
     threads = os.environ.get("MODELHOST_ALEXNET_THREADS")
     if threads:
         if not threads.isdigit() or int(threads) < 1:
             raise ValueError(f"MODELHOST_ALEXNET_THREADS must be a positive integer, got {threads!r}")
         options.intra_op_num_threads = int(threads)
+    elif replicas > 1:
+        options.intra_op_num_threads = max(1, (os.cpu_count() or 1) // replicas)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -21,8 +21,8 @@ class AlexNet:
         self.session = None
 
     @hookimpl
-    def load(self):
-        self.session = network.open_session(network.model_path())
+    def load(self, settings):
+        self.session = network.open_session(network.model_path(), replicas=settings["replicas"])
         # Read the names from the file: a real AlexNet export may call them "data" and "prob".
         inputs = self.session.get_inputs()
         if len(inputs) != 1:

@@ -1,0 +1,98 @@
+"""Adaptive batching: one predict for several requests, and every request gets exactly its own rows."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+
+from fixture_plugins.batching import Batches, MiscountsRows
+from modelhost import InferenceRequest, InvalidInput
+from modelhost.errors import PluginError
+from modelhost.model import Model
+from support import running_server
+
+
+def v1(instances):
+    return InferenceRequest(protocol="v1", instances=instances)
+
+
+def test_requests_of_different_sizes_share_one_predict_and_get_their_own_rows():
+    sizes = [2, 1, 3, 1]
+    requests_ = [v1([[float(f"{i}.{row}")] for row in range(size)]) for i, size in enumerate(sizes)]
+    outcomes = Model("batches", Batches()).infer_batch(requests_)
+    for request, outcome in zip(requests_, outcomes):
+        np.testing.assert_array_equal(outcome["y"], np.asarray(request.instances) * 10)
+        assert list(outcome["rows_in_batch"]) == [sum(sizes)] * len(request.instances)
+
+
+def test_a_request_whose_preprocess_fails_fails_alone():
+    outcomes = Model("batches", Batches()).infer_batch([v1([[1.0]]), v1(["bad"]), v1([[2.0], [3.0]])])
+    assert isinstance(outcomes[1], InvalidInput)
+    np.testing.assert_array_equal(outcomes[0]["y"], [[10.0]])
+    np.testing.assert_array_equal(outcomes[2]["y"], [[20.0], [30.0]])
+    assert list(outcomes[2]["rows_in_batch"]) == [3, 3]
+
+
+def test_inputs_that_do_not_concatenate_are_predicted_apart():
+    outcomes = Model("batches", Batches()).infer_batch([v1([[1.0, 2.0]]), v1([[3.0]]), v1([[4.0, 5.0]])])
+    assert [list(o["rows_in_batch"]) for o in outcomes] == [[2], [1], [2]]
+    np.testing.assert_array_equal(outcomes[1]["y"], [[30.0]])
+
+
+def test_v2_tensors_batch_by_name():
+    def v2(x, z):
+        return InferenceRequest(protocol="v2", inputs={"x": np.asarray(x), "z": np.asarray(z)})
+
+    first, second = Model("batches", Batches()).infer_batch([v2([[1]], [7]), v2([[2], [3]], [8, 9])])
+    np.testing.assert_array_equal(second["x"], [[20], [30]])
+    np.testing.assert_array_equal(second["z"], [80, 90])
+    assert list(first["rows_in_batch"]) == [3]
+
+
+def test_predict_returning_the_wrong_number_of_rows_fails_its_batch():
+    outcomes = Model("miscounts", MiscountsRows()).infer_batch([v1([[1.0]]), v1([[2.0]])])
+    assert all(isinstance(o, PluginError) and "predict returned 1 rows for 2 inputs" in o.message for o in outcomes)
+
+
+def concurrently(server, bodies):
+    def send(body):
+        return requests.post(f"{server.url}/v1/models/BatchesByDefault:predict", data=json.dumps(body), timeout=60)
+
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(send, bodies))
+
+
+def test_concurrent_requests_are_batched_over_http_and_each_gets_its_rows(mode):
+    bodies = [{"instances": [[i * 10 + row] for row in range(1 + i % 3)]} for i in range(12)]
+    bodies[5] = {"instances": ["bad"]}
+    with running_server(*mode, "--log-level", "DEBUG", "--plugin", "fixture_plugins.batching:BatchesByDefault") as server:
+        answers = concurrently(server, bodies)
+        batched = 0
+        for body, answer in zip(bodies, answers):
+            if body["instances"] == ["bad"]:
+                assert answer.status_code == 400 and "'bad' cannot be batched" in answer.json()["error"]
+                continue
+            assert answer.status_code == 200, answer.text
+            rows = answer.json()["predictions"]
+            assert [row["y"] for row in rows] == [[value * 10] for [value] in body["instances"]]
+            batched += rows[0]["rows_in_batch"] > len(rows)
+        assert batched, "no request shared its predict call with another"
+        server.wait_for_log("predicting a batch of")
+
+
+def test_the_command_line_beats_the_plugins_batch_settings(mode):
+    with running_server(*mode, "--max_batch_size", "1", "--plugin", "fixture_plugins.batching:BatchesByDefault") as server:
+        answers = concurrently(server, [{"instances": [[1], [2]]}] * 6)
+        assert all(row["rows_in_batch"] == 2 for answer in answers for row in answer.json()["predictions"])
+
+
+@pytest.mark.parametrize("flag", ["--max_batch_size", "--max_batch_wait_ms", "--replicas"])
+def test_per_model_flags_refuse_what_is_not_a_count(flag):
+    from modelhost.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", flag, "model=lots"])
+    args = build_parser().parse_args(["serve", flag, "3", flag, "model=2"])
+    assert getattr(args, flag.lstrip("-")) == [(None, 3), ("model", 2)]
