@@ -92,7 +92,9 @@ def test_killing_a_worker_under_load_leaves_no_request_unanswered():
         assert len(statuses) == 150 and set(statuses) <= {200, 503}
         assert all(re.fullmatch(r"model 'Fragile': its worker was killed by SIGKILL during this request", e)
                    for e in errors)
-        assert statuses.count(503) <= 1  # only the request the killed worker held; the other replica takes the rest
+        # Only the requests the killed worker held fail: a free replica takes the first waiting request and
+        # its share of the rest, so with 6 clients and 2 replicas at most 1 + ceil(5 / 2) = 4.
+        assert statuses.count(503) <= 4
         server.wait_for_log(re.compile(r"model 'Fragile': worker Fragile\[\d\] pid \d+ was killed by SIGKILL"))
 
 

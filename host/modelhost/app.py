@@ -144,9 +144,10 @@ class V2InferHandler(BaseHandler):
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    access_log.info(
-        "%d %s %.2fms", handler.get_status(), handler._request_summary(), 1000 * handler.request.request_time()
-    )
+    if access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
+        access_log.info(
+            "%d %s %.2fms", handler.get_status(), handler._request_summary(), 1000 * handler.request.request_time()
+        )
 
 
 def make_app(repository: ModelRepository, max_buffer_size: int) -> tornado.web.Application:

@@ -1,9 +1,12 @@
-"""Requests waiting for a model, handed out in batches (adaptive batching).
+"""Requests waiting for a model, handed out in batches.
 
-A consumer that is free takes whatever is waiting, up to ``max_size`` requests,
-and waits at most ``max_wait`` seconds for more when it has fewer. Batches thus
-grow with the load: one request at a time when traffic is light, full batches
-when it is heavy. With ``max_size`` 1 (the default) nothing waits.
+With adaptive batching on (``max_batch_size`` above 1), a consumer that is
+free takes whatever is waiting, up to ``max_batch_size`` requests, and waits
+at most ``max_batch_wait_ms`` for more when it has fewer: batches grow with the
+load, and the model predicts them in one call. With it off, a free consumer
+takes its fair share of what is waiting (never waiting for more), and the
+model runs them one at a time: the requests only share the trip to the thread
+or the worker process that runs them, which is what that trip costs under load.
 """
 
 import asyncio
@@ -22,11 +25,13 @@ class RequestQueue:
         self.waiting: asyncio.Queue = asyncio.Queue()
         self.max_size = 1
         self.max_wait = 0.0
+        self.consumers = 1
 
-    def configure(self, settings: dict) -> None:
-        """Batching as the model's serving settings say: ``max_batch_size`` and ``max_batch_wait_ms``."""
+    def configure(self, settings: dict, consumers: int) -> None:
+        """Batching as the model's serving settings say; ``consumers`` take from this queue."""
         self.max_size = max(1, int(settings["max_batch_size"]))
         self.max_wait = float(settings["max_batch_wait_ms"]) / 1000
+        self.consumers = consumers
 
     async def submit(self, request: InferenceRequest):
         answer = asyncio.get_running_loop().create_future()
@@ -35,21 +40,28 @@ class RequestQueue:
 
     async def next_batch(self) -> list[Pending]:
         batch = [await self.waiting.get()]
+        if self.max_size > 1:
+            await self.gather(batch)
+        else:
+            share = -(-self.waiting.qsize() // self.consumers)
+            batch += [self.waiting.get_nowait() for _ in range(share)]
+        # A request whose waiter has gone (a timeout answered it) is not run.
+        return [pending for pending in batch if not pending.answer.done()]
+
+    async def gather(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_size:
             if self.waiting.empty():
                 remaining = deadline - loop.time()
                 if remaining <= 0:
-                    break
+                    return
                 try:
                     batch.append(await asyncio.wait_for(self.waiting.get(), remaining))
                 except asyncio.TimeoutError:
-                    break
+                    return
             else:
                 batch.append(self.waiting.get_nowait())
-        # A request whose waiter has gone (a timeout answered it) is not run.
-        return [pending for pending in batch if not pending.answer.done()]
 
     def put_back(self, batch: list[Pending]) -> None:
         for pending in batch:

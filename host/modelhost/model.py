@@ -47,11 +47,12 @@ class Model:
     def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
 
-        preprocess runs per request; the inputs are concatenated along the
-        leading dimension so that predict runs once; its outputs are split back
-        by each request's rows for postprocess. Inputs that cannot be
-        concatenated (shapes that differ beyond the first dimension) are
-        predicted one request at a time instead.
+        preprocess runs per request. With batching on (``max_batch_size`` above
+        1), the inputs are concatenated along the leading dimension so that
+        predict runs once, and its outputs are split back by each request's
+        rows for postprocess; inputs that cannot be concatenated (shapes that
+        differ beyond the first dimension) are predicted apart. With it off,
+        each request is predicted on its own.
         """
         outcomes: list = [None] * len(requests)
         prepared = {}
@@ -61,7 +62,8 @@ class Model:
                 prepared[index] = (inputs, rows(inputs))
             except ModelhostError as error:
                 outcomes[index] = error
-        for group in groups_that_concatenate(prepared):
+        batching = self.settings.get("max_batch_size", 1) > 1
+        for group in groups_that_concatenate(prepared) if batching else [[index] for index in prepared]:
             try:
                 parts = self.predict_together([prepared[index] for index in group])
             except ModelhostError as error:

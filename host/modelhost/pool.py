@@ -63,8 +63,8 @@ class WorkerPoolRunner:
             log.error("model %r is not ready: %s", self.name, self.reason)
             await first.stop_process()
             return
-        self.queue.configure(self.settings)
         count = int(self.settings["replicas"])
+        self.queue.configure(self.settings, count)
         others = [Replica(self, index) for index in range(1, count)]
         hellos = [hello, *await asyncio.gather(*(replica.launch() for replica in others))]
         for replica, replica_hello in zip([first, *others], hellos):

@@ -51,9 +51,9 @@ class InProcessRunner:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc)
             return
-        self.queue.configure(self.model.settings)
         # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
-        count = 1 if self.queue.max_size > 1 else self.threads
+        count = 1 if self.model.settings["max_batch_size"] > 1 else self.threads
+        self.queue.configure(self.model.settings, count)
         self.consumers = [asyncio.create_task(self.consume()) for _ in range(count)]
         report_ready(self.spec, "the server process", self.model.hooks)
 
