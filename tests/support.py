@@ -125,3 +125,14 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def kill_and_expect_children_to_follow(server: ServerProcess, count: int, timeout: float = 30) -> None:
+    """SIGKILL the server (no chance to clean up) and expect its ``count`` children to exit by themselves."""
+    children = wait_for_children(server.process.pid, count)
+    server.process.kill()
+    server.process.wait(timeout)
+    deadline = time.monotonic() + timeout
+    while any(alive(child) for child in children):
+        assert time.monotonic() < deadline, f"children {children} outlived their killed parent"
+        time.sleep(0.05)

@@ -10,7 +10,7 @@ import time
 
 import requests
 
-from support import alive, plugin_env, running_server, wait_for_children
+from support import kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children
 
 FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin"]
@@ -99,11 +99,5 @@ def test_sigterm_stops_a_single_process_server_cleanly():
 
 
 def test_server_processes_die_with_a_killed_parent():
-    with running_server("--workers", "2", "--plugin", "fixture_plugins.behaving:Doubler") as server:
-        children = wait_for_children(server.process.pid, 2)
-        server.process.kill()
-        server.process.wait(30)
-        deadline = time.monotonic() + 30
-        while any(alive(child) for child in children):
-            assert time.monotonic() < deadline, "server processes outlived their killed parent"
-            time.sleep(0.05)
+    with running_server("--workers", "2", "--replicas", "0", "--plugin", "fixture_plugins.behaving:Doubler") as server:
+        kill_and_expect_children_to_follow(server, 2)

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import alive, children_of, plugin_env, running_server, wait_for_children
+from support import alive, children_of, kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children
 
 
 def predict(server, model, instances, **parameters):
@@ -167,13 +167,7 @@ def test_sigterm_stops_every_worker(installed_env):
 
 def test_workers_exit_by_themselves_when_the_server_is_killed():
     with running_server("--replicas", "2", "--plugin", "fixture_plugins.workers:Fragile") as server:
-        workers = wait_for_children(server.process.pid, 2)
-        server.process.kill()
-        server.process.wait(30)
-        deadline = time.monotonic() + 30
-        while any(alive(worker) for worker in workers):
-            assert time.monotonic() < deadline, "workers outlived the killed server"
-            time.sleep(0.05)
+        kill_and_expect_children_to_follow(server, 2)
 
 
 def test_the_server_never_imports_a_plugin_served_from_workers(tmp_path):
