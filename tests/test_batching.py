@@ -108,3 +108,12 @@ def test_per_model_flags_refuse_what_is_not_a_count(flag):
         build_parser().parse_args(["serve", flag, "model=lots"])
     args = build_parser().parse_args(["serve", flag, "3", flag, "model=2"])
     assert getattr(args, flag.lstrip("-")) == [(None, 3), ("model", 2)]
+
+
+def test_a_lone_request_does_not_sit_out_the_batch_window(mode):
+    # With a one-minute window, a request that waited for company would outlast the client's 30 s timeout.
+    with running_server(*mode, "--max_batch_size", "8", "--max_batch_wait_ms", "60000",
+                        "--plugin", "fixture_plugins.batching:Batches") as server:
+        for _ in range(3):
+            answer = requests.post(f"{server.url}/v1/models/Batches:predict", data=b'{"instances": [[1]]}', timeout=30)
+            assert answer.json()["predictions"] == [{"y": [10.0], "rows_in_batch": 1}]

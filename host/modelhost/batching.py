@@ -1,9 +1,9 @@
 """Requests waiting for a model, handed out in batches.
 
 With adaptive batching on (``max_batch_size`` above 1), a consumer that is
-free takes whatever is waiting, up to ``max_batch_size`` requests, and waits
-at most ``max_batch_wait_ms`` for more when it has fewer: batches grow with the
-load, and the model predicts them in one call. With it off, a free consumer
+free takes whatever is waiting, up to ``max_batch_size`` requests, and, while
+other requests are still out, waits at most ``max_batch_wait_ms`` for more:
+batches grow with the load, and the model predicts them in one call. With it off, a free consumer
 takes its fair share of what is waiting (never waiting for more), and the
 model runs them one at a time: the requests only share the trip to the thread
 or the worker process that runs them, which is what that trip costs under load.
@@ -26,6 +26,7 @@ class RequestQueue:
         self.max_size = 1
         self.max_wait = 0.0
         self.consumers = 1
+        self.outstanding = 0  # submitted and not yet answered
 
     def configure(self, settings: dict, consumers: int) -> None:
         """Batching as the model's serving settings say; ``consumers`` take from this queue."""
@@ -36,7 +37,11 @@ class RequestQueue:
     async def submit(self, request: InferenceRequest):
         answer = asyncio.get_running_loop().create_future()
         self.waiting.put_nowait(Pending(request, answer))
-        return await answer
+        self.outstanding += 1
+        try:
+            return await answer
+        finally:
+            self.outstanding -= 1
 
     async def next_batch(self) -> list[Pending]:
         batch = [await self.waiting.get()]
@@ -53,6 +58,10 @@ class RequestQueue:
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_size:
             if self.waiting.empty():
+                # Wait only while other requests are out (with another replica, say): nobody else
+                # is coming otherwise, and a lone request would sit out the whole window.
+                if self.outstanding <= len(batch):
+                    return
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     return
