@@ -1,0 +1,212 @@
+"""modelhost side by side with KServe's ModelServer, MLServer and a bare Tornado handler, under wrk.
+
+    python bench/compare.py            # 3 interleaved runs of 4 s per row, c = 1, 8, 64 (about 11 minutes)
+    python bench/compare.py --quick    # 1 run of 2 s per row, c = 8 (AlexNet c = 1), to iterate (about 1 minute)
+
+Options: --runs N and --seconds S override either mode; --cache DIR (default
+bench/.cache) holds the peers' virtual environments, installed there on the
+first run and reused, the ONNX files, the request bodies and the servers' logs.
+Run it from the repository root with modelhost and the sample plugin installed
+(README.md); it installs wrk with apt-get when missing and it is root.
+
+Every server is started once and serves every model; runs go round-robin over
+servers within each case and concurrency, so a drift of the machine hits all
+alike, and the table gives medians. Next to each row: the CPU seconds the
+server's whole process tree used during one run, and per request. bench/README.md
+explains the cases and holds the last full table.
+"""
+
+import argparse
+import json
+import os
+import resource
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from modelhost_alexnet import network
+
+from peers import cases as casebook
+from peers import cpu, environment, raw_ort, servers as launcher, sessions, table, wrk
+
+LOGGING = ("per-request logging off everywhere: modelhost --log-level WARNING; KServe --enable_latency_logging False "
+           "with its uvicorn.access and kserve.trace loggers at WARNING; MLServer \"debug\": false (no access log); "
+           "the bare handler logs nothing")
+SETTLE = 0.5  # seconds of quiet before each run
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 run of 2 s, c = 8 only (AlexNet c = 1)")
+    parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
+    parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
+    parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache",
+                        help="virtual environments, models, bodies and logs (default: bench/.cache)")
+    args = parser.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    args.seconds = args.seconds or (2 if args.quick else 4)
+    args.concurrencies, args.alexnet_concurrencies = ((8,), (1,)) if args.quick else ((1, 8, 64), (1, 8))
+    return args
+
+
+def install(cache: Path) -> tuple[dict, dict]:
+    """The peers' interpreters, and why any peer is missing: the comparison goes on without it."""
+    pythons, missing = {}, {}
+    for peer in environment.PEERS:
+        try:
+            pythons[peer] = environment.venv_python(cache, peer)
+        except RuntimeError as exc:
+            print(f"!! {peer} could not be installed, going on without it: {exc}")
+            missing[peer] = "could not be installed (said why at the top)"
+    return pythons, missing
+
+
+def raw_limits(seconds: float) -> dict:
+    """ONNX Runtime alone, in this process, with the servers' session options: what no server can beat.
+
+    Returns AlexNet's images/s by batch size, for the summary.
+    """
+    print("\nONNX Runtime session.run alone, in this process, same session options as the servers (the limit):")
+    busy_before, mine_before = cpu.machine_busy_seconds(), own_cpu_seconds()
+
+    def rates(session, one: np.ndarray) -> dict:
+        return {batch: raw_ort.throughput(session, np.repeat(one, batch, axis=0), seconds) for batch in (1, 8)}
+
+    alexnet = rates(sessions.alexnet_session(), casebook.IMAGE)
+    gemm = rates(sessions.gemm_session(), casebook.X)
+    for name, rate, unit in (("AlexNet (default intra-op threads)", alexnet, "images/s"),
+                             ("Gemm 16->4 (1 intra-op thread)", gemm, "rows/s")):
+        print(f"  {name:<36} batch 1: {rate[1]:>9,.0f} {unit}   batch 8: {rate[8]:>9,.0f} {unit}")
+    others = cpu.machine_busy_seconds() - busy_before - (own_cpu_seconds() - mine_before)
+    print(f"  (other processes used {max(others, 0):.2f} CPU s meanwhile)")
+    return alexnet
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def post(url: str, body: Path, headers: dict) -> dict:
+    request = urllib.request.Request(url, data=body.read_bytes(), headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def preflight(cases: list, running: dict) -> dict:
+    """One request per case and server, checked against ONNX Runtime's answer; {(case, server): why} for failures."""
+    broken = {}
+    for case in cases:
+        for target in case.targets:
+            if target.server not in running:
+                continue
+            try:
+                right = case.answer_is_right(post(running[target.server].url + target.path, target.body, target.headers))
+                reason = None if right else "answered, but not what ONNX Runtime computes"
+            except (OSError, ValueError) as exc:  # refused, reset, an HTTP error status, not JSON
+                reason = f"failed: {exc}"
+            if reason:
+                broken[case.key, target.key] = reason
+                print(f"!! {case.title}: {running[target.server].label} {reason}")
+    return broken
+
+
+def one_run(server, target, concurrency: int, seconds: int) -> table.Run:
+    server_before, busy_before = server.cpu_seconds(), cpu.machine_busy_seconds()
+    result = wrk.run(server.url + target.path, target.body, target.headers, concurrency, seconds)
+    server_cpu = server.cpu_seconds() - server_before
+    others = cpu.machine_busy_seconds() - busy_before - server_cpu - result.wrk_cpu_s
+    return table.Run(result, server_cpu, max(others, 0.0))
+
+
+def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int) -> dict:
+    groups = [(case.key, concurrency, [target for target in case.targets
+                                       if target.server in running and (case.key, target.key) not in broken])
+              for case in cases for concurrency in case.concurrencies]
+    count = sum(len(targets) for _, _, targets in groups)
+    print(f"\n{count} rows x {runs} runs x {seconds} s, round-robin over servers (about "
+          f"{count * runs * (seconds + SETTLE + 0.2) / 60:.0f} min), after a 1 s warm-up of each server and case")
+    warm_up = {(key, target.key): target for key, _, targets in groups for target in targets}
+    for target in warm_up.values():
+        wrk.run(running[target.server].url + target.path, target.body, target.headers, 8, 1)
+    rows = {}
+    for round_ in range(runs):
+        print(f"  round {round_ + 1}/{runs}", flush=True)
+        for key, concurrency, targets in groups:
+            # Each round starts the round-robin at another server, so none is always the one that
+            # follows a heavy run, and a pause lets that run's tail (spinning threads, a collector) end.
+            shift = round_ % max(len(targets), 1)
+            for target in targets[shift:] + targets[:shift]:
+                time.sleep(SETTLE)
+                run = one_run(running[target.server], target, concurrency, seconds)
+                rows.setdefault((key, concurrency, target.key), table.Row([])).runs.append(run)
+    return rows
+
+
+def summary(cases: list, rows: dict, limits: dict, labels: dict) -> list[str]:
+    """The two ratios a reader asks first: against the ceiling, and against the limit."""
+    lines = []
+    concurrencies = sorted({concurrency for _, concurrency, _ in rows})
+    echo_v1 = [f"c={c}: {rows['echo-v1', c, 'modelhost'].rps / rows['echo-v1', c, 'bare'].rps:.2f}"
+               for c in concurrencies if ("echo-v1", c, "modelhost") in rows and ("echo-v1", c, "bare") in rows]
+    if echo_v1:
+        lines.append(f"modelhost echo V1 / bare Tornado handler, req/s: {', '.join(echo_v1)}")
+    [alexnet] = [case for case in cases if case.key == "alexnet"]
+    pairs = [(c, batch) for c, batch in ((1, 1), (8, 8)) if c in alexnet.concurrencies]
+    lines.append(f"{'AlexNet req/s / ONNX Runtime alone, images/s':<50}"
+                 + "".join(f"{f'c={c} / batch {batch}':>16}" for c, batch in pairs))
+    for target in alexnet.targets:
+        cells = []
+        for c, batch in pairs:
+            row = rows.get(("alexnet", c, target.key))
+            cells.append(f"{row.rps / limits[batch]:>16.2f}" if row else f"{'-':>16}")
+        lines.append(f"  {table.label(labels, target):<48}{''.join(cells)}")
+    return lines
+
+
+def main() -> None:
+    args = parse_args()
+    began = time.monotonic()
+    cache = environment.prepare_cache(args.cache)
+    print(f"cache (virtual environments, models, bodies, server logs): {cache}")
+    environment.ensure_wrk()
+    pythons, missing = install(cache)
+    # The sample builds AlexNet into MODELHOST_CACHE_DIR once; every server reads that one file.
+    os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
+    os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
+    os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
+    print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *environment.versions(pythons), LOGGING]))
+    limits = raw_limits(1.0 if args.quick else 3.0)
+    cases = casebook.build(cache / "bodies", args.concurrencies, args.alexnet_concurrencies)
+
+    # Adaptive batching is off by default; one more server shows AlexNet with it on, against batch 8's limit.
+    running = {"modelhost": launcher.modelhost(0), "modelhost-worker": launcher.modelhost(1),
+               "modelhost-batching": launcher.modelhost(0, max_batch_size=8), "bare": launcher.bare_tornado()}
+    if "kserve" in pythons:
+        running["kserve"] = launcher.kserve(pythons["kserve"])
+    if "mlserver" in pythons:
+        running["mlserver"] = launcher.mlserver(pythons["mlserver"], cache / "mlserver")
+    labels = {key: server.label for key, server in running.items()}
+    print("\nstarting the servers (logs in " + str(cache / "logs") + ")", flush=True)
+    for key, why in launcher.launch(running, cache / "logs").items():
+        missing[key] = why
+        print(f"!! {why}")
+    try:
+        broken = preflight(cases, running)
+        missing.update(broken)
+        rows = measure(cases, running, broken, args.runs, args.seconds)
+    finally:
+        for server in running.values():
+            server.stop()
+
+    print(f"\nmedians of {args.runs} interleaved run(s) of {args.seconds} s each, wrk with one thread and c connections\n"
+          "mh/peer: the modelhost row's req/s in the same mode (in-process, or worker for MLServer) / this row's\n"
+          "±%: spread of req/s over the runs; CPU s: the server's whole process tree during one run\n")
+    print("\n".join(table.render(cases, labels, rows, missing)))
+    print("\n".join(["", *summary(cases, rows, limits, labels), table.others(rows),
+                     f"total {time.monotonic() - began:.0f} s"]))
+
+
+if __name__ == "__main__":
+    main()

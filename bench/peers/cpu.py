@@ -1,0 +1,25 @@
+"""CPU time from /proc: a server's whole process tree, and the whole machine's, in seconds."""
+
+import os
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def tree_seconds(pid: int) -> float:
+    """utime + stime of a process and all its living descendants (workers, inference pools)."""
+    try:
+        # The command name may hold spaces; the fields after it do not.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        children = [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                    for child in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0  # it exited between listing and reading
+    own = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: fields 14 and 15 of stat(5)
+    return own + sum(tree_seconds(child) for child in children)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent not idle, over all cores, since boot."""
+    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / TICK

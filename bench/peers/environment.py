@@ -1,0 +1,77 @@
+"""What the comparison needs on the machine: a cache folder, the peers' virtual environments, wrk, versions."""
+
+import importlib.metadata
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import modelhost
+import onnxruntime
+
+# Pinned so that figures compare across runs; bump deliberately. Every environment gets this
+# machine's ONNX Runtime, so all servers run the same kernels.
+PEERS = {
+    "kserve": ["kserve==0.21.0", f"onnxruntime=={onnxruntime.__version__}"],
+    # mlserver 1.7.1's inference workers die at start with uvloop 0.22+ ("There is no current
+    # event loop", SeldonIO/MLServer#2286); pinning uvloop is the known workaround.
+    "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={onnxruntime.__version__}"],
+}
+# What each environment's version line names: the peer first, then what it runs on.
+VERSIONS = {peer: [peer, "uvicorn", "fastapi", "onnxruntime"] for peer in PEERS}
+
+
+def prepare_cache(cache: Path) -> Path:
+    cache.mkdir(parents=True, exist_ok=True)
+    # The cache ignores itself, so git ignores it wherever --cache puts it.
+    (cache / ".gitignore").write_text("*\n")
+    return cache
+
+
+def venv_python(cache: Path, peer: str) -> Path:
+    """The peer's environment under the cache, installed on first use; raises RuntimeError saying why not."""
+    venv = cache / "venvs" / peer
+    python, marker = venv / "bin" / "python", venv / "installed.txt"
+    wanted = "\n".join(PEERS[peer])
+    if marker.is_file() and marker.read_text() == wanted:
+        return python
+    print(f"installing {peer} into {venv} (once): {' '.join(PEERS[peer])}", flush=True)
+    shutil.rmtree(venv, ignore_errors=True)
+    steps = [[sys.executable, "-m", "venv", str(venv)],
+             [str(python), "-m", "pip", "install", "--quiet", *PEERS[peer]]]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode:
+            raise RuntimeError(f"`{' '.join(step)}` failed: {(done.stderr or done.stdout).strip()[-600:]}")
+    marker.write_text(wanted)
+    return python
+
+
+def ensure_wrk() -> None:
+    """Installs wrk from Debian when it is missing and this is root; otherwise exits saying what to do."""
+    if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing wrk: apt-get install -y wrk", flush=True)
+        for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+            subprocess.run(step, capture_output=True)
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is needed and could not be installed: run `apt-get install wrk` as root "
+                         "(or build it from https://github.com/wg/wrk) and put it on PATH")
+
+
+def versions(pythons: dict) -> list[str]:
+    """One line per component; ``pythons`` maps each installed peer to its environment's interpreter."""
+    mine = importlib.metadata.version
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+    lines = [
+        f"cores: {os.cpu_count()}, Python {sys.version.split()[0]}, {wrk}",
+        f"modelhost {mine('modelhost')} (tornado {mine('tornado')}, onnxruntime {mine('onnxruntime')}, "
+        f"orjson {mine('orjson')}), from {Path(modelhost.__file__).parent}",
+    ]
+    for peer, python in pythons.items():
+        names = VERSIONS[peer]
+        query = f"from importlib.metadata import version; print(*(version(n) for n in {names!r}))"
+        found = subprocess.run([str(python), "-c", query], capture_output=True, text=True).stdout.split()
+        found = found if len(found) == len(names) else ["?"] * len(names)
+        lines.append(f"{peer} {found[0]} ({', '.join(f'{n} {v}' for n, v in zip(names[1:], found[1:]))})")
+    return lines
