@@ -9,6 +9,7 @@ import requests
 
 from fixture_plugins.batching import Batches, MiscountsRows
 from modelhost import InferenceRequest, InvalidInput
+from modelhost.cli import build_parser
 from modelhost.errors import PluginError
 from modelhost.model import Model, serving_settings
 from support import running_server
@@ -102,8 +103,6 @@ def test_the_command_line_beats_the_plugins_batch_settings(mode):
 
 @pytest.mark.parametrize("flag", ["--max_batch_size", "--max_batch_wait_ms", "--replicas"])
 def test_per_model_flags_refuse_what_is_not_a_count(flag):
-    from modelhost.cli import build_parser
-
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", flag, "model=lots"])
     args = build_parser().parse_args(["serve", flag, "3", flag, "model=2"])

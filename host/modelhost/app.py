@@ -100,12 +100,6 @@ class V1ModelsHandler(BaseHandler):
         self.write_json({"models": self.repository.names()})
 
 
-class V1ModelHandler(BaseHandler):
-    def get(self, name):
-        runner = self.repository.get(name)
-        self.write_json({"name": name, "ready": runner.ready}, 200 if runner.ready else 503)
-
-
 class V1PredictHandler(BaseHandler):
     async def post(self, name):
         runner = self.repository.get(name)
@@ -126,7 +120,9 @@ class V2ModelHandler(BaseHandler):
         self.write_json(v2.model_metadata(name, runner.metadata))
 
 
-class V2ModelReadyHandler(BaseHandler):
+class ModelReadyHandler(BaseHandler):
+    """``GET /v1/models/NAME`` and ``/v2/models/NAME/ready``: the same answer on both protocols."""
+
     def get(self, name, version=None):
         runner = self.repository.get(name)
         self.write_json({"name": name, "ready": runner.ready}, 200 if runner.ready else 503)
@@ -155,13 +151,13 @@ def make_app(repository: ModelRepository, max_buffer_size: int) -> tornado.web.A
     routes = [
         (r"/", LiveHandler),
         (r"/v1/models", V1ModelsHandler),
-        (rf"/v1/models/{MODEL}", V1ModelHandler),
+        (rf"/v1/models/{MODEL}", ModelReadyHandler),
         (rf"/v1/models/{MODEL}:predict", V1PredictHandler),
         (r"/v2", V2ServerHandler),
         (r"/v2/health/live", LiveHandler),
         (r"/v2/health/ready", ServerReadyHandler),
         (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler),
-        (rf"/v2/models/{MODEL}{VERSION}/ready", V2ModelReadyHandler),
+        (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler),
         (rf"/v2/models/{MODEL}{VERSION}/infer", V2InferHandler),
     ]
     return tornado.web.Application(

@@ -97,15 +97,13 @@ def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginLoadError(f"model {name!r}: {explain_validation_error(exc)}") from exc
-    unmarked = [
-        hook for hook in HOOK_NAMES
-        if callable(getattr(plugin, hook, None)) and hook not in implemented_hooks(pm, plugin)
-    ]
+    implemented = implemented_hooks(pm, plugin)
+    unmarked = [hook for hook in HOOK_NAMES if callable(getattr(plugin, hook, None)) and hook not in implemented]
     if unmarked:
         raise PluginLoadError(
             f"model {name!r}: {', '.join(unmarked)} not marked with @modelhost.hookimpl"
         )
-    if "predict" not in implemented_hooks(pm, plugin):
+    if "predict" not in implemented:
         raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook")
     return pm
 
