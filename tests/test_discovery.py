@@ -36,7 +36,7 @@ def test_modelhost_list_prints_name_distribution_version_and_hooks(installed_env
     assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]
-    assert ["echo", "modelhost-echo", "0.1.0", "predict"] in [row.split() for row in rows]
+    assert ["echo", "modelhost-echo", "0.1.0", "settings,", "predict"] in [row.split() for row in rows]
 
 
 def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
@@ -44,7 +44,7 @@ def test_serve_without_arguments_serves_every_installed_plugin(installed_env):
     with running_server(env=installed_env, ready="/v2/models/echo/ready") as server:
         answer = requests.post(server.url + "/v1/models/echo:predict", data=b'{"instances": [[1, 2]]}')
         assert answer.json() == {"predictions": [[1, 2]]}
-        server.wait_for_log("model 'echo' is ready in 1 worker process(es) (modelhost-echo, hooks: predict)")
+        server.wait_for_log("model 'echo' is ready in 1 worker process(es) (modelhost-echo, hooks: settings, predict)")
 
 
 def test_serving_an_installed_model_that_is_not_there_names_what_is(installed_env):

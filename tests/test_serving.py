@@ -10,10 +10,11 @@ import time
 
 import requests
 
-from support import kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children
+from support import kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children, wait_for_file
 
 FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
-         "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin"]
+         "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin",
+         "--graceful_timeout", "--graceful-timeout"]
 
 
 def test_health_answers_while_a_prediction_is_running(tmp_path, mode):
@@ -36,11 +37,17 @@ def test_health_answers_while_a_prediction_is_running(tmp_path, mode):
         assert answers[0].json() == {"predictions": [1]}
 
 
-def wait_for_file(path, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
+def test_an_inline_model_runs_on_the_event_loop_and_others_on_hook_threads():
+    plugins = ["--plugin", "fixture_plugins.behaving:InlineThreadName", "--plugin", "fixture_plugins.behaving:ThreadName"]
+    with running_server("--replicas", "0", *plugins) as server:
+        def thread_of(name):
+            answer = requests.post(f"{server.url}/v1/models/{name}:predict", json={"instances": [1, 2]}, timeout=10)
+            assert answer.status_code == 200, answer.text
+            return answer.json()["predictions"]
+
+        assert thread_of("InlineThreadName") == ["MainThread", "MainThread"]
+        assert thread_of("ThreadName")[0].startswith("modelhost-hooks")
+        server.wait_for_log("model 'InlineThreadName' is ready in the server process, on its event loop")
 
 
 def test_help_documents_every_flag_in_both_spellings():

@@ -29,9 +29,8 @@ def load(name, settings):
 
     Receives ``name``, the model's name as served, and ``settings``, how the
     host serves it: the plugin's own ``settings`` overridden by the command
-    line, with every key filled in (``replicas``: worker processes, 0 when the
-    model runs in the server process; ``max_batch_size``;
-    ``max_batch_wait_ms``). A plugin can size its thread pools from
+    line, with every key of ``settings`` filled in (``replicas`` is 0 when the
+    model runs in the server process). A plugin can size its thread pools from
     ``replicas`` so that replicas do not fight over cores. Returns nothing.
     Called once in each process that serves the model, before its first
     request; an exception here marks the model not ready and is reported with
@@ -57,8 +56,10 @@ def settings(name):
 
     Receives ``name``. Returns a dict with any of ``replicas`` (worker
     processes, at least 1), ``max_batch_size`` (requests gathered into one
-    ``predict``) and ``max_batch_wait_ms`` (how long a batch may wait for
-    more). Called before ``load``, where the plugin runs: in worker mode, in
+    ``predict``), ``max_batch_wait_ms`` (how long a batch may wait for
+    more) and ``inline`` (true: in the server process, run the hooks on the
+    event loop itself, for a model whose hooks take microseconds; a slow
+    hook then holds up every request and health check). Called before ``load``, where the plugin runs: in worker mode, in
     the first worker, so the server never imports the plugin itself.
     Default: ``{}``: one worker, no batching.
     """

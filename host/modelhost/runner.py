@@ -51,6 +51,9 @@ class InProcessRunner:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc)
             return
+        if self.model.settings["inline"]:
+            report_ready(self.spec, "the server process, on its event loop", self.model.hooks)
+            return
         # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
         count = 1 if self.model.settings["max_batch_size"] > 1 else self.threads
         self.queue.configure(self.model.settings, count)
@@ -63,6 +66,8 @@ class InProcessRunner:
 
     async def infer(self, request: InferenceRequest):
         self.require_ready()
+        if self.model.settings["inline"]:  # hooks cheaper than the trip to a thread and back
+            return self.model.infer(request)
         return await self.queue.submit(request)
 
     async def consume(self) -> None:

@@ -1,6 +1,7 @@
 """Plugins that keep the contract, each showing one part of it."""
 
 import os
+import threading
 import time
 
 import numpy as np
@@ -97,3 +98,19 @@ class Counter:
     @hookimpl
     def predict(self, inputs):
         return np.full(len(inputs), self.pid)
+
+
+class ThreadName:
+    """Answers each instance with the name of the thread its predict ran on."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return [threading.current_thread().name] * len(inputs)
+
+
+class InlineThreadName(ThreadName):
+    """The same, asking to run on the event loop."""
+
+    @hookimpl
+    def settings(self):
+        return {"inline": True}
