@@ -3,7 +3,8 @@
     python bench/compare.py            # 3 interleaved runs of 4 s per row, c = 1, 8, 64 (about 11 minutes)
     python bench/compare.py --quick    # 1 run of 2 s per row, c = 8 (AlexNet c = 1), to iterate (about 1 minute)
 
-Options: --runs N and --seconds S override either mode; --cache DIR (default
+Options: --access-logs turns every server's per-request access log on (off by
+default, for all alike); --runs N and --seconds S override either mode; --cache DIR (default
 bench/.cache) holds the peers' virtual environments, installed there on the
 first run and reused, the ONNX files, the request bodies and the servers' logs.
 Run it from the repository root with modelhost and the sample plugin installed
@@ -30,14 +31,21 @@ from modelhost_alexnet import network
 from peers import cases as casebook
 from peers import cpu, environment, raw_ort, servers as launcher, sessions, table, wrk
 
-LOGGING = ("per-request logging off everywhere: modelhost --log-level WARNING; KServe --enable_latency_logging False "
+LOGGING = {
+    False: "per-request logging off everywhere: modelhost --log-level WARNING; KServe --enable_latency_logging False "
            "with its uvicorn.access and kserve.trace loggers at WARNING; MLServer \"debug\": false (no access log); "
-           "the bare handler logs nothing")
+           "the bare handler logs nothing",
+    True: "per-request logging on everywhere (--access-logs), each server as shipped: modelhost --log-level INFO "
+          "(one access line); KServe --enable_latency_logging True with its default log configuration (uvicorn.access, "
+          "kserve.trace); MLServer \"debug\": true (uvicorn's access log); the bare handler Tornado's access log at INFO",
+}
 SETTLE = 0.5  # seconds of quiet before each run
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--access-logs", action="store_true",
+                        help="every server writes its per-request access log (default: off for all)")
     parser.add_argument("--quick", action="store_true", help="1 run of 2 s, c = 8 only (AlexNet c = 1)")
     parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
     parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
@@ -176,17 +184,18 @@ def main() -> None:
     os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
     os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
     os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
-    print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *environment.versions(pythons), LOGGING]))
+    print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *environment.versions(pythons), LOGGING[args.access_logs]]))
     limits = raw_limits(1.0 if args.quick else 3.0)
     cases = casebook.build(cache / "bodies", args.concurrencies, args.alexnet_concurrencies)
 
     # Adaptive batching is off by default; one more server shows AlexNet with it on, against batch 8's limit.
-    running = {"modelhost": launcher.modelhost(0), "modelhost-worker": launcher.modelhost(1),
-               "modelhost-batching": launcher.modelhost(0, max_batch_size=8), "bare": launcher.bare_tornado()}
+    logs = args.access_logs
+    running = {"modelhost": launcher.modelhost(0, logs), "modelhost-worker": launcher.modelhost(1, logs),
+               "modelhost-batching": launcher.modelhost(0, logs, max_batch_size=8), "bare": launcher.bare_tornado(logs)}
     if "kserve" in pythons:
-        running["kserve"] = launcher.kserve(pythons["kserve"])
+        running["kserve"] = launcher.kserve(pythons["kserve"], logs)
     if "mlserver" in pythons:
-        running["mlserver"] = launcher.mlserver(pythons["mlserver"], cache / "mlserver")
+        running["mlserver"] = launcher.mlserver(pythons["mlserver"], cache / "mlserver", logs)
     labels = {key: server.label for key, server in running.items()}
     print("\nstarting the servers (logs in " + str(cache / "logs") + ")", flush=True)
     for key, why in launcher.launch(running, cache / "logs").items():

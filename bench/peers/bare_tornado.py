@@ -7,6 +7,8 @@ with Tornado can answer at best. It uses orjson, as modelhost does, so the gap
 to modelhost's echo V1 is the host's own work, not the JSON library.
 """
 
+import logging
+import os
 import sys
 
 import orjson
@@ -27,6 +29,8 @@ class Alive(tornado.web.RequestHandler):
 
 
 def main() -> None:
+    if os.environ.get("BENCH_ACCESS_LOGS"):  # Tornado's own access log, one line per request
+        logging.basicConfig(level=logging.INFO)
     app = tornado.web.Application([(r"/", Alive), (r"/v1/models/echo:predict", Predict)])
     app.listen(int(sys.argv[1]), address="127.0.0.1")
     tornado.ioloop.IOLoop.current().start()

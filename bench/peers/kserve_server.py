@@ -1,6 +1,6 @@
 """The comparison's models on KServe's ModelServer, as ``kserve.Model`` subclasses.
 
-    python bench/peers/kserve_server.py --http_port N --enable_grpc False --enable_latency_logging False
+    python bench/peers/kserve_server.py --http_port N --enable_grpc False --enable_latency_logging False|True
 
 Run by compare.py with KServe's virtual environment and bench/peers on
 PYTHONPATH. ``predict`` is a plain method, as in KServe's "Deploy Custom
@@ -11,6 +11,7 @@ there; that is the work modelhost does before its echo plugin sees an array.
 
 import base64
 import copy
+import os
 
 import kserve
 import numpy as np
@@ -69,12 +70,14 @@ class AlexNet(kserve.Model):
 
 
 def main() -> None:
-    # KServe's own log configuration with the two per-request loggers off: uvicorn's access log
-    # (uvicorn skips it entirely when the logger is above INFO) and kserve.trace, where KServe's
-    # timing middleware writes two lines per request whatever --enable_latency_logging says.
+    # KServe's own log configuration, with its two per-request loggers off unless access logs are
+    # asked for: uvicorn's access log (uvicorn skips it entirely when the logger is above INFO) and
+    # kserve.trace, where KServe's timing middleware writes two lines per request whatever
+    # --enable_latency_logging says.
     config = copy.deepcopy(KSERVE_LOG_CONFIG)
-    for name in ("uvicorn.access", "kserve.trace"):
-        config["loggers"][name]["level"] = "WARNING"
+    if not os.environ.get("BENCH_ACCESS_LOGS"):
+        for name in ("uvicorn.access", "kserve.trace"):
+            config["loggers"][name]["level"] = "WARNING"
     configure_logging(config)
     models = [Echo("echo"), Gemm("gemm"), AlexNet("custom-model")]
     for model in models:

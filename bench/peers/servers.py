@@ -16,6 +16,8 @@ from . import cpu
 BENCH = Path(__file__).resolve().parent.parent
 PEERS = BENCH / "peers"
 ECHO_PLUGIN = BENCH.parent / "plugins" / "echo"
+# Set (non-empty) for the peers that read it: per-request access logs on.
+ACCESS_LOGS = "BENCH_ACCESS_LOGS"
 
 
 @dataclass
@@ -79,12 +81,12 @@ def environment(*paths: Path) -> dict:
     return env
 
 
-def modelhost(replicas: int, max_batch_size: int = 1) -> Server:
+def modelhost(replicas: int, access_logs: bool, max_batch_size: int = 1) -> Server:
     """modelhost from this checkout: echo and the Gemm by import path, the installed sample as custom-model."""
     port = free_port()
     flags = ["--replicas", str(replicas)] + (["--max_batch_size", str(max_batch_size)] if max_batch_size > 1 else [])
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
-               "--log-level", "WARNING", *flags,
+               "--log-level", "INFO" if access_logs else "WARNING", *flags,
                "--plugin", "echo=modelhost_echo:Echo", "--plugin", "gemm=modelhost_gemm:Gemm", "--model", "custom-model"]
     # The label names the mode and one flag, the one that sets this server apart, to fit the table.
     mode = "in-process" if replicas == 0 else "worker"
@@ -93,17 +95,19 @@ def modelhost(replicas: int, max_batch_size: int = 1) -> Server:
     return Server(label, command, environment(ECHO_PLUGIN, PEERS), port)
 
 
-def kserve(python: Path) -> Server:
+def kserve(python: Path, access_logs: bool) -> Server:
     port = free_port()
     # No gRPC server: nothing here calls it, and its port could clash with MLServer's.
     command = [str(python), str(PEERS / "kserve_server.py"), "--http_port", str(port),
-               "--enable_grpc", "False", "--enable_latency_logging", "False"]
-    return Server("KServe ModelServer (in-process)", command, environment(PEERS), port)
+               "--enable_grpc", "False", "--enable_latency_logging", str(access_logs)]
+    env = {**environment(PEERS), ACCESS_LOGS: "1" if access_logs else ""}
+    return Server("KServe ModelServer (in-process)", command, env, port)
 
 
-def mlserver(python: Path, workdir: Path) -> Server:
+def mlserver(python: Path, workdir: Path, access_logs: bool) -> Server:
     port = free_port()
-    env = {**environment(PEERS), "MLSERVER_HTTP_PORT": str(port),
+    # "debug" is what turns uvicorn's access log on in MLServer; the environment overrides settings.json.
+    env = {**environment(PEERS), "MLSERVER_DEBUG": str(access_logs).lower(), "MLSERVER_HTTP_PORT": str(port),
            "MLSERVER_GRPC_PORT": str(free_port()), "MLSERVER_METRICS_PORT": str(free_port())}
     workdir.mkdir(parents=True, exist_ok=True)
     # Run from the cache: MLServer writes .envs and .metrics into its working directory.
@@ -111,10 +115,11 @@ def mlserver(python: Path, workdir: Path) -> Server:
     return Server("MLServer (default: 1 inference worker)", command, env, port, cwd=workdir)
 
 
-def bare_tornado() -> Server:
+def bare_tornado(access_logs: bool) -> Server:
     port = free_port()
+    env = {**environment(), ACCESS_LOGS: "1" if access_logs else ""}
     return Server("bare Tornado handler (1 process)", [sys.executable, str(PEERS / "bare_tornado.py"), str(port)],
-                  environment(), port, ready_path="/")
+                  env, port, ready_path="/")
 
 
 def launch(servers: dict, logs: Path, timeout: float = 180) -> dict:
