@@ -121,6 +121,9 @@ def test_a_bare_array_is_named_after_the_single_declared_output():
         (infer_body(tensor("x", "FP32", [3], [1, 2])), None, "shape [3] holds 3 elements, data has 2"),
         (infer_body(tensor("x", "FP32", [-1], [1])), None, "shape must be a list of non-negative integers"),
         (infer_body(tensor("x", "FP31", [1], [1])), None, "unknown datatype 'FP31'"),
+        (infer_body(tensor("x", ["FP32"], [1], [1])), None, "unknown datatype ['FP32']"),
+        (infer_body(tensor("x", "FP32", [0, 2**63], [])), None, "no array can have shape [0, 9223372036854775808]"),
+        (infer_body(tensor("x", "FP32", [1] * 65, [1])), None, "no array can have shape [1, 1"),
         (infer_body(tensor("x", "INT32", [1], [1.5])), None, "INT32 data cannot hold fractional numbers"),
         (infer_body(tensor("x", "INT8", [1], [128])), None, "outside the range of INT8"),
         (infer_body(tensor("x", "UINT8", [1], [-1])), None, "outside the range of UINT8"),
@@ -154,6 +157,7 @@ def binary_request(declared_size: int, actual: bytes, datatype="FP32", shape=(2,
         (binary_request(6, struct.pack("<I", 5) + b"ab", "BYTES", (1,)), "runs past binary_data_size"),
         (binary_request(2, b"ab", "BYTES", (1,)), "ends inside a length prefix"),
         (binary_request(4, struct.pack("<I", 0), "BYTES", (2,)), "shape holds 2 elements, binary data has 1"),
+        (binary_request(0, b"", "FP32", (0, 2**62, 2**62)), "no array can have shape"),
     ],
 )
 def test_binary_sizes_that_lie_are_refused(body_and_length, message):
@@ -187,7 +191,8 @@ def test_v1_takes_instances_or_inputs_and_answers_predictions():
 @pytest.mark.parametrize(
     "body, message",
     [(b"", "malformed JSON"), (b'{"instances": 3}', "'instances' (or 'inputs') as a JSON list"),
-     (b'{"something": []}', "needs 'instances'"), (b'{"instances": [], "parameters": 1}', "'parameters'")],
+     (b'{"something": []}', "needs 'instances'"), (b'{"instances": [], "parameters": 1}', "'parameters'"),
+     (b'{"instances": [], "parameters": 0}', "'parameters'")],
 )
 def test_bad_v1_requests_are_refused(body, message):
     with pytest.raises(InvalidInput, match=message.replace("(", r"\(").replace(")", r"\)")):

@@ -57,8 +57,15 @@ def from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) ->
             f"input {name!r}: shape {list(shape)} holds {math.prod(shape)} elements, data has {array.size}"
         )
     if datatype == "BYTES":
-        return _bytes_from_json(name, array).reshape(shape)
-    return _numbers_from_json(name, datatype, data, array).reshape(shape)
+        return _shaped(name, _bytes_from_json(name, array), shape)
+    return _shaped(name, _numbers_from_json(name, datatype, data, array), shape)
+
+
+def _shaped(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        return array.reshape(shape)
+    except ValueError:  # NumPy's limits on dimensions and sizes hold even for an empty tensor: [0, 2**63]
+        raise InvalidInput(f"input {name!r}: no array can have shape {list(shape)}") from None
 
 
 def _bytes_from_json(name: str, array: np.ndarray) -> np.ndarray:
@@ -98,14 +105,14 @@ def from_binary(name: str, datatype: str, shape: tuple[int, ...], raw: memoryvie
     """A tensor viewed straight from the request's binary section, without a copy."""
     count = math.prod(shape)
     if datatype == "BYTES":
-        return _bytes_from_binary(name, raw, count).reshape(shape)
+        return _shaped(name, _bytes_from_binary(name, raw, count), shape)
     dtype = DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:
         raise InvalidInput(
             f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"binary_data_size is {len(raw)}"
         )
-    return np.frombuffer(raw, dtype=dtype).reshape(shape)
+    return _shaped(name, np.frombuffer(raw, dtype=dtype), shape)
 
 
 def _bytes_from_binary(name: str, raw: memoryview, count: int) -> np.ndarray:

@@ -11,10 +11,10 @@ def decode_request(body: bytes) -> InferenceRequest:
     instances = payload.get(key)
     if not isinstance(instances, list):
         raise InvalidInput("the request needs 'instances' (or 'inputs') as a JSON list")
-    parameters = payload.get("parameters") or {}
-    if not isinstance(parameters, dict):
+    parameters = payload.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be a JSON object")
-    return InferenceRequest(protocol="v1", instances=instances, parameters=parameters)
+    return InferenceRequest(protocol="v1", instances=instances, parameters=parameters or {})
 
 
 def encode_response(result: object) -> bytes:

@@ -84,7 +84,7 @@ def _input_header(raw: object) -> tuple[str, str, tuple[int, ...], dict]:
     if not isinstance(name, str):
         raise InvalidInput("each input needs a string 'name'")
     datatype = raw.get("datatype")
-    if datatype != "BYTES" and datatype not in tensors.DTYPES:
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in tensors.DTYPES):
         known = ", ".join([*tensors.DTYPES, "BYTES"])
         raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r} (known: {known})")
     parameters = _optional(raw, "parameters", dict) or {}
