@@ -1,5 +1,6 @@
 """Adaptive batching: one predict for several requests, and every request gets exactly its own rows."""
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 
@@ -9,6 +10,7 @@ import requests
 
 from fixture_plugins.batching import Batches, MiscountsRows
 from modelhost import InferenceRequest, InvalidInput
+from modelhost.batching import RequestQueue
 from modelhost.cli import build_parser
 from modelhost.errors import PluginError
 from modelhost.model import Model, serving_settings
@@ -116,3 +118,22 @@ def test_a_lone_request_does_not_sit_out_the_batch_window(mode):
         for _ in range(3):
             answer = requests.post(f"{server.url}/v1/models/Batches:predict", data=b'{"instances": [[1]]}', timeout=30)
             assert answer.json()["predictions"] == [{"y": [10.0], "rows_in_batch": 1}]
+
+
+def test_requests_arriving_together_go_one_to_each_idle_consumer_and_share_out_under_load():
+    async def scenario():
+        queue = RequestQueue()
+        queue.configure(serving_settings({}, {}), consumers=2)
+        takers = [asyncio.ensure_future(queue.next_batch()) for _ in range(2)]
+        await asyncio.sleep(0)  # both consumers now wait for work
+        submitted = [asyncio.ensure_future(queue.submit(v1([index]))) for index in range(2)]
+        together = [len(batch) for batch in await asyncio.wait_for(asyncio.gather(*takers), 10)]
+        # Five waiting and no consumer idle: the free one takes its half, rounded up.
+        submitted += [asyncio.ensure_future(queue.submit(v1([index]))) for index in range(5)]
+        await asyncio.sleep(0)
+        under_load = len(await queue.next_batch())
+        for submission in submitted:
+            submission.cancel()
+        return together, under_load
+
+    assert asyncio.run(scenario()) == ([1, 1], 3)

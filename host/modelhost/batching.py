@@ -7,10 +7,14 @@ batches grow with the load, and the model predicts them in one call. With it off
 takes its fair share of what is waiting (never waiting for more), and the
 model runs them one at a time: the requests only share the trip to the thread
 or the worker process that runs them, which is what that trip costs under load.
+A share leaves each idle consumer as much as it takes, so two requests that
+arrive together for two idle replicas go one to each.
 """
 
 import asyncio
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Callable
 
 from .request import InferenceRequest
 
@@ -18,14 +22,17 @@ from .request import InferenceRequest
 class Pending:
     request: InferenceRequest
     answer: asyncio.Future
+    submitted: float = field(default_factory=time.perf_counter)
 
 
 class RequestQueue:
-    def __init__(self):
+    def __init__(self, observe_batch: Callable[[int], None] = lambda size: None):
+        self.observe_batch = observe_batch  # told the size of every batch handed out
         self.waiting: asyncio.Queue = asyncio.Queue()
         self.max_size = 1
         self.max_wait = 0.0
         self.consumers = 1
+        self.idle = 0  # consumers waiting for a request
         self.outstanding = 0  # submitted and not yet answered
 
     def configure(self, settings: dict, consumers: int) -> None:
@@ -44,14 +51,25 @@ class RequestQueue:
             self.outstanding -= 1
 
     async def next_batch(self) -> list[Pending]:
-        batch = [await self.waiting.get()]
+        self.idle += 1
+        try:
+            batch = [await self.waiting.get()]
+        finally:
+            self.idle -= 1
         if self.max_size > 1:
             await self.gather(batch)
         else:
-            share = -(-self.waiting.qsize() // self.consumers)
+            left = self.waiting.qsize()
+            share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
         # A request whose waiter has gone (a timeout answered it) is not run.
-        return [pending for pending in batch if not pending.answer.done()]
+        batch = [pending for pending in batch if not pending.answer.done()]
+        taken = time.perf_counter()
+        for pending in batch:
+            pending.request.timings["queue"] = taken - pending.submitted
+        if batch:
+            self.observe_batch(len(batch))
+        return batch
 
     async def gather(self, batch: list[Pending]) -> None:
         loop = asyncio.get_running_loop()
