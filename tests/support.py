@@ -102,6 +102,14 @@ def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0):
         server.stop()
 
 
+def wait_for_file(path: Path, timeout: float = 30) -> None:
+    """Until ``path`` exists: how a fixture plugin says it has reached a point, with no timing involved."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.01)
+
+
 def children_of(pid: int) -> set[int]:
     with open(f"/proc/{pid}/task/{pid}/children") as listing:
         return {int(child) for child in listing.read().split()}

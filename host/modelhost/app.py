@@ -4,12 +4,17 @@ Every error leaves as ``{"error": "..."}`` with the status its exception carries
 """
 
 import logging
+import uuid
 
 import tornado.web
 
-from .errors import ModelhostError, PayloadTooLarge
+from . import logs
+from .errors import ModelhostError, PayloadTooLarge, ServerShuttingDown
+from .openapi import openapi_document
 from .protocol import jsonio, v1, v2
+from .metrics import Metrics
 from .repository import ModelRepository
+from .request import InferenceRequest
 
 access_log = logging.getLogger("modelhost.access")
 log = logging.getLogger("modelhost")
@@ -26,16 +31,26 @@ class BaseHandler(tornado.web.RequestHandler):
     limit still gets this handler's 413 before the server drops the connection.
     """
 
-    def initialize(self, repository: ModelRepository, max_buffer_size: int):
+    def initialize(self, repository: ModelRepository, metrics: Metrics, max_buffer_size: int):
         self.repository = repository
+        self.metrics = metrics
         self.max_buffer_size = max_buffer_size
         self.chunks: list[bytes] = []
         self.received = 0
         self.refused = False
 
+    def set_default_headers(self):
+        # Called before initialize, and again when send_error clears the headers: the id is made once.
+        if not hasattr(self, "request_id"):
+            self.request_id = self.request.headers.get("x-request-id") or uuid.uuid4().hex
+        self.set_header("x-request-id", self.request_id)
+
     def prepare(self):
+        # Every line logged while this request is handled carries its id (logs.RequestIdFilter).
+        logs.request_id.set(self.request_id)
         length = self.request.headers.get("Content-Length")
-        if length is not None and int(length) > self.max_buffer_size:
+        # One that is not a number ("abc", "1, 2") is Tornado's to refuse, with 400, once it reads the body.
+        if length is not None and length.isdecimal() and int(length) > self.max_buffer_size:
             raise self.too_large()
 
     def data_received(self, chunk: bytes):
@@ -81,6 +96,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
 class NotFoundHandler(BaseHandler):
     def prepare(self):
+        super().prepare()
         raise tornado.web.HTTPError(404, "no such path: %s %s", self.request.method, self.request.path)
 
 
@@ -100,11 +116,46 @@ class V1ModelsHandler(BaseHandler):
         self.write_json({"models": self.repository.names()})
 
 
-class V1PredictHandler(BaseHandler):
+class InferenceHandler(BaseHandler):
+    """A request that runs a model: in flight from its headers on, so that a stopping server waits for it.
+
+    Counted per model in the metrics, when the model is one this server serves.
+    """
+
+    protocol = ""
+    model = None  # set in prepare, when the path names a model this server serves
+    inference: InferenceRequest = None  # once the body is decoded
+
+    def prepare(self):
+        super().prepare()
+        self.repository.admit(self.answer_late)
+        self.model = self.path_kwargs["name"] if self.path_kwargs["name"] in self.repository.runners else None
+        if self.model:
+            self.metrics.in_flight.labels(self.model).inc()
+
+    def on_finish(self):
+        if self.model:
+            self.metrics.in_flight.labels(self.model).dec()
+            timings = self.inference.timings if self.inference else {}
+            self.metrics.request_done(self.model, self.protocol, self.get_status(), self.request.request_time(), timings)
+
+    async def infer(self, runner, request: InferenceRequest):
+        request.request_id = self.request_id
+        self.inference = request
+        return await runner.infer(request)
+
+    def answer_late(self):
+        """503 at once, whether the body is still arriving or the model still busy: the server will not wait."""
+        error = ServerShuttingDown("the server stopped before this request was answered")
+        self.send_error(error.status, exc_info=(type(error), error, None))
+
+
+class V1PredictHandler(InferenceHandler):
+    protocol = "v1"
+
     async def post(self, name):
         runner = self.repository.get(name)
-        request = v1.decode_request(self.body)
-        result = await runner.infer(request)
+        result = await self.infer(runner, v1.decode_request(self.body))
         self.set_header("Content-Type", "application/json")
         self.finish(v1.encode_response(result))
 
@@ -124,30 +175,56 @@ class ModelReadyHandler(BaseHandler):
     """``GET /v1/models/NAME`` and ``/v2/models/NAME/ready``: the same answer on both protocols."""
 
     def get(self, name, version=None):
-        runner = self.repository.get(name)
-        self.write_json({"name": name, "ready": runner.ready}, 200 if runner.ready else 503)
+        ready = self.repository.is_ready(name)
+        self.write_json({"name": name, "ready": ready}, 200 if ready else 503)
 
 
-class V2InferHandler(BaseHandler):
+class V2InferHandler(InferenceHandler):
+    protocol = "v2"
+
     async def post(self, name, version=None):
         runner = self.repository.get(name)
         request = v2.decode_request(self.body, self.request.headers.get(v2.HEADER_LENGTH))
-        result = await runner.infer(request)
+        result = await self.infer(runner, request)
         body, headers = v2.encode_response(result, request, name, runner.metadata)
         for header, value in headers.items():
             self.set_header(header, value)
         self.finish(body)
 
 
+class MetricsHandler(BaseHandler):
+    def get(self):
+        body, content_type = self.metrics.render()
+        self.set_header("Content-Type", content_type)
+        self.finish(body)
+
+
+class OpenAPIHandler(BaseHandler):
+    def get(self):
+        self.write_json(openapi_document(self.repository.names()))
+
+
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    if access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
-        access_log.info(
-            "%d %s %.2fms", handler.get_status(), handler._request_summary(), 1000 * handler.request.request_time()
-        )
+    """The access line: status, request, model, latency and the time each stage took, with the request's id."""
+    if not access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
+        return
+    milliseconds = 1000 * handler.request.request_time()
+    model = getattr(handler, "model", None)
+    inference = getattr(handler, "inference", None)
+    stages = {stage: 1000 * spent for stage, spent in inference.timings.items()} if inference else {}
+    fields = {"status": handler.get_status(), "method": handler.request.method, "path": handler.request.uri,
+              "remote_ip": handler.request.remote_ip, "latency_ms": round(milliseconds, 3)}
+    if model:
+        fields.update(model=model, stages_ms={stage: round(spent, 3) for stage, spent in stages.items()})
+    access_log.info(
+        "%d %s%s %.2fms%s", fields["status"], handler._request_summary(), f" model={model}" if model else "",
+        milliseconds, "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items()),
+        extra={"fields": fields, "request_id": getattr(handler, "request_id", "")},
+    )
 
 
-def make_app(repository: ModelRepository, max_buffer_size: int) -> tornado.web.Application:
-    context = {"repository": repository, "max_buffer_size": max_buffer_size}
+def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int) -> tornado.web.Application:
+    context = {"repository": repository, "metrics": metrics, "max_buffer_size": max_buffer_size}
     routes = [
         (r"/", LiveHandler),
         (r"/v1/models", V1ModelsHandler),
@@ -159,6 +236,8 @@ def make_app(repository: ModelRepository, max_buffer_size: int) -> tornado.web.A
         (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler),
         (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler),
         (rf"/v2/models/{MODEL}{VERSION}/infer", V2InferHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/openapi.json", OpenAPIHandler),
     ]
     return tornado.web.Application(
         [(pattern, handler, context) for pattern, handler in routes],

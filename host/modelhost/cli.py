@@ -5,7 +5,7 @@ import logging
 import os
 from typing import Optional
 
-from . import __version__
+from . import __version__, logs
 from .errors import PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
@@ -58,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
         "is replaced (default: 120)",
     )
     serve_parser.add_argument(
+        "--graceful_timeout", "--graceful-timeout", type=float, default=30.0,
+        help="on SIGTERM, seconds to let the requests in flight finish while new ones get 503; those "
+        "still running then get 503 too (default: 30)",
+    )
+    serve_parser.add_argument(
         "--model", action="append", default=[], metavar="NAME",
         help="serve only this installed model; repeat for several (default: every installed model)",
     )
@@ -67,9 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
         "served only when named with --model",
     )
     serve_parser.add_argument("--log-level", "--log_level", default="INFO", help="logging level (default: INFO)")
+    serve_parser.add_argument(
+        "--log-format", "--log_format", choices=logs.FORMATS, default="text",
+        help="log lines as text, or as one JSON object each (default: text)",
+    )
 
     list_parser = commands.add_parser("list", help="list the installed model plugins and the hooks each implements")
     list_parser.add_argument("--log-level", "--log_level", default="WARNING", help=argparse.SUPPRESS)
+    list_parser.add_argument("--log-format", "--log_format", default="text", help=argparse.SUPPRESS)
     return parser
 
 
@@ -98,10 +108,7 @@ def per_model(kind: type):
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
     except PluginLoadError as exc:
@@ -126,6 +133,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_buffer_size=args.max_buffer_size,
         max_asyncio_workers=args.max_asyncio_workers,
         timeout=args.timeout,
+        graceful_timeout=args.graceful_timeout,
         model_settings={
             setting: dict(values)
             for setting, values in [("replicas", args.replicas), ("max_batch_size", args.max_batch_size),

@@ -43,6 +43,12 @@ class ModelNotReady(ModelhostError):
     status = 503
 
 
+class ServerShuttingDown(ModelhostError):
+    """The server is draining after SIGTERM: it takes no new requests (503)."""
+
+    status = 503
+
+
 class ModelTimeout(ModelhostError):
     """A hook ran past the per-request timeout (504)."""
 

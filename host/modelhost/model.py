@@ -5,10 +5,12 @@ the server or in a worker process; nothing here knows about HTTP.
 """
 
 import logging
+import time
 from typing import Callable
 
 import numpy as np
 
+from . import logs
 from .errors import ModelhostError, PluginError, PluginLoadError
 from .plugins import PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .request import InferenceRequest
@@ -52,44 +54,56 @@ class Model:
         predict runs once, and its outputs are split back by each request's
         rows for postprocess; inputs that cannot be concatenated (shapes that
         differ beyond the first dimension) are predicted apart. With it off,
-        each request is predicted on its own.
+        each request is predicted on its own. Each request's ``timings`` get
+        the seconds of each stage; a batch's predict counts for each of its requests.
         """
         outcomes: list = [None] * len(requests)
         prepared = {}
         for index, request in enumerate(requests):
             try:
-                inputs = self.call("preprocess", request=request)
+                inputs = self.timed([request], "preprocess", request=request)
                 prepared[index] = (inputs, rows(inputs))
             except ModelhostError as error:
                 outcomes[index] = error
         batching = self.settings.get("max_batch_size", 1) > 1
         for group in groups_that_concatenate(prepared) if batching else [[index] for index in prepared]:
             try:
-                parts = self.predict_together([prepared[index] for index in group])
+                parts = self.predict_together([prepared[index] for index in group], [requests[i] for i in group])
             except ModelhostError as error:
                 parts = [error] * len(group)
             for index, part in zip(group, parts):
                 try:
-                    outcomes[index] = part if isinstance(part, ModelhostError) else self.call(
-                        "postprocess", outputs=part, request=requests[index]
+                    outcomes[index] = part if isinstance(part, ModelhostError) else self.timed(
+                        [requests[index]], "postprocess", outputs=part, request=requests[index]
                     )
                 except ModelhostError as error:
                     outcomes[index] = error
         return outcomes
 
-    def predict_together(self, prepared: list) -> list:
+    def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
         if len(prepared) == 1:
-            return [self.call("predict", inputs=prepared[0][0])]
+            return [self.timed(requests, "predict", inputs=prepared[0][0])]
         sizes = [size for _, size in prepared]
         log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
         try:
             batch = concatenate([inputs for inputs, _ in prepared])
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-        outputs = self.call("predict", inputs=batch)
+        outputs = self.timed(requests, "predict", inputs=batch)
         if rows(outputs) != sum(sizes):
             raise PluginError(f"model {self.name!r}: predict returned {rows(outputs)} rows for {sum(sizes)} inputs")
         return split(outputs, sizes)
+
+    def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
+        """Call a hook for these requests: its time goes into their timings, their ids onto its log lines."""
+        tag = logs.request_id.set(",".join(request.request_id for request in requests if request.request_id))
+        started = time.perf_counter()
+        try:
+            return self.call(hook, **kwargs)
+        finally:
+            for request in requests:
+                request.timings[hook] = time.perf_counter() - started
+            logs.request_id.reset(tag)
 
     def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""

@@ -14,11 +14,13 @@ import os
 import signal
 import socket
 import sys
+from dataclasses import dataclass
 from typing import Optional
 
 from .channel import AsyncChannel
 from .batching import Pending, RequestQueue, settle, settle_batch
 from .errors import ModelhostError, ModelNotReady, ModelTimeout
+from .metrics import Metrics, forget_process
 from .model import serving_settings
 from .plugins import PluginSpec
 from .request import InferenceRequest
@@ -35,12 +37,13 @@ LONGEST_LOG_LINE = 65536
 
 
 class WorkerPoolRunner:
-    def __init__(self, spec: PluginSpec, options: dict, timeout: float):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics):
         self.spec = spec
         self.name = spec.name
         self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
-        self.queue = RequestQueue()
+        self.metrics = metrics
+        self.queue = RequestQueue(metrics.batch_size.labels(spec.name).observe)
         self.settings = serving_settings({}, options)  # completed by the first worker's plugin settings
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []
@@ -83,6 +86,17 @@ class WorkerPoolRunner:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         self.reason = "stopped"
         self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
+
+
+@dataclass
+class Exit:
+    """How a worker process ended: ``label`` for metrics ("SIGKILL", "status 7", "timeout"), and in words."""
+
+    label: str
+    description: str
+
+    def __str__(self) -> str:
+        return self.description
 
 
 class Replica:
@@ -150,24 +164,32 @@ class Replica:
                 delay = min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures)
                 log.info("model %r: starting replica %d in %gs", self.pool.name, self.index, delay)
                 await asyncio.sleep(delay)
+                self.pool.metrics.restarts.labels(self.pool.name).inc()
                 hello = await self.launch()
         finally:
-            self.pool.up.discard(self)
+            self.leave()
             await self.stop_process()
 
     def join(self, hello: dict) -> None:
-        if "ready" in hello:
+        if "ready" in hello and self not in self.pool.up:
             self.pool.metadata = hello["ready"]["metadata"]
             self.pool.up.add(self)
+            self.pool.metrics.replicas_up.labels(self.pool.name).inc()
 
-    def lost(self, cause: str) -> None:
-        self.pool.up.discard(self)
+    def leave(self) -> None:
+        if self in self.pool.up:
+            self.pool.up.discard(self)
+            self.pool.metrics.replicas_up.labels(self.pool.name).dec()
+
+    def lost(self, cause: Exit) -> None:
+        self.leave()
+        self.pool.metrics.replica_lost(self.pool.name, cause.label)
         self.pool.reason = f"its worker {cause}; restarting it"
         log.error("model %r: worker %s %s", self.pool.name, self.label, cause)
         if not self.pool.up:
             self.pool.queue.fail_all(ModelNotReady(f"model {self.pool.name!r} has no worker up: its worker {cause}"))
 
-    async def serve(self) -> str:
+    async def serve(self) -> Exit:
         """Take batches from the pool's queue until the worker dies or gets stuck; returns what happened."""
         replies = asyncio.ensure_future(self.channel.receive())
         batch: list[Pending] = []
@@ -193,8 +215,10 @@ class Replica:
                             f"model {self.pool.name!r} did not answer within {self.pool.timeout:g}s; "
                             "its worker is being replaced"
                         ))
-                        return f"was stuck in a hook for more than {self.pool.timeout:g}s"
-                    _, outcomes = replies.result()
+                        return Exit("timeout", f"was stuck in a hook for more than {self.pool.timeout:g}s")
+                    _, outcomes, timings = replies.result()
+                    for pending, spent in zip(batch, timings):
+                        pending.request.timings.update(spent)
                 except (EOFError, ConnectionError):
                     cause = await self.exit_cause()
                     self.answer(batch, ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
@@ -213,15 +237,16 @@ class Replica:
         for pending in batch:
             settle(pending.answer, error=error)
 
-    async def exit_cause(self) -> str:
+    async def exit_cause(self) -> Exit:
         try:
             code = await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
         except asyncio.TimeoutError:  # it closed its channel yet lives on
             self.process.kill()
             code = await self.process.wait()
         if code < 0:
-            return f"was killed by {signal.Signals(-code).name}"
-        return f"exited with status {code}"
+            signame = signal.Signals(-code).name
+            return Exit(signame, f"was killed by {signame}")
+        return Exit(f"status {code}", f"exited with status {code}")
 
     async def stop_process(self) -> None:
         """Close the channel (the worker exits on EOF), then kill it if it does not."""
@@ -233,6 +258,8 @@ class Replica:
             except asyncio.TimeoutError:
                 self.process.kill()
                 await self.process.wait()
+        if self.process:
+            forget_process(self.process.pid)  # a plugin's own live gauges, if it keeps any
         await asyncio.gather(*self.output, return_exceptions=True)
 
     async def forward(self, stream: asyncio.StreamReader, level: int) -> None:

@@ -15,6 +15,9 @@ class InferenceRequest:
     ``parameters`` are the request's parameters and ``input_parameters`` each
     V2 input's own. ``id`` is the V2 request id, if the client gave one.
     ``requested_outputs`` names the V2 outputs the client asked for (None: all).
+    ``request_id`` is the ``x-request-id`` the request is logged under, and
+    ``timings`` the seconds it spent in each stage (``queue``, ``preprocess``,
+    ``predict``, ``postprocess``), filled in by the host.
     """
 
     protocol: str
@@ -24,3 +27,5 @@ class InferenceRequest:
     input_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     id: Optional[str] = None
     requested_outputs: Optional[list[str]] = None
+    request_id: str = ""
+    timings: dict[str, float] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from typing import Optional
 
 from .batching import RequestQueue, settle, settle_batch
 from .errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
+from .metrics import Metrics
 from .model import Model, load_model, serving_settings
 from .plugins import PluginSpec
 from .request import InferenceRequest
@@ -22,14 +23,15 @@ log = logging.getLogger("modelhost")
 
 
 class InProcessRunner:
-    def __init__(self, spec: PluginSpec, options: dict, timeout: float, executor: Executor, threads: int):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, executor: Executor,
+                 threads: int):
         self.spec = spec
         self.name = spec.name
         self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
         self.executor = executor
         self.threads = threads
-        self.queue = RequestQueue()
+        self.queue = RequestQueue(metrics.batch_size.labels(spec.name).observe)
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.reason = "loading"

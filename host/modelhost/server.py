@@ -4,7 +4,6 @@ import asyncio
 import logging
 import os
 import signal
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NoReturn, Optional
@@ -13,6 +12,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from .app import make_app
+from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
 from .pool import WorkerPoolRunner
 from .repository import ModelRepository
@@ -38,6 +38,8 @@ class ServerConfig:
     max_buffer_size: int = 10 * 1024 * 1024
     max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
     timeout: float = 120.0
+    # Seconds SIGTERM waits for the requests in flight before answering the rest with 503.
+    graceful_timeout: float = 30.0
     # Model settings given on the command line: setting -> {model name, or None for every model: value}.
     # "replicas" 0 serves a model in the server process.
     model_settings: dict[str, dict[Optional[str], float]] = field(default_factory=dict)
@@ -60,24 +62,33 @@ def serve(config: ServerConfig) -> NoReturn:
     sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
     host, port = sockets[0].getsockname()[:2]
     log.info("listening on http://%s:%d with %d process(es)", host, port, config.workers)
-    if config.workers > 1:
-        sys.exit(run_forked(config.workers, lambda: serve_in_process(config, sockets), EXIT_NO_MODEL))
-    serve_in_process(config, sockets)
+    shared = share_between_processes()
+    try:
+        if config.workers > 1:
+            status = run_forked(config.workers, lambda: exit_now(serve_here(config, sockets)), EXIT_NO_MODEL)
+        else:
+            status = serve_here(config, sockets)
+    finally:
+        remove_shared(shared)
+    exit_now(status)
 
 
-def serve_in_process(config: ServerConfig, sockets) -> NoReturn:
-    status = asyncio.run(_serve(config, sockets))
+def serve_here(config: ServerConfig, sockets) -> int:
+    return asyncio.run(_serve(config, sockets))
+
+
+def exit_now(status: int) -> NoReturn:
     # A hook still running (a long load, a stuck predict) must not hold the
     # process at exit, which joins the hook threads: leave without joining.
     logging.shutdown()
     os._exit(status)
 
 
-def make_runner(spec: PluginSpec, config: ServerConfig, executor: ThreadPoolExecutor):
+def make_runner(spec: PluginSpec, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
     settings = config.settings_for(spec.name)
     if settings.get("replicas") == 0:
-        return InProcessRunner(spec, settings, config.timeout, executor, config.max_asyncio_workers)
-    return WorkerPoolRunner(spec, settings, config.timeout)
+        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.max_asyncio_workers)
+    return WorkerPoolRunner(spec, settings, config.timeout, metrics)
 
 
 async def _serve(config: ServerConfig, sockets) -> int:
@@ -88,14 +99,16 @@ async def _serve(config: ServerConfig, sockets) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
-    repository = ModelRepository(make_runner(spec, config, executor) for spec in config.specs)
+    metrics = Metrics()
+    repository = ModelRepository(make_runner(spec, config, metrics, executor) for spec in config.specs)
     server = tornado.httpserver.HTTPServer(
-        make_app(repository, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
+        make_app(repository, metrics, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
     )
     server.add_sockets(sockets)
     await repository.start()
     if any(runner.ready for runner in repository.runners.values()):
         await stopping.wait()
+        await repository.drain(config.graceful_timeout)
         status = 0
     else:
         log.error("no model could be loaded: %s", "; ".join(r.reason for r in repository.runners.values()))

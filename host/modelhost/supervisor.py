@@ -12,6 +12,8 @@ import signal
 import time
 from typing import Callable, NoReturn
 
+from .metrics import forget_process
+
 log = logging.getLogger("modelhost")
 
 PR_SET_PDEATHSIG = 1
@@ -56,6 +58,7 @@ def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int
     while children:
         pid, wait_status = os.wait()
         children.discard(pid)
+        forget_process(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping:
             continue

@@ -11,13 +11,13 @@ stderr, which the server reads into its log.
 """
 
 import argparse
-import logging
 import os
 import pickle
 import signal
 import socket
 import sys
 
+from . import logs
 from .channel import BlockingChannel
 from .errors import PluginError, PluginLoadError
 from .model import load_model
@@ -33,7 +33,10 @@ def main(argv=None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     die_with_parent(os.getppid(), signal.SIGKILL)
-    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # A Ctrl-C reaches the whole process group; the server stops its workers itself once it has drained.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # The server puts each line into its own log, in its own format, after the worker's name.
+    logs.configure(args.log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
 
     channel = BlockingChannel(socket.socket(fileno=args.fd))
 
@@ -53,10 +56,11 @@ def main(argv=None) -> int:
         except EOFError:
             return 0
         outcomes = model.infer_batch(requests)
+        timings = [request.timings for request in requests]
         try:
-            channel.send((batch_id, outcomes))
+            channel.send((batch_id, outcomes, timings))
         except (pickle.PicklingError, TypeError, AttributeError):
-            channel.send((batch_id, [picklable(outcome, args.name) for outcome in outcomes]))
+            channel.send((batch_id, [picklable(outcome, args.name) for outcome in outcomes], timings))
 
 
 def picklable(outcome, name: str):

@@ -1,5 +1,6 @@
 """Plugins that keep the contract, each showing one part of it."""
 
+import logging
 import os
 import threading
 import time
@@ -114,3 +115,12 @@ class InlineThreadName(ThreadName):
     @hookimpl
     def settings(self):
         return {"inline": True}
+
+
+class Talks:
+    """Logs a line from its predict, as a plugin author would."""
+
+    @hookimpl
+    def predict(self, inputs):
+        logging.getLogger("talks").info("predicting %d instances", len(inputs))
+        return inputs

@@ -1,0 +1,106 @@
+"""Prometheus metrics for ``GET /metrics``, summed over every process that serves.
+
+With ``--workers N`` a scrape reaches one server process of several. In
+prometheus-client's multiprocess mode each process writes its samples to files
+in one shared directory and any process's scrape reads them all, so one scrape
+shows the whole server. The mode is chosen when prometheus-client is first
+imported, from ``PROMETHEUS_MULTIPROC_DIR``: ``share_between_processes`` sets
+it before the server starts, and this module imports prometheus-client only
+inside its functions, so that importing modelhost never decides it too early.
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+MODEL = ["model_name"]
+# Prometheus's default buckets start at 5 ms; a small model answers in well under one.
+SECONDS_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
+# Stages of a request as ``InferenceRequest.timings`` names them, and the histogram of each.
+STAGE_HISTOGRAMS = {
+    "queue": ("modelhost_request_queue_seconds", "time a request waited for a free replica or thread"),
+    "preprocess": ("request_preprocess_seconds", "pre-process request latency"),
+    "predict": ("request_predict_seconds", "predict request latency (of the batch the request was in)"),
+    "postprocess": ("request_postprocess_seconds", "post-process request latency"),
+}
+
+
+def share_between_processes() -> Optional[str]:
+    """Make every process started from here on write its metrics to one directory.
+
+    Returns the directory when this call made it (the caller removes it at
+    exit), None when ``PROMETHEUS_MULTIPROC_DIR`` was already set.
+    """
+    if os.environ.get(MULTIPROCESS_DIR):
+        return None
+    path = tempfile.mkdtemp(prefix="modelhost-metrics-")
+    os.environ[MULTIPROCESS_DIR] = path
+    return path
+
+
+def remove_shared(path: Optional[str]) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def forget_process(pid: int) -> None:
+    """A server process has exited: its live gauges (in flight, replicas up) no longer count."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+class Metrics:
+    """The server's metrics; each process builds one."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = CollectorRegistry()
+        register = {"registry": self.registry}
+        self.requests = Counter("modelhost_requests", "inference requests answered, by protocol and status",
+                                [*MODEL, "protocol", "status"], **register)
+        self.latency = Histogram("modelhost_request_seconds", "inference request latency, end to end in the server",
+                                 [*MODEL, "protocol"], buckets=SECONDS_BUCKETS, **register)
+        self.stages = {
+            stage: Histogram(name, documentation, MODEL, buckets=SECONDS_BUCKETS, **register)
+            for stage, (name, documentation) in STAGE_HISTOGRAMS.items()
+        }
+        self.in_flight = Gauge("modelhost_requests_in_flight", "inference requests received and not yet answered",
+                               MODEL, multiprocess_mode="livesum", **register)
+        self.batch_size = Histogram("modelhost_batch_size", "requests handed to a model at once (one predict "
+                                    "call when batching is on)", MODEL, buckets=BATCH_BUCKETS, **register)
+        self.replicas_up = Gauge("modelhost_replicas_up", "worker processes of a model ready to serve",
+                                 MODEL, multiprocess_mode="livesum", **register)
+        self.restarts = Counter("modelhost_replica_restarts", "worker processes started again after one was lost",
+                                MODEL, **register)
+        self.exits = Counter("modelhost_replica_exits", "worker processes lost, by cause", [*MODEL, "cause"],
+                             **register)
+        self.last_exit = Gauge("modelhost_replica_last_exit_timestamp_seconds", "when a worker process was last "
+                               "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
+                               multiprocess_mode="max", **register)
+
+    def request_done(self, model: str, protocol: str, status: int, seconds: float, timings: dict) -> None:
+        self.requests.labels(model, protocol, str(status)).inc()
+        self.latency.labels(model, protocol).observe(seconds)
+        for stage, spent in timings.items():
+            if stage in self.stages:
+                self.stages[stage].labels(model).observe(spent)
+
+    def replica_lost(self, model: str, cause: str) -> None:
+        self.exits.labels(model, cause).inc()
+        self.last_exit.labels(model, cause).set_to_current_time()
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition, of every process when they share a directory; and its content type."""
+        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+
+        registry = self.registry
+        if os.environ.get(MULTIPROCESS_DIR):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
