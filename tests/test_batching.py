@@ -122,7 +122,7 @@ def test_a_lone_request_does_not_sit_out_the_batch_window(mode):
 
 def test_requests_arriving_together_go_one_to_each_idle_consumer_and_share_out_under_load():
     async def scenario():
-        queue = RequestQueue()
+        queue = RequestQueue("batches")
         queue.configure(serving_settings({}, {}), consumers=2)
         takers = [asyncio.ensure_future(queue.next_batch()) for _ in range(2)]
         await asyncio.sleep(0)  # both consumers now wait for work

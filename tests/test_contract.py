@@ -139,4 +139,4 @@ def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
 
     model = Model("tuned", Tuned())
     model.load(serving_settings(model.call("settings", name="tuned"), {"replicas": 3}))
-    assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "inline": False}
+    assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}

@@ -14,7 +14,8 @@ from support import kill_and_expect_children_to_follow, plugin_env, running_serv
 
 FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin",
-         "--graceful_timeout", "--graceful-timeout", "--log-format", "--log_format"]
+         "--graceful_timeout", "--graceful-timeout", "--log-format", "--log_format",
+         "--max_queue_size", "--max-queue-size", "--idle_timeout", "--idle-timeout", "--body_timeout", "--body-timeout"]
 
 
 def test_health_answers_while_a_prediction_is_running(tmp_path, mode):

@@ -3,13 +3,16 @@
 Every error leaves as ``{"error": "..."}`` with the status its exception carries.
 """
 
+import asyncio
+import hmac
 import logging
 import uuid
+from typing import Optional
 
 import tornado.web
 
 from . import logs
-from .errors import ModelhostError, PayloadTooLarge, ServerShuttingDown
+from .errors import ModelhostError, PayloadTooLarge, ServerShuttingDown, Unauthorized
 from .openapi import openapi_document
 from .protocol import jsonio, v1, v2
 from .metrics import Metrics
@@ -31,10 +34,15 @@ class BaseHandler(tornado.web.RequestHandler):
     limit still gets this handler's 413 before the server drops the connection.
     """
 
-    def initialize(self, repository: ModelRepository, metrics: Metrics, max_buffer_size: int):
+    # Health checks answer without the bearer token: kubelet's probes and load balancers carry none.
+    open_to_all = False
+
+    def initialize(self, repository: ModelRepository, metrics: Metrics, max_buffer_size: int,
+                   auth_token: Optional[str]):
         self.repository = repository
         self.metrics = metrics
         self.max_buffer_size = max_buffer_size
+        self.auth_token = auth_token
         self.chunks: list[bytes] = []
         self.received = 0
         self.refused = False
@@ -48,10 +56,18 @@ class BaseHandler(tornado.web.RequestHandler):
     def prepare(self):
         # Every line logged while this request is handled carries its id (logs.RequestIdFilter).
         logs.request_id.set(self.request_id)
+        if self.auth_token and not self.open_to_all:
+            self.check_token()
         length = self.request.headers.get("Content-Length")
         # One that is not a number ("abc", "1, 2") is Tornado's to refuse, with 400, once it reads the body.
         if length is not None and length.isdecimal() and int(length) > self.max_buffer_size:
             raise self.too_large()
+
+    def check_token(self):
+        scheme, _, token = self.request.headers.get("Authorization", "").partition(" ")
+        # compare_digest takes as long whatever the token's first wrong byte: no timing oracle.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), self.auth_token.encode()):
+            raise Unauthorized("a valid 'Authorization: Bearer' token is required")
 
     def data_received(self, chunk: bytes):
         self.received += len(chunk)
@@ -81,11 +97,19 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(error, ModelhostError):
             self.set_status(error.status)
             message = error.message
+            for header, value in error.headers.items():
+                self.set_header(header, value)
         elif isinstance(error, tornado.web.HTTPError) and error.log_message:
             message = error.log_message % error.args
         else:
             message = self._reason
+        if self.get_status() == 405:  # RFC 9110: a 405 names the methods the path takes
+            self.set_header("Allow", ", ".join(method for method in self.SUPPORTED_METHODS if self.takes(method)))
         self.write_json({"error": message}, self.get_status())
+
+    def takes(self, method: str) -> bool:
+        name = method.lower()
+        return getattr(type(self), name) is not getattr(tornado.web.RequestHandler, name)
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, ModelhostError):
@@ -101,11 +125,15 @@ class NotFoundHandler(BaseHandler):
 
 
 class LiveHandler(BaseHandler):
+    open_to_all = True
+
     def get(self):
         self.write_json({"status": "alive"} if self.request.path == "/" else {"live": True})
 
 
 class ServerReadyHandler(BaseHandler):
+    open_to_all = True
+
     def get(self):
         ready = self.repository.all_ready()
         self.write_json({"ready": ready}, 200 if ready else 503)
@@ -125,6 +153,8 @@ class InferenceHandler(BaseHandler):
     protocol = ""
     model = None  # set in prepare, when the path names a model this server serves
     inference: InferenceRequest = None  # once the body is decoded
+    answering: asyncio.Future = None  # the runner's answer, awaited
+    client_gone = False
 
     def prepare(self):
         super().prepare()
@@ -142,7 +172,21 @@ class InferenceHandler(BaseHandler):
     async def infer(self, runner, request: InferenceRequest):
         request.request_id = self.request_id
         self.inference = request
-        return await runner.infer(request)
+        self.answering = asyncio.ensure_future(runner.infer(request))
+        try:
+            return await self.answering
+        except asyncio.CancelledError:
+            if not self.client_gone:
+                raise
+            self.set_status(499, "Client Closed Request")  # nginx's name for it, in the access log and metrics
+            raise tornado.web.Finish() from None
+
+    def on_connection_close(self):
+        # The client has gone: withdraw its request, which is not run if it has not started.
+        super().on_connection_close()
+        self.client_gone = True
+        if self.answering:
+            self.answering.cancel()
 
     def answer_late(self):
         """503 at once, whether the body is still arriving or the model still busy: the server will not wait."""
@@ -173,6 +217,8 @@ class V2ModelHandler(BaseHandler):
 
 class ModelReadyHandler(BaseHandler):
     """``GET /v1/models/NAME`` and ``/v2/models/NAME/ready``: the same answer on both protocols."""
+
+    open_to_all = True
 
     def get(self, name, version=None):
         ready = self.repository.is_ready(name)
@@ -223,8 +269,10 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     )
 
 
-def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int) -> tornado.web.Application:
-    context = {"repository": repository, "metrics": metrics, "max_buffer_size": max_buffer_size}
+def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int,
+             auth_token: Optional[str] = None) -> tornado.web.Application:
+    context = {"repository": repository, "metrics": metrics, "max_buffer_size": max_buffer_size,
+               "auth_token": auth_token}
     routes = [
         (r"/", LiveHandler),
         (r"/v1/models", V1ModelsHandler),

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from .errors import ModelBusy
+from .model import DEFAULT_SETTINGS
 from .request import InferenceRequest
 
 @dataclass
@@ -26,9 +28,11 @@ class Pending:
 
 
 class RequestQueue:
-    def __init__(self, observe_batch: Callable[[int], None] = lambda size: None):
+    def __init__(self, name: str, observe_batch: Callable[[int], None] = lambda size: None):
+        self.name = name
         self.observe_batch = observe_batch  # told the size of every batch handed out
         self.waiting: asyncio.Queue = asyncio.Queue()
+        self.max_waiting = DEFAULT_SETTINGS["max_queue_size"]
         self.max_size = 1
         self.max_wait = 0.0
         self.consumers = 1
@@ -39,9 +43,18 @@ class RequestQueue:
         """Batching as the model's serving settings say; ``consumers`` take from this queue."""
         self.max_size = max(1, int(settings["max_batch_size"]))
         self.max_wait = float(settings["max_batch_wait_ms"]) / 1000
+        self.max_waiting = int(settings["max_queue_size"])
         self.consumers = consumers
 
     async def submit(self, request: InferenceRequest):
+        """The request's outcome, once a consumer has run it; ModelBusy at once when the queue is full.
+
+        Cancelling the caller (its client has gone) withdraws a request that has not started.
+        """
+        # Idle consumers are about to take what is queued: only what is left for later waits.
+        if self.waiting.qsize() - self.idle >= self.max_waiting:
+            raise ModelBusy(f"model {self.name!r} has {self.max_waiting} requests waiting, its "
+                            "max_queue_size; try again shortly")
         answer = asyncio.get_running_loop().create_future()
         self.waiting.put_nowait(Pending(request, answer))
         self.outstanding += 1
@@ -62,7 +75,7 @@ class RequestQueue:
             left = self.waiting.qsize()
             share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
-        # A request whose waiter has gone (a timeout answered it) is not run.
+        # A request whose waiter has gone (a timeout answered it, its client left) is not run.
         batch = [pending for pending in batch if not pending.answer.done()]
         taken = time.perf_counter()
         for pending in batch:

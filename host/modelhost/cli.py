@@ -6,12 +6,15 @@ import os
 from typing import Optional
 
 from . import __version__, logs
-from .errors import PluginLoadError
+from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
 from .server import ServerConfig, default_asyncio_workers, serve
 
 log = logging.getLogger("modelhost")
+
+# A static bearer token for a server that stands alone; under KServe the ingress authenticates.
+AUTH_TOKEN_VARIABLE = "MODELHOST_AUTH_TOKEN"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"modelhost {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve_parser = commands.add_parser("serve", help="serve the installed model plugins over HTTP")
+    serve_parser = commands.add_parser(
+        "serve", help="serve the installed model plugins over HTTP",
+        epilog=f"With ${AUTH_TOKEN_VARIABLE} set, every request but the health checks must carry "
+        "'Authorization: Bearer' and that token (else 401).",
+    )
     serve_parser.add_argument(
         "--http_port", "--http-port", type=int, default=os.environ.get("PORT", "8080"),
         help="port to listen on (default: $PORT when set, else 8080; 0 picks a free port)",
@@ -53,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "settings, else 5)",
     )
     serve_parser.add_argument(
+        "--max_queue_size", "--max-queue-size", action="append", type=per_model(int), default=[],
+        metavar="[NAME=]N", help="requests that may wait for a model; more get 503 with Retry-After at once "
+        "(default: the plugin's settings, else 256)",
+    )
+    serve_parser.add_argument(
         "--timeout", type=float, default=120.0,
         help="seconds a request may spend in a model's hooks before it gets 504; a stuck worker "
         "is replaced (default: 120)",
@@ -61,6 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--graceful_timeout", "--graceful-timeout", type=float, default=30.0,
         help="on SIGTERM, seconds to let the requests in flight finish while new ones get 503; those "
         "still running then get 503 too (default: 30)",
+    )
+    serve_parser.add_argument(
+        "--idle_timeout", "--idle-timeout", type=float, default=75.0,
+        help="seconds a connection may sit idle, or take to send a request's headers, before it is "
+        "closed (default: 75, above the 60 of common load balancers)",
+    )
+    serve_parser.add_argument(
+        "--body_timeout", "--body-timeout", type=float, default=60.0,
+        help="seconds a client may take to send a request's body (default: 60)",
     )
     serve_parser.add_argument(
         "--model", action="append", default=[], metavar="NAME",
@@ -111,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     logs.configure(args.log_level, args.log_format)
     try:
         return COMMANDS[args.command](args)
-    except PluginLoadError as exc:
+    except (PluginLoadError, CannotServe) as exc:
         log.error("%s", exc)
         return 2
 
@@ -134,10 +155,14 @@ def serve_command(args: argparse.Namespace) -> int:
         max_asyncio_workers=args.max_asyncio_workers,
         timeout=args.timeout,
         graceful_timeout=args.graceful_timeout,
+        idle_timeout=args.idle_timeout,
+        body_timeout=args.body_timeout,
+        auth_token=os.environ.get(AUTH_TOKEN_VARIABLE) or None,
         model_settings={
             setting: dict(values)
             for setting, values in [("replicas", args.replicas), ("max_batch_size", args.max_batch_size),
-                                    ("max_batch_wait_ms", args.max_batch_wait_ms)]
+                                    ("max_batch_wait_ms", args.max_batch_wait_ms),
+                                    ("max_queue_size", args.max_queue_size)]
             if values
         },
     )

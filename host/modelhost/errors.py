@@ -10,6 +10,7 @@ class ModelhostError(Exception):
     """Base for every error the host turns into ``{"error": message}``."""
 
     status = 500
+    headers: dict[str, str] = {}  # sent with the answer
 
     def __init__(self, message: str):
         super().__init__(message)
@@ -23,6 +24,13 @@ class InvalidInput(ModelhostError):
     """The request cannot be served as sent. Plugins raise it for bad input (400)."""
 
     status = 400
+
+
+class Unauthorized(ModelhostError):
+    """The request lacks the server's bearer token (401)."""
+
+    status = 401
+    headers = {"WWW-Authenticate": 'Bearer realm="modelhost"'}
 
 
 class ModelNotFound(ModelhostError):
@@ -49,6 +57,13 @@ class ServerShuttingDown(ModelhostError):
     status = 503
 
 
+class ModelBusy(ModelhostError):
+    """The model's queue is full: the client should come back shortly (503 with Retry-After)."""
+
+    status = 503
+    headers = {"Retry-After": "1"}
+
+
 class ModelTimeout(ModelhostError):
     """A hook ran past the per-request timeout (504)."""
 
@@ -57,3 +72,7 @@ class ModelTimeout(ModelhostError):
 
 class PluginLoadError(Exception):
     """A plugin could not be imported, validated or loaded; the model is not served."""
+
+
+class CannotServe(Exception):
+    """The server cannot start at all (its port is taken, say): the message says why."""

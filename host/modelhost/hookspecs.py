@@ -57,11 +57,13 @@ def settings(name):
     Receives ``name``. Returns a dict with any of ``replicas`` (worker
     processes, at least 1), ``max_batch_size`` (requests gathered into one
     ``predict``), ``max_batch_wait_ms`` (how long a batch may wait for
-    more) and ``inline`` (true: in the server process, run the hooks on the
-    event loop itself, for a model whose hooks take microseconds; a slow
-    hook then holds up every request and health check). Called before ``load``, where the plugin runs: in worker mode, in
-    the first worker, so the server never imports the plugin itself.
-    Default: ``{}``: one worker, no batching.
+    more), ``max_queue_size`` (requests that may wait; more get 503) and
+    ``inline`` (true: in the server process, run the hooks on the event
+    loop itself, for a model whose hooks take microseconds; a slow hook
+    then holds up every request and health check). Called before ``load``,
+    where the plugin runs: in worker mode, in the first worker, so the
+    server never imports the plugin itself.
+    Default: ``{}``: one worker, no batching, 256 requests may wait.
     """
 
 

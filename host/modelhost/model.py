@@ -17,7 +17,7 @@ from .request import InferenceRequest
 
 log = logging.getLogger("modelhost")
 
-DEFAULT_SETTINGS = {"replicas": 1, "max_batch_size": 1, "max_batch_wait_ms": 5.0, "inline": False}
+DEFAULT_SETTINGS = {"replicas": 1, "max_batch_size": 1, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}
 
 
 def serving_settings(own: dict, command_line: dict) -> dict:

@@ -43,7 +43,7 @@ class WorkerPoolRunner:
         self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
         self.metrics = metrics
-        self.queue = RequestQueue(metrics.batch_size.labels(spec.name).observe)
+        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe)
         self.settings = serving_settings({}, options)  # completed by the first worker's plugin settings
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []

@@ -31,7 +31,7 @@ class InProcessRunner:
         self.timeout = timeout
         self.executor = executor
         self.threads = threads
-        self.queue = RequestQueue(metrics.batch_size.labels(spec.name).observe)
+        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe)
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.reason = "loading"

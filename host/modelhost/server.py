@@ -12,6 +12,7 @@ import tornado.httpserver
 import tornado.netutil
 
 from .app import make_app
+from .errors import CannotServe
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
 from .pool import WorkerPoolRunner
@@ -40,6 +41,10 @@ class ServerConfig:
     timeout: float = 120.0
     # Seconds SIGTERM waits for the requests in flight before answering the rest with 503.
     graceful_timeout: float = 30.0
+    # Slow or idle clients are dropped, so that they cannot hold connections open for ever.
+    idle_timeout: float = 75.0
+    body_timeout: float = 60.0
+    auth_token: Optional[str] = None  # a bearer token every request but the health checks must carry
     # Model settings given on the command line: setting -> {model name, or None for every model: value}.
     # "replicas" 0 serves a model in the server process.
     model_settings: dict[str, dict[Optional[str], float]] = field(default_factory=dict)
@@ -59,7 +64,10 @@ def serve(config: ServerConfig) -> NoReturn:
     Models load in each serving process after the fork, never before, so no
     process inherits another's threads or sessions.
     """
-    sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
+    try:
+        sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
+    except OSError as exc:
+        raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror}") from None
     host, port = sockets[0].getsockname()[:2]
     log.info("listening on http://%s:%d with %d process(es)", host, port, config.workers)
     shared = share_between_processes()
@@ -102,7 +110,10 @@ async def _serve(config: ServerConfig, sockets) -> int:
     metrics = Metrics()
     repository = ModelRepository(make_runner(spec, config, metrics, executor) for spec in config.specs)
     server = tornado.httpserver.HTTPServer(
-        make_app(repository, metrics, config.max_buffer_size), max_body_size=2 * config.max_buffer_size
+        make_app(repository, metrics, config.max_buffer_size, config.auth_token),
+        max_body_size=2 * config.max_buffer_size,
+        idle_connection_timeout=config.idle_timeout,
+        body_timeout=config.body_timeout,
     )
     server.add_sockets(sockets)
     await repository.start()
