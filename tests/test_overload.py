@@ -1,13 +1,16 @@
 """Overload: a full queue answers 503 with Retry-After at once, and a request whose client has gone is not run."""
 
+import asyncio
 import json
 import socket
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
-from support import running_server, wait_for_file
+from loadgen import Call, rss_kib, run
+from support import children_of, running_server, wait_for_file
 from test_metrics import scrape, value
 
 # One worker and no room to wait: a second request while the first is held finds the queue full.
@@ -50,3 +53,19 @@ def test_a_request_whose_client_left_before_it_started_is_not_run(tmp_path):
         samples = scrape(server)
         assert value(samples, "request_predict_seconds_count", model_name="Gate") == 1
         assert value(samples, "modelhost_requests_total", model_name="Gate", protocol="v1", status="499") == 1
+
+
+def test_a_flood_against_a_slow_model_is_turned_away_with_flat_memory():
+    slow = ["--plugin", "fixture_plugins.workers:Fragile", "--replicas", "1", "--max_queue_size", "8"]
+    flood = lambda count: [Call("POST", "/v1/models/Fragile:predict", b'{"instances": [0.02]}')] * count  # noqa: E731
+    with running_server(*slow) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        processes = lambda: [server.process.pid, *children_of(server.process.pid)]  # noqa: E731
+        asyncio.run(run(port, flood(1_000), 64))
+        warm = rss_kib(processes())
+        answers = asyncio.run(run(port, flood(5_000), 64))
+        end = rss_kib(processes())
+    statuses = Counter(answer.status for answer in answers)
+    assert set(statuses) == {200, 503}, statuses
+    assert all(answer.headers["retry-after"] == "1" for answer in answers if answer.status == 503)
+    assert end < 1.10 * warm, (warm, end)

@@ -92,3 +92,13 @@ class WantsTwo:
     @hookimpl
     def predict(self, inputs):
         return np.full(len(inputs), os.getpid())
+
+
+class Flaky:
+    """Raises on every instance divisible by 3, as a plugin with a bug in one branch would."""
+
+    @hookimpl
+    def predict(self, inputs):
+        if any(value % 3 == 0 for value in inputs.tolist()):
+            raise ValueError("a bug that every third request finds")
+        return inputs
