@@ -65,7 +65,8 @@ def documented_paths(pattern: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def served_schema(server):
-    schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
+    # Unloading 'echo', should the fuzzer come up with the name, would leave the other cases nothing to call.
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json").exclude(operation_id="v2RepositoryUnload")
     schema.config.generation.update(modes=list(GenerationMode), max_examples=HTTP_EXAMPLES)
     return schema
 
@@ -87,6 +88,16 @@ HTTP_CHECKS = [
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_fuzzing_from_the_document_finds_no_server_error(case):
     case.call_and_validate(checks=HTTP_CHECKS)
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b"\r", b"[]", b'{"parameters": []}', b'{"parameters": {"unload_dependents": "yes"}}',
+    b'{"parameters": {"config": "{}"}}',
+])
+def test_a_malformed_unload_request_gets_400_and_unloads_nothing(server, body):
+    answer = requests.post(server.url + "/v2/repository/models/echo/unload", data=body, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]
+    assert requests.get(server.url + "/v2/models/echo/ready", timeout=10).status_code == 200
 
 
 @pytest.mark.parametrize("content_length", [b"abc", b"1, 2", b"\xb2"])

@@ -61,6 +61,7 @@ class Metrics:
         from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.registry = CollectorRegistry()
+        self.bound_labels: dict[tuple, tuple] = {}
         register = {"registry": self.registry}
         self.requests = Counter("modelhost_requests", "inference requests answered, by protocol and status",
                                 [*MODEL, "protocol", "status"], **register)
@@ -84,12 +85,32 @@ class Metrics:
                                "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
                                multiprocess_mode="max", **register)
 
+    def request_started(self, model: str) -> None:
+        self.in_flight_of(model).inc()
+
     def request_done(self, model: str, protocol: str, status: int, seconds: float, timings: dict) -> None:
-        self.requests.labels(model, protocol, str(status)).inc()
-        self.latency.labels(model, protocol).observe(seconds)
+        self.in_flight_of(model).dec()
+        count, latency, stages = self.bound(model, protocol, status)
+        count.inc()
+        latency.observe(seconds)
         for stage, spent in timings.items():
-            if stage in self.stages:
-                self.stages[stage].labels(model).observe(spent)
+            if stage in stages:
+                stages[stage].observe(spent)
+
+    # Binding labels takes a lock and lookups that would cost every request several microseconds;
+    # the combinations are few (served models, protocols, statuses), so each is bound once.
+    def bound(self, model: str, protocol: str, status: int) -> tuple:
+        key = (model, protocol, status)
+        if key not in self.bound_labels:
+            self.bound_labels[key] = (self.requests.labels(model, protocol, str(status)),
+                                      self.latency.labels(model, protocol),
+                                      {stage: histogram.labels(model) for stage, histogram in self.stages.items()})
+        return self.bound_labels[key]
+
+    def in_flight_of(self, model: str):
+        if model not in self.bound_labels:
+            self.bound_labels[model] = self.in_flight.labels(model)
+        return self.bound_labels[model]
 
     def replica_lost(self, model: str, cause: str) -> None:
         self.exits.labels(model, cause).inc()

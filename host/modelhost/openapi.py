@@ -3,13 +3,16 @@
 Schema names follow the KServe and Open Inference Protocol REST specs. The
 ``name`` path parameter enumerates the models this server serves, so that a
 client generated from the document, or a fuzzer, knows which names answer;
-any other name gets 404.
+any other name gets 404. The model repository's load and unload take any
+name, since a model installed but not served can be loaded.
 """
 
 import re
+from typing import Optional
 
 from . import __version__
 from .protocol import tensors, v2
+from .repository import LOADING, READY, UNAVAILABLE, UNLOADING
 
 ERRORS = {
     400: "Malformed request: bad JSON, a shape or datatype that does not match the data, or refused by the model",
@@ -20,6 +23,13 @@ ERRORS = {
     504: "The model's hooks ran past --timeout",
 }
 MODEL_ERRORS = [400, 404, 413, 500, 503, 504]
+REPOSITORY_ERRORS = {
+    400: "Malformed request, or a parameter this server does not take; on load, why the model cannot load",
+    404: "No model of that name is installed",
+    413: ERRORS[413],
+    503: "The server is shutting down",
+}
+REPOSITORY = "/v2/repository"
 PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 V1_EXAMPLE = {"instances": [[1.0, 2.0], [3.0, 4.0]]}
 V2_EXAMPLE = {"id": "1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
@@ -41,6 +51,18 @@ def openapi_document(model_names: list[str]) -> dict:
         "/v2/health/ready": _get(
             "v2ServerReady", "Whether every model is ready", "ServerReadyResponse", not_ready=True
         ),
+        f"{REPOSITORY}/index": _repository_post(
+            "v2RepositoryIndex", "Every model known here, served or not", "RepositoryIndexRequest",
+            "RepositoryIndexResponse",
+        ),
+        f"{REPOSITORY}/models/{{name}}/load": _repository_post(
+            "v2RepositoryLoad", "Load a model, or upgrade a served one to the version installed now",
+            "RepositoryLoadRequest", "RepositoryChangeResponse", errors=REPOSITORY_ERRORS,
+        ),
+        f"{REPOSITORY}/models/{{name}}/unload": _repository_post(
+            "v2RepositoryUnload", "Stop serving a model", "RepositoryUnloadRequest", "RepositoryChangeResponse",
+            errors=REPOSITORY_ERRORS,
+        ),
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
             "200": _response("The Prometheus text format", STRING, media_type="text/plain")}}},
         "/openapi.json": _get("openapi", "This document", "OpenAPIDocument"),
@@ -55,7 +77,9 @@ def openapi_document(model_names: list[str]) -> dict:
             "InferenceResponse", binary=True,
         )
     for path, item in paths.items():
-        parameters = [_path_parameter(name, model_names) for name in PATH_PARAMETER.findall(path)]
+        # A load may name a model that is installed but not served yet: any name may be sent there.
+        names = None if path.startswith(REPOSITORY) else model_names
+        parameters = [_path_parameter(name, names) for name in PATH_PARAMETER.findall(path)]
         if parameters:
             item["parameters"] = parameters
     return {
@@ -66,9 +90,14 @@ def openapi_document(model_names: list[str]) -> dict:
     }
 
 
-def _path_parameter(name: str, model_names: list[str]) -> dict:
+def _path_parameter(name: str, model_names: Optional[list[str]]) -> dict:
     # Tornado's routes: a model name has no '/' or ':', a version no '/'.
-    schema = {"type": "string", "enum": model_names} if name == "name" else {"type": "string", "pattern": "^[^/]+$"}
+    if name != "name":
+        schema = {"type": "string", "pattern": "^[^/]+$"}
+    elif model_names is None:
+        schema = {"type": "string", "pattern": "^[^/:]+$"}
+    else:
+        schema = {"type": "string", "enum": model_names}
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
@@ -99,8 +128,17 @@ def _post(operation_id: str, summary: str, request: str, example: dict, answer: 
     return {"post": operation}
 
 
-def _errors(statuses) -> dict:
-    return {str(status): _response(ERRORS[status], _ref("ErrorResponse")) for status in statuses}
+def _repository_post(operation_id: str, summary: str, request: str, answer: str, errors=(400, 413)) -> dict:
+    """A request of the model repository extension; its body may be left out."""
+    return {"post": {
+        "operationId": operation_id, "summary": summary,
+        "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(request)}}},
+        "responses": {"200": _response("OK", _ref(answer)), **_errors(errors, REPOSITORY_ERRORS)},
+    }}
+
+
+def _errors(statuses, descriptions: dict = ERRORS) -> dict:
+    return {str(status): _response(descriptions[status], _ref("ErrorResponse")) for status in statuses}
 
 
 def _response(description: str, schema: dict, media_type: str = "application/json") -> dict:
@@ -113,6 +151,11 @@ def _ref(name: str) -> dict:
 
 def _object(required: list[str], **properties) -> dict:
     return {"type": "object", "required": required, "properties": properties}
+
+
+def _closed_object(**properties) -> dict:
+    """Parameters of which the server takes only these: any other is refused."""
+    return {**_object([], **properties), "additionalProperties": False}
 
 
 def _array(items: dict) -> dict:
@@ -169,6 +212,16 @@ def _schemas() -> dict:
             inputs={**_array(_ref("RequestInput")), "minItems": 1}, outputs=_or_null(_array(_ref("RequestOutput"))),
         ),
         "InferenceParameters": _object([], binary_data_output=BOOLEAN),
+        "RepositoryIndexRequest": _object([], ready=_or_null(BOOLEAN)),
+        "RepositoryIndexResponse": _array(_object(
+            ["name", "state", "reason"], name=STRING, version=STRING,
+            state={"enum": [READY, UNAVAILABLE, LOADING, UNLOADING]}, reason=STRING,
+        )),
+        "RepositoryLoadRequest": _object([], parameters=_or_null(_closed_object())),
+        "RepositoryUnloadRequest": _object(
+            [], parameters=_or_null(_closed_object(unload_dependents=_or_null(BOOLEAN)))
+        ),
+        "RepositoryChangeResponse": _object([]),
         "ResponseOutput": _tensor(parameters=PARAMETERS, data=_ref("TensorData")),
         "InferenceResponse": _object(
             ["model_name", "outputs"], model_name=STRING, model_version=STRING, id=STRING,

@@ -10,6 +10,7 @@ import difflib
 import importlib
 import inspect
 import logging
+import os
 import re
 import traceback
 from dataclasses import dataclass
@@ -50,24 +51,44 @@ class PluginSpec:
 
 
 def discover(group: str = ENTRY_POINT_GROUP) -> list[PluginSpec]:
-    """The installed model plugins, one per entry point, without importing any of them."""
+    """The installed model plugins, one per entry point, without importing any of them.
+
+    Each call looks afresh, so a plugin installed while the server runs is found.
+    """
+    importlib.invalidate_caches()
     specs: dict[str, PluginSpec] = {}
-    for entry_point in importlib_metadata.entry_points(group=group):
-        dist = entry_point.dist
-        spec = PluginSpec(
-            name=entry_point.name,
-            target=entry_point.value,
-            distribution=dist.name if dist else None,
-            version=dist.version if dist else None,
-        )
-        if spec.name in specs:
-            log.warning(
-                "model %r is declared by both %s and %s; serving the first",
-                spec.name, specs[spec.name].distribution, spec.distribution,
-            )
-            continue
-        specs[spec.name] = spec
+    for dist in installed_distributions():
+        for entry_point in dist.entry_points.select(group=group):
+            spec = PluginSpec(name=entry_point.name, target=entry_point.value, distribution=dist.name,
+                              version=dist.version)
+            if spec.name in specs:
+                log.warning(
+                    "model %r is declared by both %s and %s; serving the first",
+                    spec.name, specs[spec.name].distribution, spec.distribution,
+                )
+                continue
+            specs[spec.name] = spec
     return sorted(specs.values(), key=lambda spec: spec.name)
+
+
+def installed_distributions() -> list[importlib_metadata.Distribution]:
+    """Each installed distribution once: from the first directory on sys.path that has it, as imports see it.
+
+    ``pip install --target DIR --upgrade`` leaves the old version's metadata beside the new one's
+    (pip issue 13763): of several copies in one directory, the one installed last describes the files there.
+    """
+    copies: dict[str, list] = {}
+    for dist in importlib_metadata.distributions():
+        found = copies.setdefault(re.sub(r"[-_.]+", "-", dist.name).lower(), [])  # PEP 503's normal form
+        if not found or found[0].locate_file("") == dist.locate_file(""):
+            found.append(dist)
+    return [found[0] if len(found) == 1 else max(found, key=installed_at) for found in copies.values()]
+
+
+def installed_at(dist: importlib_metadata.Distribution) -> float:
+    """When the install wrote this copy's METADATA file (0 when its RECORD does not list it)."""
+    metadata = next((path for path in dist.files or [] if path.name == "METADATA"), None)
+    return os.stat(dist.locate_file(metadata)).st_mtime if metadata else 0.0
 
 
 def import_plugin(spec: PluginSpec) -> object:

@@ -1,20 +1,52 @@
-"""The models this server process serves, by name, and the inference requests in flight for them."""
+"""The models this server process serves, by name, and the inference requests in flight for them.
+
+While the server runs, models are loaded, upgraded and unloaded here (the Open
+Inference Protocol's model repository extension). A request is routed by name
+when it arrives, so replacing a runner in ``runners`` is what moves the
+traffic; the runner it replaced is stopped once the requests it already holds
+are answered.
+"""
 
 import asyncio
 import logging
 from typing import Callable
 
-from .errors import ModelNotFound, ServerShuttingDown
+from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
+from .plugins import PluginSpec, discover
 
 log = logging.getLogger("modelhost")
 
+# A model's state in the repository index, as Triton names them.
+READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+
+class ModelLoadFailed(ModelhostError):
+    """A load request for a model that cannot serve; what was served before still is (400, as the extension says)."""
+
+    status = 400
+
 
 class ModelRepository:
-    def __init__(self, runners):
-        self.runners = {runner.name: runner for runner in runners}
+    def __init__(self, specs: list[PluginSpec], make_runner: Callable, drain_timeout: float, changeable: bool):
+        """``make_runner(spec)`` builds a runner, not started; ``drain_timeout`` bounds the wait for a retired
+        runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
+        (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then.
+        """
+        self.make_runner = make_runner
+        self.drain_timeout = drain_timeout
+        self.changeable = changeable
+        self.runners = {spec.name: make_runner(spec) for spec in specs}
+        # Plugins served by import path (--plugin) have no entry point to find again: a load reuses their spec.
+        self.import_paths = {spec.name: spec for spec in specs if spec.distribution is None}
+        # The index entries of models known here but not served: loading for the first time, unloading,
+        # unloaded, or failed to load.
+        self.not_served: dict[str, dict] = {}
+        # One load or unload at a time per model; only names known to exist get one, so none can be made up.
+        self.changing: dict[str, asyncio.Lock] = {}
         self.stopping = False
-        # The task serving each inference request, from its headers to its answer, and how to answer it 503.
-        self.in_flight: dict[asyncio.Task, Callable[[], None]] = {}
+        # The task serving each inference request, from its headers to its answer: how to answer it 503,
+        # and the model it names.
+        self.in_flight: dict[asyncio.Task, tuple[Callable[[], None], str]] = {}
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -36,12 +68,101 @@ class ModelRepository:
     def is_ready(self, name: str) -> bool:
         return not self.stopping and self.get(name).ready
 
-    def admit(self, answer_late: Callable[[], None]) -> None:
-        """Count the calling request in flight until its task ends; once stopping, refuse it (503)."""
+    async def index(self, ready_only: bool = False) -> list[dict]:
+        """Every model known here, served or not, as the repository extension's index lists them."""
+        entries = {name: entry(spec, UNAVAILABLE, "not loaded") for name, spec in (await self.loadable()).items()}
+        entries.update(self.not_served)
+        for name, runner in self.runners.items():
+            state, reason = (READY, "") if runner.ready else (UNAVAILABLE, runner.reason)
+            entries[name] = entry(runner.spec, state, reason)
+        return [entries[name] for name in sorted(entries) if not ready_only or entries[name]["state"] == READY]
+
+    async def load(self, name: str) -> None:
+        """Serve ``name``, or if it is served, upgrade it to the version installed now; returns once it serves.
+
+        An upgrade starts the new runner beside the old and switches only once it is ready, so no request
+        is refused; if the new one cannot load, the old one serves on and the caller gets ModelLoadFailed.
+        """
+        spec = await self.find(name)
+        async with self.change(name):
+            old = self.runners.get(name)
+            if old is None:
+                self.not_served[name] = entry(spec, LOADING)
+            try:
+                runner = await self.start_runner(spec)
+            except Exception as failure:
+                if old is None:
+                    self.not_served[name] = entry(spec, UNAVAILABLE, str(failure))
+                raise
+            self.runners[name] = runner
+            self.not_served.pop(name, None)
+            if old:
+                log.info("model %r: %s now serves; stopping %s", name, describe(spec), describe(old.spec))
+                await self.retire(name, old)
+
+    async def unload(self, name: str) -> None:
+        """Stop serving ``name`` (its requests get 404 from now on) once the requests it holds are answered."""
+        if name not in self.runners and name not in self.not_served:
+            await self.find(name)  # unloading what is installed but not loaded does nothing; an unknown name is 404
+        async with self.change(name):
+            runner = self.runners.pop(name, None)
+            if runner is None:
+                return
+            self.not_served[name] = entry(runner.spec, UNLOADING)
+            try:
+                await self.retire(name, runner)
+            finally:
+                self.not_served[name] = entry(runner.spec, UNAVAILABLE, "unloaded")
+            log.info("model %r is unloaded", name)
+
+    def change(self, name: str) -> asyncio.Lock:
+        if not self.changeable:
+            raise InvalidInput("models cannot be loaded or unloaded with several server processes (--workers)")
+        if self.stopping:
+            raise ServerShuttingDown("the server is shutting down")
+        return self.changing.setdefault(name, asyncio.Lock())
+
+    async def find(self, name: str) -> PluginSpec:
+        spec = (await self.loadable()).get(name)
+        if spec is None:
+            raise ModelNotFound(f"no model named {name!r} is installed")
+        return spec
+
+    async def loadable(self) -> dict[str, PluginSpec]:
+        """The plugins a load can serve: the installed entry points as they are now, and the import paths."""
+        # Reading every installed distribution's metadata is file-system work: off the event loop.
+        installed = await asyncio.to_thread(discover)
+        return {**{spec.name: spec for spec in installed}, **self.import_paths}
+
+    async def start_runner(self, spec: PluginSpec):
+        """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""
+        runner = self.make_runner(spec)
+        try:
+            await runner.start()
+            if not runner.ready:
+                raise ModelLoadFailed(f"model {spec.name!r} cannot be loaded: {runner.reason}")
+        except BaseException:
+            await runner.stop()
+            raise
+        return runner
+
+    async def retire(self, name: str, runner) -> None:
+        """Stop a runner that ``runners`` no longer holds, once the requests that may use it are answered.
+
+        A request is admitted before it takes its model's runner, so only those admitted for ``name``
+        until now can hold this one. Any still unanswered after ``drain_timeout`` get 503, as at shutdown.
+        """
+        holders = [task for task, (_, model) in self.in_flight.items() if model == name]
+        if holders:
+            await asyncio.wait(holders, timeout=self.drain_timeout)
+        await runner.stop()
+
+    def admit(self, answer_late: Callable[[], None], model: str) -> None:
+        """Count the calling request for ``model`` in flight until its task ends; once stopping, refuse it (503)."""
         if self.stopping:
             raise ServerShuttingDown("the server is shutting down")
         task = asyncio.current_task()
-        self.in_flight[task] = answer_late
+        self.in_flight[task] = (answer_late, model)
         task.add_done_callback(self.in_flight.pop)
 
     async def drain(self, timeout: float) -> None:
@@ -55,7 +176,7 @@ class ModelRepository:
         log.info("shutting down: waiting up to %gs for %d request(s) in flight", timeout, len(self.in_flight))
         if self.in_flight:
             await asyncio.wait(self.in_flight, timeout=timeout)
-        late = [(task, answer_late) for task, answer_late in self.in_flight.items() if not task.done()]
+        late = [(task, answer_late) for task, (answer_late, _) in self.in_flight.items() if not task.done()]
         for task, answer_late in late:
             answer_late()
             task.cancel()  # it is answered: stop waiting for its body or its model
@@ -67,3 +188,13 @@ class ModelRepository:
     async def stop(self) -> None:
         for runner in self.runners.values():
             await runner.stop()
+
+
+def entry(spec: PluginSpec, state: str, reason: str = "") -> dict:
+    """A model as the repository index lists it; ``version`` is its distribution's, when it has one."""
+    version = {"version": spec.version} if spec.version else {}
+    return {"name": spec.name, **version, "state": state, "reason": reason}
+
+
+def describe(spec: PluginSpec) -> str:
+    return f"{spec.distribution} {spec.version}" if spec.distribution else spec.target

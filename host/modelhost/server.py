@@ -108,7 +108,10 @@ async def _serve(config: ServerConfig, sockets) -> int:
         loop.add_signal_handler(signum, stopping.set)
 
     metrics = Metrics()
-    repository = ModelRepository(make_runner(spec, config, metrics, executor) for spec in config.specs)
+    repository = ModelRepository(
+        config.specs, lambda spec: make_runner(spec, config, metrics, executor), config.graceful_timeout,
+        changeable=config.workers == 1,
+    )
     server = tornado.httpserver.HTTPServer(
         make_app(repository, metrics, config.max_buffer_size, config.auth_token),
         max_body_size=2 * config.max_buffer_size,

@@ -16,7 +16,11 @@ from ..request import InferenceRequest
 from . import jsonio, tensors
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-EXTENSIONS = ["binary_tensor_data"]
+EXTENSIONS = ["binary_tensor_data", "model_repository"]
+# The parameters of the repository extension's load and unload requests that this server takes, and their
+# types. No model here depends on another: unloading its dependents too is unloading it alone.
+LOAD_PARAMETERS: dict[str, type] = {}
+UNLOAD_PARAMETERS = {"unload_dependents": bool}
 
 
 def server_metadata() -> dict:
@@ -31,6 +35,25 @@ def model_metadata(name: str, declared: dict) -> dict:
         "inputs": declared.get("inputs", []),
         "outputs": declared.get("outputs", []),
     }
+
+
+def decode_repository_index_request(body: bytes) -> bool:
+    """Whether an index request asks for the ready models only."""
+    return bool(_optional(_repository_request(body), "ready", bool))
+
+
+def check_repository_change_request(body: bytes, accepted: dict[str, type]) -> None:
+    """A load or unload request: its 'parameters', if any, must be ones this server takes."""
+    parameters = _optional(_repository_request(body), "parameters", dict) or {}
+    for key in parameters:
+        if key not in accepted:
+            raise InvalidInput(f"parameter {key!r} is not supported here")
+        _optional(parameters, key, accepted[key])
+
+
+def _repository_request(body: bytes) -> dict:
+    # Clients send the request object, or no body at all (Triton's client indexes with none).
+    return jsonio.load_object(body) if body else {}
 
 
 def decode_request(body: bytes, header_length: Optional[str]) -> InferenceRequest:
