@@ -156,10 +156,10 @@ def test_models_that_fail_to_load_are_not_ready_and_the_others_serve(installed_e
             answer = requests.get(server.url + path)
             assert (answer.status_code, answer.json()) == (503, {"name": "FailsToLoad", "ready": False})
         reason = "load hook raised FileNotFoundError: weights.bin is missing"
+        server.wait_for_log(reason)  # each model loads on its own: Doubler may be ready first
         for method, path, body in [("POST", "/v2/models/FailsToLoad/infer", v2_body()),
                                    ("POST", "/v1/models/FailsToLoad:predict", b'{"instances": [1]}'),
                                    ("GET", "/v2/models/FailsToLoad", None)]:
             answer = requests.request(method, server.url + path, data=body)
             assert answer.status_code == 503 and reason in answer.json()["error"]
-        server.wait_for_log(reason)
         server.wait_for_log("model 'Doubler' is ready")

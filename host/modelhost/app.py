@@ -9,7 +9,7 @@ from typing import Optional
 
 import tornado.web
 
-from .handling import BaseHandler, InferenceHandler, log_request
+from .handling import BaseHandler, BodyDeadlines, InferenceHandler, log_request, request_id_source
 from .metrics import Metrics
 from .openapi import openapi_document
 from .protocol import v1, v2
@@ -126,7 +126,7 @@ class OpenAPIHandler(BaseHandler):
 
 
 def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int,
-             auth_token: Optional[str] = None) -> tornado.web.Application:
+             auth_token: Optional[str] = None, body_timeout: float = 60.0) -> tornado.web.Application:
     context = {"repository": repository, "metrics": metrics, "max_buffer_size": max_buffer_size,
                "auth_token": auth_token}
     routes = [
@@ -151,4 +151,6 @@ def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int
         default_handler_class=NotFoundHandler,
         default_handler_args=context,
         log_function=log_request,
+        request_ids=request_id_source(),  # made here, in the serving process: forked ones need their own
+        body_deadlines=BodyDeadlines(body_timeout),
     )

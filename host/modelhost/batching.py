@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ModelBusy
+from .errors import ClientGone, ModelBusy
 from .model import DEFAULT_SETTINGS
 from .request import InferenceRequest
 
@@ -47,10 +47,7 @@ class RequestQueue:
         self.consumers = consumers
 
     async def submit(self, request: InferenceRequest):
-        """The request's outcome, once a consumer has run it; ModelBusy at once when the queue is full.
-
-        Cancelling the caller (its client has gone) withdraws a request that has not started.
-        """
+        """The request's outcome, once a consumer has run it; ModelBusy at once when the queue is full."""
         # Idle consumers are about to take what is queued: only what is left for later waits.
         if self.waiting.qsize() - self.idle >= self.max_waiting:
             raise ModelBusy(f"model {self.name!r} has {self.max_waiting} requests waiting, its "
@@ -75,7 +72,10 @@ class RequestQueue:
             left = self.waiting.qsize()
             share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
-        # A request whose waiter has gone (a timeout answered it, its client left) is not run.
+        # A request already answered (by a timeout) or whose client has gone is not run.
+        for pending in batch:
+            if pending.request.withdrawn:
+                settle(pending.answer, error=ClientGone("the client left before its request was run"))
         batch = [pending for pending in batch if not pending.answer.done()]
         taken = time.perf_counter()
         for pending in batch:

@@ -64,6 +64,12 @@ class ModelBusy(ModelhostError):
     headers = {"Retry-After": "1"}
 
 
+class ClientGone(ModelhostError):
+    """The client closed its connection before its request was run: 499, nginx's status for it."""
+
+    status = 499
+
+
 class ModelTimeout(ModelhostError):
     """A hook ran past the per-request timeout (504)."""
 

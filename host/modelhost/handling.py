@@ -7,12 +7,14 @@ flight, withdrawn when their client leaves, and answered 503 when a stopping
 server will not wait for them.
 """
 
-import asyncio
 import hmac
+import itertools
 import logging
-import uuid
-from typing import Optional
+import os
+import time
+from typing import Iterator, Optional
 
+import tornado.ioloop
 import tornado.web
 
 from . import logs
@@ -50,10 +52,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def set_default_headers(self):
         # Called before initialize, and again when send_error clears the headers: the id is made once.
         if not hasattr(self, "request_id"):
-            self.request_id = self.request.headers.get("x-request-id") or uuid.uuid4().hex
+            self.request_id = self.request.headers.get("x-request-id") or next(self.application.settings["request_ids"])
         self.set_header("x-request-id", self.request_id)
 
     def prepare(self):
+        self.application.settings["body_deadlines"].expect(self)
         # Every line logged while this request is handled carries its id (logs.RequestIdFilter).
         logs.request_id.set(self.request_id)
         if self.auth_token and not self.open_to_all:
@@ -80,12 +83,16 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def body(self) -> bytes:
+        self.application.settings["body_deadlines"].received(self)
         if self.refused:
             raise tornado.web.Finish()
         return b"".join(self.chunks)
 
     def too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(f"the request body is larger than max_buffer_size ({self.max_buffer_size} bytes)")
+
+    def on_finish(self):
+        self.application.settings["body_deadlines"].received(self)
 
     def write_json(self, payload: object, status: int = 200):
         self.set_status(status)
@@ -127,8 +134,6 @@ class InferenceHandler(BaseHandler):
     protocol = ""
     model = None  # set in prepare, when the path names a model this server serves
     inference: InferenceRequest = None  # once the body is decoded
-    answering: asyncio.Future = None  # the runner's answer, awaited
-    client_gone = False
 
     def prepare(self):
         super().prepare()
@@ -138,6 +143,7 @@ class InferenceHandler(BaseHandler):
             self.metrics.request_started(self.model)
 
     def on_finish(self):
+        super().on_finish()
         if self.model:
             timings = self.inference.timings if self.inference else {}
             self.metrics.request_done(self.model, self.protocol, self.get_status(), self.request.request_time(), timings)
@@ -145,21 +151,12 @@ class InferenceHandler(BaseHandler):
     async def infer(self, runner, request: InferenceRequest):
         request.request_id = self.request_id
         self.inference = request
-        self.answering = asyncio.ensure_future(runner.infer(request))
-        try:
-            return await self.answering
-        except asyncio.CancelledError:
-            if not self.client_gone:
-                raise
-            self.set_status(499, "Client Closed Request")  # nginx's name for it, in the access log and metrics
-            raise tornado.web.Finish() from None
+        return await runner.infer(request)
 
     def on_connection_close(self):
-        # The client has gone: withdraw its request, which is not run if it has not started.
         super().on_connection_close()
-        self.client_gone = True
-        if self.answering:
-            self.answering.cancel()
+        if self.inference:  # the queue answers it 499 instead of running it, if it has not started
+            self.inference.withdrawn = True
 
     def answer_late(self):
         """503 at once, whether the body is still arriving or the model still busy: the server will not wait."""
@@ -184,3 +181,38 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
         milliseconds, "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items()),
         extra={"fields": fields, "request_id": getattr(handler, "request_id", "")},
     )
+
+
+def request_id_source() -> Iterator[str]:
+    """Ids for requests that bring none: random for this process, then counted, with no system call per request."""
+    prefix = os.urandom(8).hex()
+    return (f"{prefix}{count:016x}" for count in itertools.count())
+
+
+class BodyDeadlines:
+    """Closes the connections of requests whose body is late, checked once a second.
+
+    Tornado's own ``body_timeout`` wraps every body read in a timer and two
+    futures, a cost each request pays; here a request costs an entry in a dict.
+    A request counts from its headers until its handler reads the body, or finishes.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.deadlines: dict[tornado.web.RequestHandler, float] = {}
+        self.sweeper: Optional[tornado.ioloop.PeriodicCallback] = None
+
+    def expect(self, handler: tornado.web.RequestHandler) -> None:
+        if self.sweeper is None:  # started on first use, inside the serving process's loop
+            self.sweeper = tornado.ioloop.PeriodicCallback(self.close_late, 1000)
+            self.sweeper.start()
+        self.deadlines[handler] = time.monotonic() + self.seconds
+
+    def received(self, handler: tornado.web.RequestHandler) -> None:
+        self.deadlines.pop(handler, None)
+
+    def close_late(self) -> None:
+        now = time.monotonic()
+        for handler in [handler for handler, deadline in self.deadlines.items() if deadline < now]:
+            del self.deadlines[handler]
+            handler.request.connection.close()

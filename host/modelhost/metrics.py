@@ -5,8 +5,9 @@ prometheus-client's multiprocess mode each process writes its samples to files
 in one shared directory and any process's scrape reads them all, so one scrape
 shows the whole server. The mode is chosen when prometheus-client is first
 imported, from ``PROMETHEUS_MULTIPROC_DIR``: ``share_between_processes`` sets
-it before the server starts, and this module imports prometheus-client only
+it before the server forks, and this module imports prometheus-client only
 inside its functions, so that importing modelhost never decides it too early.
+A single server process keeps its metrics in memory, which costs less.
 """
 
 import os
