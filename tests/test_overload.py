@@ -66,6 +66,8 @@ def test_a_flood_against_a_slow_model_is_turned_away_with_flat_memory():
         answers = asyncio.run(run(port, flood(5_000), 64))
         end = rss_kib(processes())
     statuses = Counter(answer.status for answer in answers)
+    print(f"\nflood: {len(answers)} requests after 1000 to warm up, answered {dict(statuses)}, "
+          f"server RSS {warm} KiB after warm-up, {end} KiB at the end")
     assert set(statuses) == {200, 503}, statuses
     assert all(answer.headers["retry-after"] == "1" for answer in answers if answer.status == 503)
     assert end < 1.10 * warm, (warm, end)
