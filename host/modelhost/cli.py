@@ -16,6 +16,18 @@ log = logging.getLogger("modelhost")
 # A static bearer token for a server that stands alone; under KServe the ingress authenticates.
 AUTH_TOKEN_VARIABLE = "MODELHOST_AUTH_TOKEN"
 
+# Model settings the command line can give every model (N) or one (NAME=N); they beat the plugin's own.
+MODEL_SETTINGS = [
+    ("replicas", int, "N", "worker processes for every model, or with NAME= for one model; 0 serves in the "
+     "server process (default: what the plugin's settings ask for, else 1)"),
+    ("max_batch_size", int, "N", "gather up to N concurrent requests into one predict call, for every model "
+     "or with NAME= for one (default: the plugin's settings, else 1: no batching)"),
+    ("max_batch_wait_ms", float, "MS", "how long a batch may wait for more requests (default: the plugin's "
+     "settings, else 5)"),
+    ("max_queue_size", int, "N", "requests that may wait for a model; more get 503 with Retry-After at once "
+     "(default: the plugin's settings, else 256)"),
+]
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelhost", description="Serve model plugins over KServe's V1 and V2 protocols.")
@@ -44,26 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_asyncio_workers", "--max-asyncio-workers", type=positive, default=default_asyncio_workers(),
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
     )
-    serve_parser.add_argument(
-        "--replicas", action="append", type=per_model(int), default=[], metavar="[NAME=]N",
-        help="worker processes for every model, or with NAME= for one model; 0 serves in the server "
-        "process (default: what the plugin's settings ask for, else 1)",
-    )
-    serve_parser.add_argument(
-        "--max_batch_size", "--max-batch-size", action="append", type=per_model(int), default=[],
-        metavar="[NAME=]N", help="gather up to N concurrent requests into one predict call, for every model "
-        "or with NAME= for one (default: the plugin's settings, else 1: no batching)",
-    )
-    serve_parser.add_argument(
-        "--max_batch_wait_ms", "--max-batch-wait-ms", action="append", type=per_model(float), default=[],
-        metavar="[NAME=]MS", help="how long a batch may wait for more requests (default: the plugin's "
-        "settings, else 5)",
-    )
-    serve_parser.add_argument(
-        "--max_queue_size", "--max-queue-size", action="append", type=per_model(int), default=[],
-        metavar="[NAME=]N", help="requests that may wait for a model; more get 503 with Retry-After at once "
-        "(default: the plugin's settings, else 256)",
-    )
+    for setting, kind, metavar, help_text in MODEL_SETTINGS:
+        dashed = setting.replace("_", "-")
+        spellings = [f"--{setting}", *([f"--{dashed}"] if dashed != setting else [])]
+        serve_parser.add_argument(*spellings, action="append", type=per_model(kind), default=[],
+                                  metavar=f"[NAME=]{metavar}", help=help_text)
     serve_parser.add_argument(
         "--timeout", type=float, default=120.0,
         help="seconds a request may spend in a model's hooks before it gets 504; a stuck worker "
@@ -159,11 +156,7 @@ def serve_command(args: argparse.Namespace) -> int:
         body_timeout=args.body_timeout,
         auth_token=os.environ.get(AUTH_TOKEN_VARIABLE) or None,
         model_settings={
-            setting: dict(values)
-            for setting, values in [("replicas", args.replicas), ("max_batch_size", args.max_batch_size),
-                                    ("max_batch_wait_ms", args.max_batch_wait_ms),
-                                    ("max_queue_size", args.max_queue_size)]
-            if values
+            setting: dict(getattr(args, setting)) for setting, *_ in MODEL_SETTINGS if getattr(args, setting)
         },
     )
     serve(config)

@@ -45,6 +45,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.metrics = metrics
         self.max_buffer_size = max_buffer_size
         self.auth_token = auth_token
+        self.body_deadlines: BodyDeadlines = self.application.settings["body_deadlines"]
         self.chunks: list[bytes] = []
         self.received = 0
         self.refused = False
@@ -56,7 +57,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("x-request-id", self.request_id)
 
     def prepare(self):
-        self.application.settings["body_deadlines"].expect(self)
+        self.body_deadlines.expect(self)
         # Every line logged while this request is handled carries its id (logs.RequestIdFilter).
         logs.request_id.set(self.request_id)
         if self.auth_token and not self.open_to_all:
@@ -83,7 +84,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     @property
     def body(self) -> bytes:
-        self.application.settings["body_deadlines"].received(self)
+        self.body_deadlines.received(self)
         if self.refused:
             raise tornado.web.Finish()
         return b"".join(self.chunks)
@@ -92,7 +93,7 @@ class BaseHandler(tornado.web.RequestHandler):
         return PayloadTooLarge(f"the request body is larger than max_buffer_size ({self.max_buffer_size} bytes)")
 
     def on_finish(self):
-        self.application.settings["body_deadlines"].received(self)
+        self.body_deadlines.received(self)
 
     def write_json(self, payload: object, status: int = 200):
         self.set_status(status)
@@ -171,11 +172,11 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     milliseconds = 1000 * handler.request.request_time()
     model = getattr(handler, "model", None)
     inference = getattr(handler, "inference", None)
-    stages = {stage: 1000 * spent for stage, spent in inference.timings.items()} if inference else {}
+    stages = {stage: round(1000 * spent, 3) for stage, spent in inference.timings.items()} if inference else {}
     fields = {"status": handler.get_status(), "method": handler.request.method, "path": handler.request.uri,
               "remote_ip": handler.request.remote_ip, "latency_ms": round(milliseconds, 3)}
     if model:
-        fields.update(model=model, stages_ms={stage: round(spent, 3) for stage, spent in stages.items()})
+        fields.update(model=model, stages_ms=stages)
     access_log.info(
         "%d %s%s %.2fms%s", fields["status"], handler._request_summary(), f" model={model}" if model else "",
         milliseconds, "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items()),

@@ -63,6 +63,7 @@ class Metrics:
 
         self.registry = CollectorRegistry()
         self.bound_labels: dict[tuple, tuple] = {}
+        self.in_flight_by_model: dict = {}
         register = {"registry": self.registry}
         self.requests = Counter("modelhost_requests", "inference requests answered, by protocol and status",
                                 [*MODEL, "protocol", "status"], **register)
@@ -109,9 +110,9 @@ class Metrics:
         return self.bound_labels[key]
 
     def in_flight_of(self, model: str):
-        if model not in self.bound_labels:
-            self.bound_labels[model] = self.in_flight.labels(model)
-        return self.bound_labels[model]
+        if model not in self.in_flight_by_model:
+            self.in_flight_by_model[model] = self.in_flight.labels(model)
+        return self.in_flight_by_model[model]
 
     def replica_lost(self, model: str, cause: str) -> None:
         self.exits.labels(model, cause).inc()

@@ -76,6 +76,9 @@ class WorkerPoolRunner:
         if self.up:
             report_ready(self.spec, f"{count} worker process(es)", hello["ready"]["hooks"])
 
+    def count_up(self) -> None:
+        self.metrics.replicas_up.labels(self.name).set(len(self.up))
+
     async def infer(self, request: InferenceRequest):
         self.require_ready()
         return await self.queue.submit(request)
@@ -171,15 +174,14 @@ class Replica:
             await self.stop_process()
 
     def join(self, hello: dict) -> None:
-        if "ready" in hello and self not in self.pool.up:
+        if "ready" in hello:
             self.pool.metadata = hello["ready"]["metadata"]
             self.pool.up.add(self)
-            self.pool.metrics.replicas_up.labels(self.pool.name).inc()
+            self.pool.count_up()
 
     def leave(self) -> None:
-        if self in self.pool.up:
-            self.pool.up.discard(self)
-            self.pool.metrics.replicas_up.labels(self.pool.name).dec()
+        self.pool.up.discard(self)
+        self.pool.count_up()
 
     def lost(self, cause: Exit) -> None:
         self.leave()
