@@ -7,7 +7,7 @@ from modelhost import InferenceRequest, InvalidInput, hookimpl
 from modelhost.defaults import instances_as_array
 from modelhost.errors import PluginError, PluginLoadError
 from modelhost.model import Model, load_model, serving_settings
-from modelhost.plugins import PluginSpec, import_plugin, make_plugin_manager
+from modelhost.plugins import PluginSpec, firstresult_caller, import_plugin, make_plugin_manager
 from fixture_plugins import behaving, broken, module_plugin
 
 
@@ -140,3 +140,45 @@ def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
     model = Model("tuned", Tuned())
     model.load(serving_settings(model.call("settings", name="tuned"), {"replicas": 3}))
     assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}
+
+
+def test_hooks_resolved_once_answer_as_pluggy_would():
+    """Model calls firstresult hooks through callers resolved at load; they must agree with pluggy's own."""
+
+    class Early:
+        @hookimpl(tryfirst=True)
+        def preprocess(self, request):
+            return None if request.instances == ["late"] else ["early"]
+
+    class Late:
+        @hookimpl
+        def preprocess(self, request):
+            return ["late"]
+
+        @hookimpl
+        def predict(self, inputs):
+            return inputs
+
+    model = Model("ordered", Late())
+    model.pm.register(Early())
+    callers = {hook: firstresult_caller(getattr(model.pm.hook, hook)) for hook in ("preprocess", "postprocess")}
+    for instances in (["x"], ["late"]):  # the tryfirst hook answers; then passes (None) to the next
+        request = v1(instances)
+        assert callers["preprocess"](request=request) == model.pm.hook.preprocess(request=request)
+    assert callers["preprocess"](request=v1(["x"])) == ["early"]
+    assert callers["preprocess"](request=v1(["late"])) == ["late"]
+    assert callers["postprocess"](outputs=[7], request=v1([1])) == [7]  # the host's default
+
+
+def test_hooks_with_wrappers_keep_pluggys_caller():
+    class Wrapping:
+        @hookimpl(wrapper=True)
+        def predict(self, inputs):
+            outputs = yield
+            return outputs * 10
+
+    model = Model("doubler", behaving.Doubler())
+    model.pm.register(Wrapping())
+    hook = model.pm.hook.predict
+    assert firstresult_caller(hook) is hook
+    assert firstresult_caller(model.pm.hook.load) is model.pm.hook.load  # not firstresult: every result counts

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import logs
 from .errors import ModelhostError, PluginError, PluginLoadError
-from .plugins import PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
+from .plugins import HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .request import InferenceRequest
 
 log = logging.getLogger("modelhost")
@@ -31,6 +31,7 @@ class Model:
         self.plugin = plugin
         self.pm = make_plugin_manager(name, plugin)
         self.hooks = implemented_hooks(self.pm, plugin)
+        self.callers = {hook: firstresult_caller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.metadata: dict = {}
         self.settings: dict = {}
 
@@ -96,19 +97,21 @@ class Model:
 
     def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines."""
-        tag = logs.request_id.set(",".join(request.request_id for request in requests if request.request_id))
+        ids = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests if r.request_id)
+        tag = logs.request_id.set(ids)
         started = time.perf_counter()
         try:
             return self.call(hook, **kwargs)
         finally:
+            spent = time.perf_counter() - started
             for request in requests:
-                request.timings[hook] = time.perf_counter() - started
+                request.timings[hook] = spent
             logs.request_id.reset(tag)
 
     def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""
         try:
-            return getattr(self.pm.hook, hook)(**kwargs)
+            return self.callers[hook](**kwargs)
         except ModelhostError:
             raise
         except Exception as exc:
