@@ -48,7 +48,8 @@ class BaseHandler(tornado.web.RequestHandler):
         self.body_deadlines: BodyDeadlines = self.application.settings["body_deadlines"]
         self.chunks: list[bytes] = []
         self.received = 0
-        self.refused = False
+        # Answered before the handler is done: a body found too large, or a stopping server's 503.
+        self.answered_early = False
 
     def set_default_headers(self):
         # Called before initialize, and again when send_error clears the headers: the id is made once.
@@ -77,15 +78,15 @@ class BaseHandler(tornado.web.RequestHandler):
         self.received += len(chunk)
         if self.received <= self.max_buffer_size:
             self.chunks.append(chunk)
-        elif not self.refused:  # a chunked body, its size unknown until now
-            self.refused = True
+        elif not self.answered_early:  # a chunked body, its size unknown until now
+            self.answered_early = True
             error = self.too_large()
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     @property
     def body(self) -> bytes:
         self.body_deadlines.received(self)
-        if self.refused:
+        if self.answered_early:
             raise tornado.web.Finish()
         return b"".join(self.chunks)
 
@@ -138,13 +139,14 @@ class InferenceHandler(BaseHandler):
 
     def prepare(self):
         super().prepare()
-        self.repository.admit(self.answer_late, self.path_kwargs["name"])
+        self.repository.admit(self, self.path_kwargs["name"])
         self.model = self.path_kwargs["name"] if self.path_kwargs["name"] in self.repository.runners else None
         if self.model:
             self.metrics.request_started(self.model)
 
     def on_finish(self):
         super().on_finish()
+        self.repository.release(self)
         if self.model:
             timings = self.inference.timings if self.inference else {}
             self.metrics.request_done(self.model, self.protocol, self.get_status(), self.request.request_time(), timings)
@@ -152,15 +154,20 @@ class InferenceHandler(BaseHandler):
     async def infer(self, runner, request: InferenceRequest):
         request.request_id = self.request_id
         self.inference = request
-        return await runner.infer(request)
+        result = await runner.infer(request)
+        if self.answered_early:
+            raise tornado.web.Finish()
+        return result
 
     def on_connection_close(self):
         super().on_connection_close()
+        self.repository.release(self)
         if self.inference:  # the queue answers it 499 instead of running it, if it has not started
             self.inference.withdrawn = True
 
     def answer_late(self):
         """503 at once, whether the body is still arriving or the model still busy: the server will not wait."""
+        self.answered_early = True
         error = ServerShuttingDown("the server stopped before this request was answered")
         self.send_error(error.status, exc_info=(type(error), error, None))
 

@@ -9,7 +9,7 @@ are answered.
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Callable, Protocol
 
 from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
 from .plugins import PluginSpec, discover
@@ -18,6 +18,13 @@ log = logging.getLogger("modelhost")
 
 # A model's state in the repository index, as Triton names them.
 READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
+
+
+class Admitted(Protocol):
+    """An inference request as the repository tracks it: its handler."""
+
+    def answer_late(self) -> None:
+        """Answer 503 now: the server stops and will not wait for the model any longer."""
 
 
 class ModelLoadFailed(ModelhostError):
@@ -44,9 +51,9 @@ class ModelRepository:
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
         self.stopping = False
-        # The task serving each inference request, from its headers to its answer: how to answer it 503,
-        # and the model it names.
-        self.in_flight: dict[asyncio.Task, tuple[Callable[[], None], str]] = {}
+        # Each inference request from its headers until it is answered or its client leaves: its handler,
+        # which can answer it 503 (``answer_late``), and the model it names.
+        self.in_flight: dict[Admitted, str] = {}
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -152,18 +159,26 @@ class ModelRepository:
         A request is admitted before it takes its model's runner, so only those admitted for ``name``
         until now can hold this one. Any still unanswered after ``drain_timeout`` get 503, as at shutdown.
         """
-        holders = [task for task, (_, model) in self.in_flight.items() if model == name]
-        if holders:
-            await asyncio.wait(holders, timeout=self.drain_timeout)
+        holders = [request for request, model in self.in_flight.items() if model == name]
+        await self.until_answered(holders, self.drain_timeout)
         await runner.stop()
 
-    def admit(self, answer_late: Callable[[], None], model: str) -> None:
-        """Count the calling request for ``model`` in flight until its task ends; once stopping, refuse it (503)."""
+    def admit(self, request: "Admitted", model: str) -> None:
+        """Count a request for ``model`` in flight until ``release``; once stopping, refuse it (503)."""
         if self.stopping:
             raise ServerShuttingDown("the server is shutting down")
-        task = asyncio.current_task()
-        self.in_flight[task] = (answer_late, model)
-        task.add_done_callback(self.in_flight.pop)
+        self.in_flight[request] = model
+
+    def release(self, request: "Admitted") -> None:
+        self.in_flight.pop(request, None)
+
+    async def until_answered(self, requests: list["Admitted"], timeout: float) -> None:
+        # Polled: only shutdown and upgrades wait, while every request would pay for a future to wait on.
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(request in self.in_flight for request in requests):
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.01)
 
     async def drain(self, timeout: float) -> None:
         """Refuse new requests and let those in flight finish; answer any left after ``timeout`` seconds with 503.
@@ -174,12 +189,10 @@ class ModelRepository:
         """
         self.stopping = True
         log.info("shutting down: waiting up to %gs for %d request(s) in flight", timeout, len(self.in_flight))
-        if self.in_flight:
-            await asyncio.wait(self.in_flight, timeout=timeout)
-        late = [(task, answer_late) for task, (answer_late, _) in self.in_flight.items() if not task.done()]
-        for task, answer_late in late:
-            answer_late()
-            task.cancel()  # it is answered: stop waiting for its body or its model
+        await self.until_answered(list(self.in_flight), timeout)
+        late = list(self.in_flight)
+        for request in late:
+            request.answer_late()
         log.info("drained: every request answered, %d of them with 503 after the graceful timeout", len(late))
 
     async def start(self) -> None:
