@@ -1,10 +1,13 @@
 """Request ids and log lines: every line about a request carries its id, as text or JSON."""
 
+import asyncio
 import json
+import logging
 import re
 
 import requests
 
+from modelhost import logs
 from support import running_server
 
 TALKS = ["--plugin", "fixture_plugins.behaving:Talks"]
@@ -50,3 +53,37 @@ def test_json_logs_are_one_object_a_line_with_the_access_fields(mode):
         assert access["latency_ms"] > 0
         assert set(access["stages_ms"]) == {"queue", "preprocess", "predict", "postprocess"}
         assert any("predicting 1 instances" in line["message"] and "j1" in json.dumps(line) for line in lines)
+
+
+class CountingStream:
+    def __init__(self):
+        self.text, self.flushes = "", 0
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        self.flushes += 1
+
+
+def test_lines_logged_on_the_event_loop_are_written_out_together_at_its_next_turn():
+    stream = CountingStream()
+    handler = logs.StderrHandler(stream)
+    logger = logging.getLogger("modelhost.test-buffering")
+    logger.addHandler(handler)
+    logger.propagate = False
+
+    async def answer_three_requests():
+        for number in range(3):
+            logger.warning("line %d", number)
+        flushed_during_the_turn = stream.flushes
+        await asyncio.sleep(0)
+        return flushed_during_the_turn
+
+    try:
+        assert asyncio.run(answer_three_requests()) == 0
+        assert stream.flushes == 1 and stream.text == "line 0\nline 1\nline 2\n"
+        logger.warning("off the loop")  # a hook thread, start-up, exit: written at once
+        assert stream.flushes == 2
+    finally:
+        logger.removeHandler(handler)

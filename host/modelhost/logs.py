@@ -5,6 +5,7 @@ and while its hooks run (in a hook thread or a worker process), so every line
 logged meanwhile carries it, the plugin's own lines included.
 """
 
+import asyncio
 import contextvars
 import logging
 import sys
@@ -48,14 +49,62 @@ class JSONFormatter(logging.Formatter):
 
 
 class StderrHandler(logging.StreamHandler):
-    """modelhost's own handler, told apart from others (a test's capture) when configured again."""
+    """modelhost's own handler (told apart from others, a test's capture, when configured again).
+
+    Lines logged on an event loop are written out together at the loop's next
+    turn: with access lines on, a write per line would be a system call per
+    request, and a loop turn under load answers many. Lines from any other
+    thread (hooks, start-up, exit) are written at once.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.flush_pending = False
+
+    def flush(self):
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            super().flush()
+            return
+        if not self.flush_pending:
+            self.flush_pending = True
+            loop.call_soon(self.flush_now)
+
+    def flush_now(self):
+        self.flush_pending = False
+        super().flush()
+
+
+class TextFormatter(logging.Formatter):
+    """The text format, its time formatted once per second rather than once per line."""
+
+    second, formatted = -1, ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt=None) -> str:
+        second = int(record.created)
+        if second != self.second:
+            self.second, self.formatted = second, time.strftime("%Y-%m-%d %H:%M:%S", self.converter(second))
+        return f"{self.formatted},{int(record.msecs):03d}"
+
+
+def buffered(stream):
+    """``stream``'s file, written through a buffer of its own: sys.stderr writes out every line as it comes."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture): as it is
+        return stream
+    return open(fd, "w", buffering=1 << 16, encoding=stream.encoding, errors="backslashreplace", closefd=False)
 
 
 def configure(level: str, log_format: str = "text", text_format: str = TEXT_FORMAT) -> None:
     """Send every log line to stderr, as ``log_format`` says, at ``level`` and above."""
-    handler = StderrHandler(sys.stderr)
+    handler = StderrHandler(buffered(sys.stderr))
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JSONFormatter() if log_format == "json" else logging.Formatter(text_format))
+    handler.setFormatter(JSONFormatter() if log_format == "json" else TextFormatter(text_format))
     root = logging.getLogger()
-    root.handlers[:] = [other for other in root.handlers if not isinstance(other, StderrHandler)] + [handler]
+    replaced = [other for other in root.handlers if isinstance(other, StderrHandler)]
+    for other in replaced:
+        other.flush_now()
+    root.handlers[:] = [other for other in root.handlers if other not in replaced] + [handler]
     root.setLevel(level.upper())
