@@ -70,10 +70,10 @@ def install(cache: Path) -> tuple[dict, dict]:
     return pythons, missing
 
 
-def raw_limits(seconds: float) -> dict:
+def raw_limits(seconds: float):
     """ONNX Runtime alone, in this process, with the servers' session options: what no server can beat.
 
-    Returns AlexNet's images/s by batch size, for the summary.
+    Printed before any server starts; returns ``alone(batch)``, which measures AlexNet's images/s again.
     """
     print("\nONNX Runtime session.run alone, in this process, same session options as the servers (the limit):")
     busy_before, mine_before = cpu.machine_busy_seconds(), own_cpu_seconds()
@@ -81,14 +81,15 @@ def raw_limits(seconds: float) -> dict:
     def rates(session, one: np.ndarray) -> dict:
         return {batch: raw_ort.throughput(session, np.repeat(one, batch, axis=0), seconds) for batch in (1, 8)}
 
-    alexnet = rates(sessions.alexnet_session(), casebook.IMAGE)
+    alexnet_session = sessions.alexnet_session()
+    alexnet = rates(alexnet_session, casebook.IMAGE)
     gemm = rates(sessions.gemm_session(), casebook.X)
     for name, rate, unit in (("AlexNet (default intra-op threads)", alexnet, "images/s"),
                              ("Gemm 16->4 (1 intra-op thread)", gemm, "rows/s")):
         print(f"  {name:<36} batch 1: {rate[1]:>9,.0f} {unit}   batch 8: {rate[8]:>9,.0f} {unit}")
     others = cpu.machine_busy_seconds() - busy_before - (own_cpu_seconds() - mine_before)
     print(f"  (other processes used {max(others, 0):.2f} CPU s meanwhile)")
-    return alexnet
+    return lambda batch: raw_ort.throughput(alexnet_session, np.repeat(casebook.IMAGE, batch, axis=0), seconds)
 
 
 def own_cpu_seconds() -> float:
@@ -128,7 +129,9 @@ def one_run(server, target, concurrency: int, seconds: int) -> table.Run:
     return table.Run(result, server_cpu, max(others, 0.0))
 
 
-def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int) -> dict:
+def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int, alone) -> tuple[dict, dict]:
+    """Every row's runs, round-robin; and AlexNet's ``alone(batch)`` images/s, measured in each round
+    just before the servers' AlexNet runs at c = batch, so that the limit drifts with the machine as they do."""
     groups = [(case.key, concurrency, [target for target in case.targets
                                        if target.server in running and (case.key, target.key) not in broken])
               for case in cases for concurrency in case.concurrencies]
@@ -138,10 +141,13 @@ def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int) -
     warm_up = {(key, target.key): target for key, _, targets in groups for target in targets}
     for target in warm_up.values():
         wrk.run(running[target.server].url + target.path, target.body, target.headers, 8, 1)
-    rows = {}
+    rows, limits = {}, {}
     for round_ in range(runs):
         print(f"  round {round_ + 1}/{runs}", flush=True)
         for key, concurrency, targets in groups:
+            if key == "alexnet" and concurrency in (1, 8):
+                time.sleep(SETTLE)
+                limits.setdefault(concurrency, []).append(alone(concurrency))
             # Each round starts the round-robin at another server, so none is always the one that
             # follows a heavy run, and a pause lets that run's tail (spinning threads, a collector) end.
             shift = round_ % max(len(targets), 1)
@@ -149,10 +155,10 @@ def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int) -
                 time.sleep(SETTLE)
                 run = one_run(running[target.server], target, concurrency, seconds)
                 rows.setdefault((key, concurrency, target.key), table.Row([])).runs.append(run)
-    return rows
+    return rows, limits
 
 
-def summary(cases: list, rows: dict, limits: dict, labels: dict) -> list[str]:
+def summary(cases: list, rows: dict, limits: dict, limit_runs: dict, labels: dict) -> list[str]:
     """The two ratios a reader asks first: against the ceiling, and against the limit."""
     lines = []
     concurrencies = sorted({concurrency for _, concurrency, _ in rows})
@@ -162,6 +168,9 @@ def summary(cases: list, rows: dict, limits: dict, labels: dict) -> list[str]:
         lines.append(f"modelhost echo V1 / bare Tornado handler, req/s: {', '.join(echo_v1)}")
     [alexnet] = [case for case in cases if case.key == "alexnet"]
     pairs = [(c, batch) for c, batch in ((1, 1), (8, 8)) if c in alexnet.concurrencies]
+    lines.append("ONNX Runtime alone, measured in each round before the AlexNet runs at c = batch, images/s: "
+                 + ", ".join(f"batch {batch}: {limits[batch]:,.0f} (median of {', '.join(f'{rate:.0f}' for rate in runs)})"
+                             for batch, runs in sorted(limit_runs.items())))
     lines.append(f"{'AlexNet req/s / ONNX Runtime alone, images/s':<50}"
                  + "".join(f"{f'c={c} / batch {batch}':>16}" for c, batch in pairs))
     for target in alexnet.targets:
@@ -185,7 +194,7 @@ def main() -> None:
     os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
     os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
     print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *environment.versions(pythons), LOGGING[args.access_logs]]))
-    limits = raw_limits(1.0 if args.quick else 3.0)
+    alone = raw_limits(1.0 if args.quick else 3.0)
     cases = casebook.build(cache / "bodies", args.concurrencies, args.alexnet_concurrencies)
 
     # Adaptive batching is off by default; one more server shows AlexNet with it on, against batch 8's limit.
@@ -204,7 +213,7 @@ def main() -> None:
     try:
         broken = preflight(cases, running)
         missing.update(broken)
-        rows = measure(cases, running, broken, args.runs, args.seconds)
+        rows, limit_runs = measure(cases, running, broken, args.runs, args.seconds, alone)
     finally:
         for server in running.values():
             server.stop()
@@ -213,7 +222,8 @@ def main() -> None:
           "mh/peer: the modelhost row's req/s in the same mode (in-process, or worker for MLServer) / this row's\n"
           "±%: spread of req/s over the runs; CPU s: the server's whole process tree during one run\n")
     print("\n".join(table.render(cases, labels, rows, missing)))
-    print("\n".join(["", *summary(cases, rows, limits, labels), table.others(rows),
+    limits = {batch: float(np.median(rates)) for batch, rates in limit_runs.items()}
+    print("\n".join(["", *summary(cases, rows, limits, limit_runs, labels), table.others(rows),
                      f"total {time.monotonic() - began:.0f} s"]))
 
 
