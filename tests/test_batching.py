@@ -137,3 +137,21 @@ def test_requests_arriving_together_go_one_to_each_idle_consumer_and_share_out_u
         return together, under_load
 
     assert asyncio.run(scenario()) == ([1, 1], 3)
+
+
+def test_a_batch_waits_for_requests_still_arriving_and_no_longer_than_its_window():
+    async def scenario(in_flight: int, window_ms: float = 2000):
+        queue = RequestQueue("batches", in_flight=lambda: in_flight)
+        queue.configure(serving_settings({"max_batch_size": 8, "max_batch_wait_ms": window_ms}, {}), consumers=1)
+        first = asyncio.ensure_future(queue.submit(v1([0])))
+        taker = asyncio.ensure_future(queue.next_batch())
+        await asyncio.sleep(0.05)  # the server has three requests; two are still sending their bodies
+        later = [asyncio.ensure_future(queue.submit(v1([index]))) for index in (1, 2)]
+        batch = await asyncio.wait_for(taker, 10)
+        for submission in [first, *later]:
+            submission.cancel()
+        return len(batch)
+
+    assert asyncio.run(scenario(in_flight=3)) == 3
+    assert asyncio.run(scenario(in_flight=1)) == 1  # nobody else is coming: it goes at once
+    assert asyncio.run(scenario(in_flight=5, window_ms=200)) == 3  # two never come: the window ends the wait

@@ -2,7 +2,7 @@
 
 With adaptive batching on (``max_batch_size`` above 1), a consumer that is
 free takes whatever is waiting, up to ``max_batch_size`` requests, and, while
-other requests are still out, waits at most ``max_batch_wait_ms`` for more:
+other requests are still out or arriving, waits at most ``max_batch_wait_ms`` for more:
 batches grow with the load, and the model predicts them in one call. With it off, a free consumer
 takes its fair share of what is waiting (never waiting for more), and the
 model runs them one at a time: the requests only share the trip to the thread
@@ -28,9 +28,13 @@ class Pending:
 
 
 class RequestQueue:
-    def __init__(self, name: str, observe_batch: Callable[[int], None] = lambda size: None):
+    def __init__(self, name: str, observe_batch: Callable[[int], None] = lambda size: None,
+                 in_flight: Callable[[], int] = lambda: 0):
         self.name = name
         self.observe_batch = observe_batch  # told the size of every batch handed out
+        # How many requests for this model the server has received, from their headers on, and not answered:
+        # those still arriving (a large body) are on their way to this queue.
+        self.in_flight = in_flight
         self.waiting: asyncio.Queue = asyncio.Queue()
         self.max_waiting = DEFAULT_SETTINGS["max_queue_size"]
         self.max_size = 1
@@ -89,9 +93,9 @@ class RequestQueue:
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_size:
             if self.waiting.empty():
-                # Wait only while other requests are out (with another replica, say): nobody else
-                # is coming otherwise, and a lone request would sit out the whole window.
-                if self.outstanding <= len(batch):
+                # Wait only while other requests are out (with another replica, say) or still arriving:
+                # nobody else is coming otherwise, and a lone request would sit out the whole window.
+                if max(self.outstanding, self.in_flight()) <= len(batch):
                     return
                 remaining = deadline - loop.time()
                 if remaining <= 0:

@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from .channel import AsyncChannel
 from .batching import Pending, RequestQueue, settle, settle_batch
@@ -37,13 +37,13 @@ LONGEST_LOG_LINE = 65536
 
 
 class WorkerPoolRunner:
-    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int]):
         self.spec = spec
         self.name = spec.name
         self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
         self.metrics = metrics
-        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe)
+        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.settings = serving_settings({}, options)  # completed by the first worker's plugin settings
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []

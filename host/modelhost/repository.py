@@ -35,14 +35,15 @@ class ModelLoadFailed(ModelhostError):
 
 class ModelRepository:
     def __init__(self, specs: list[PluginSpec], make_runner: Callable, drain_timeout: float, changeable: bool):
-        """``make_runner(spec)`` builds a runner, not started; ``drain_timeout`` bounds the wait for a retired
+        """``make_runner(spec, in_flight)`` builds a runner, not started, that can ask ``in_flight()`` how many
+        requests for its model are in flight; ``drain_timeout`` bounds the wait for a retired
         runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
         (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then.
         """
         self.make_runner = make_runner
         self.drain_timeout = drain_timeout
         self.changeable = changeable
-        self.runners = {spec.name: make_runner(spec) for spec in specs}
+        self.runners = {spec.name: self.new_runner(spec) for spec in specs}
         # Plugins served by import path (--plugin) have no entry point to find again: a load reuses their spec.
         self.import_paths = {spec.name: spec for spec in specs if spec.distribution is None}
         # The index entries of models known here but not served: loading for the first time, unloading,
@@ -54,6 +55,9 @@ class ModelRepository:
         # Each inference request from its headers until it is answered or its client leaves: its handler,
         # which can answer it 503 (``answer_late``), and the model it names.
         self.in_flight: dict[Admitted, str] = {}
+
+    def new_runner(self, spec: PluginSpec):
+        return self.make_runner(spec, lambda: sum(1 for model in self.in_flight.values() if model == spec.name))
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -143,7 +147,7 @@ class ModelRepository:
 
     async def start_runner(self, spec: PluginSpec):
         """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""
-        runner = self.make_runner(spec)
+        runner = self.new_runner(spec)
         try:
             await runner.start()
             if not runner.ready:

@@ -10,7 +10,7 @@ models served from worker processes. Both take requests from a
 import asyncio
 import logging
 from concurrent.futures import Executor
-from typing import Optional
+from typing import Callable, Optional
 
 from .batching import RequestQueue, settle, settle_batch
 from .errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
@@ -24,14 +24,14 @@ log = logging.getLogger("modelhost")
 
 class InProcessRunner:
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, executor: Executor,
-                 threads: int):
+                 threads: int, in_flight: Callable[[], int]):
         self.spec = spec
         self.name = spec.name
         self.options = options  # the command line's settings for this model; they beat the plugin's
         self.timeout = timeout
         self.executor = executor
         self.threads = threads
-        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe)
+        self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.reason = "loading"

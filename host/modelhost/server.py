@@ -93,11 +93,11 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
-def make_runner(spec: PluginSpec, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
+def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
     settings = config.settings_for(spec.name)
     if settings.get("replicas") == 0:
-        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.max_asyncio_workers)
-    return WorkerPoolRunner(spec, settings, config.timeout, metrics)
+        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.max_asyncio_workers, in_flight)
+    return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight)
 
 
 async def _serve(config: ServerConfig, sockets) -> int:
@@ -110,7 +110,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
 
     metrics = Metrics()
     repository = ModelRepository(
-        config.specs, lambda spec: make_runner(spec, config, metrics, executor), config.graceful_timeout,
+        config.specs, lambda spec, in_flight: make_runner(spec, in_flight, config, metrics, executor), config.graceful_timeout,
         changeable=config.workers == 1,
     )
     server = tornado.httpserver.HTTPServer(
