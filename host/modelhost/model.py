@@ -12,7 +12,8 @@ import numpy as np
 
 from . import logs
 from .errors import ModelhostError, PluginError, PluginLoadError
-from .plugins import HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks, make_plugin_manager, summarize
+from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks,
+                      make_plugin_manager, summarize)
 from .request import InferenceRequest
 
 log = logging.getLogger("modelhost")

@@ -110,8 +110,8 @@ async def _serve(config: ServerConfig, sockets) -> int:
 
     metrics = Metrics()
     repository = ModelRepository(
-        config.specs, lambda spec, in_flight: make_runner(spec, in_flight, config, metrics, executor), config.graceful_timeout,
-        changeable=config.workers == 1,
+        config.specs, lambda spec, in_flight: make_runner(spec, in_flight, config, metrics, executor),
+        config.graceful_timeout, changeable=config.workers == 1,
     )
     server = tornado.httpserver.HTTPServer(
         make_app(repository, metrics, config.max_buffer_size, config.auth_token, config.body_timeout),
