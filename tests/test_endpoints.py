@@ -115,6 +115,7 @@ ERRORS = [
     ("GET", "/v1/models/nobody", None, 404, "model 'nobody' is not served here"),
     ("GET", "/v3/anything", None, 404, "no such path: GET /v3/anything"),
     ("GET", "/v2/models/echo/infer", None, 405, "Method Not Allowed"),
+    ("POST", "/v1/models/%ff:predict", b'{"instances": [1]}', 400, "the model name in the path is not UTF-8"),
     ("POST", "/v2/models/echo/infer", b"x" * 100001, 413, "larger than max_buffer_size (100000 bytes)"),
     ("POST", "/v1/models/Picky:predict", b'{"instances": ["boom"]}', 500,
      "model 'Picky': predict hook raised RuntimeError: the model blew up"),

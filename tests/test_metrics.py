@@ -3,7 +3,9 @@
 import os
 import re
 import signal
+import socket
 import threading
+import time
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -52,6 +54,27 @@ def test_requests_are_counted_by_protocol_and_status_with_each_stage_timed(mode)
         assert value(samples, "modelhost_batch_size_sum", **model) == 5
         if mode[1] == "1":
             assert value(samples, "modelhost_replicas_up", **model) == 1
+
+
+def test_a_request_whose_client_leaves_before_its_body_is_in_is_counted_499_and_leaves_flight():
+    with running_server("--replicas", "0", *DOUBLER) as server:
+        model = {"model_name": "Doubler"}
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as client:
+            client.sendall(b"POST /v1/models/Doubler:predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{")
+            until(lambda: value(scrape(server), "modelhost_requests_in_flight", **model) == 1)
+        until(lambda: value(scrape(server), "modelhost_requests_in_flight", **model) == 0)
+        samples = scrape(server)
+        assert value(samples, "modelhost_requests_total", **model, protocol="v1", status="499") == 1
+        assert requests.post(server.url + "/v1/models/Doubler:predict", json={"instances": [1]}).json() == {
+            "predictions": [2]}
+
+
+def until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true in time"
+        time.sleep(0.05)
 
 
 def test_one_scrape_sums_every_server_process():

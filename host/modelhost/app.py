@@ -1,18 +1,20 @@
 """The HTTP layer: decode the request, hand it to the model's runner, encode the answer.
 
-One handler per endpoint; what they share (body limits, errors, request ids,
-the access line) is in ``handling``. Every error leaves as ``{"error": "..."}``
-with the status its exception carries.
+One handler per endpoint, and for the inference endpoints an ``InferenceRoute``
+(``inference``); what they share (body limits, errors, request ids, the access
+line) is in ``handling``. Every error leaves as ``{"error": "..."}`` with the
+status its exception carries.
 """
 
 from typing import Optional
 
 import tornado.web
 
-from .handling import BaseHandler, BodyDeadlines, InferenceHandler, log_request, request_id_source
+from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
+from .inference import V1, V2, InferenceRoute
 from .metrics import Metrics
 from .openapi import openapi_document
-from .protocol import v1, v2
+from .protocol import v2
 from .repository import ModelRepository
 
 MODEL = r"(?P<name>[^/:]+)"
@@ -45,16 +47,6 @@ class V1ModelsHandler(BaseHandler):
         self.write_json({"models": self.repository.names()})
 
 
-class V1PredictHandler(InferenceHandler):
-    protocol = "v1"
-
-    async def post(self, name):
-        runner = self.repository.get(name)
-        result = await self.infer(runner, v1.decode_request(self.body))
-        self.set_header("Content-Type", "application/json")
-        self.finish(v1.encode_response(result))
-
-
 class V2ServerHandler(BaseHandler):
     def get(self):
         self.write_json(v2.server_metadata())
@@ -74,19 +66,6 @@ class ModelReadyHandler(BaseHandler):
     def get(self, name, version=None):
         ready = self.repository.is_ready(name)
         self.write_json({"name": name, "ready": ready}, 200 if ready else 503)
-
-
-class V2InferHandler(InferenceHandler):
-    protocol = "v2"
-
-    async def post(self, name, version=None):
-        runner = self.repository.get(name)
-        request = v2.decode_request(self.body, self.request.headers.get(v2.HEADER_LENGTH))
-        result = await self.infer(runner, request)
-        body, headers = v2.encode_response(result, request, name, runner.metadata)
-        for header, value in headers.items():
-            self.set_header(header, value)
-        self.finish(body)
 
 
 class RepositoryIndexHandler(BaseHandler):
@@ -127,30 +106,32 @@ class OpenAPIHandler(BaseHandler):
 
 def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int,
              auth_token: Optional[str] = None, body_timeout: float = 60.0) -> tornado.web.Application:
-    context = {"repository": repository, "metrics": metrics, "max_buffer_size": max_buffer_size,
-               "auth_token": auth_token}
+    # Made here, in the serving process: forked ones need their own ids and deadlines.
+    serving = Serving(repository, metrics, max_buffer_size, auth_token,
+                      request_ids=request_id_source(), body_deadlines=BodyDeadlines(body_timeout))
+    context = {"serving": serving}
     routes = [
-        (r"/", LiveHandler),
-        (r"/v1/models", V1ModelsHandler),
-        (rf"/v1/models/{MODEL}", ModelReadyHandler),
-        (rf"/v1/models/{MODEL}:predict", V1PredictHandler),
-        (r"/v2", V2ServerHandler),
-        (r"/v2/health/live", LiveHandler),
-        (r"/v2/health/ready", ServerReadyHandler),
-        (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler),
-        (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler),
-        (rf"/v2/models/{MODEL}{VERSION}/infer", V2InferHandler),
-        (r"/v2/repository/index", RepositoryIndexHandler),
-        (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler),
-        (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler),
-        (r"/metrics", MetricsHandler),
-        (r"/openapi.json", OpenAPIHandler),
+        # The inference routes first: the application tries its routes in order, and they take most requests.
+        (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),
+        (rf"/v2/models/{MODEL}{VERSION}/infer", InferenceRoute(V2, serving)),
+        (r"/", LiveHandler, context),
+        (r"/v1/models", V1ModelsHandler, context),
+        (rf"/v1/models/{MODEL}", ModelReadyHandler, context),
+        (r"/v2", V2ServerHandler, context),
+        (r"/v2/health/live", LiveHandler, context),
+        (r"/v2/health/ready", ServerReadyHandler, context),
+        (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler, context),
+        (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler, context),
+        (r"/v2/repository/index", RepositoryIndexHandler, context),
+        (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler, context),
+        (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler, context),
+        (r"/metrics", MetricsHandler, context),
+        (r"/openapi.json", OpenAPIHandler, context),
     ]
     return tornado.web.Application(
-        [(pattern, handler, context) for pattern, handler in routes],
+        routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=context,
         log_function=log_request,
-        request_ids=request_id_source(),  # made here, in the serving process: forked ones need their own
-        body_deadlines=BodyDeadlines(body_timeout),
+        serving=serving,
     )

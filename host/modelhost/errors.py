@@ -37,6 +37,13 @@ class ModelNotFound(ModelhostError):
     status = 404
 
 
+class MethodNotAllowed(ModelhostError):
+    """An inference path takes POST only (405)."""
+
+    status = 405
+    headers = {"Allow": "POST"}
+
+
 class PayloadTooLarge(ModelhostError):
     status = 413
 

@@ -79,6 +79,8 @@ class WorkerPoolRunner:
     def count_up(self) -> None:
         self.metrics.replicas_up.labels(self.name).set(len(self.up))
 
+    inline = False  # its hooks run in other processes
+
     async def infer(self, request: InferenceRequest):
         self.require_ready()
         return await self.queue.submit(request)

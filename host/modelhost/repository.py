@@ -21,7 +21,7 @@ READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNL
 
 
 class Admitted(Protocol):
-    """An inference request as the repository tracks it: its handler."""
+    """An inference request as the repository tracks it: its HTTP exchange (``inference.Exchange``)."""
 
     def answer_late(self) -> None:
         """Answer 503 now: the server stops and will not wait for the model any longer."""
@@ -52,7 +52,7 @@ class ModelRepository:
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
         self.stopping = False
-        # Each inference request from its headers until it is answered or its client leaves: its handler,
+        # Each inference request from its headers until it is answered or its client leaves: its exchange,
         # which can answer it 503 (``answer_late``), and the model it names.
         self.in_flight: dict[Admitted, str] = {}
 

@@ -53,7 +53,7 @@ class InProcessRunner:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc)
             return
-        if self.model.settings["inline"]:
+        if self.inline:
             report_ready(self.spec, "the server process, on its event loop", self.model.hooks)
             return
         # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
@@ -66,10 +66,18 @@ class InProcessRunner:
         if self.model is None:
             raise ModelNotReady(f"model {self.name!r} is not ready: {self.reason}")
 
+    @property
+    def inline(self) -> bool:
+        """Whether its hooks run on the event loop (cheaper than the trip to a thread and back): ``infer_now``."""
+        return self.model is not None and self.model.settings["inline"]
+
+    def infer_now(self, request: InferenceRequest):
+        return self.model.infer(request)
+
     async def infer(self, request: InferenceRequest):
         self.require_ready()
-        if self.model.settings["inline"]:  # hooks cheaper than the trip to a thread and back
-            return self.model.infer(request)
+        if self.inline:
+            return self.infer_now(request)
         return await self.queue.submit(request)
 
     async def consume(self) -> None:
