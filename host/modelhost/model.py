@@ -42,23 +42,25 @@ class Model:
         self.metadata = self.call("metadata", name=self.name) or {}
 
     def infer(self, request: InferenceRequest):
-        """preprocess -> predict -> postprocess for one request."""
-        (outcome,) = self.infer_batch([request])
-        if isinstance(outcome, ModelhostError):
-            raise outcome
-        return outcome
+        """preprocess -> predict -> postprocess for one request, timed; an error raises."""
+        inputs = self.timed([request], "preprocess", request=request)
+        outputs = self.timed([request], "predict", inputs=inputs)
+        return self.timed([request], "postprocess", outputs=outputs, request=request)
 
     def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
 
-        preprocess runs per request. With batching on (``max_batch_size`` above
-        1), the inputs are concatenated along the leading dimension so that
-        predict runs once, and its outputs are split back by each request's
-        rows for postprocess; inputs that cannot be concatenated (shapes that
-        differ beyond the first dimension) are predicted apart. With it off,
-        each request is predicted on its own. Each request's ``timings`` get
-        the seconds of each stage; a batch's predict counts for each of its requests.
+        With batching off (``max_batch_size`` 1), each request goes through
+        ``infer`` on its own. With it on, preprocess runs per request, the
+        inputs are concatenated along the leading dimension so that predict
+        runs once, and its outputs are split back by each request's rows for
+        postprocess; inputs that cannot be concatenated (shapes that differ
+        beyond the first dimension) are predicted apart. Each request's
+        ``timings`` get the seconds of each stage; a batch's predict counts for
+        each of its requests.
         """
+        if self.settings.get("max_batch_size", 1) <= 1:
+            return [outcome(self.infer, request) for request in requests]
         outcomes: list = [None] * len(requests)
         prepared = {}
         for index, request in enumerate(requests):
@@ -67,8 +69,7 @@ class Model:
                 prepared[index] = (inputs, rows(inputs))
             except ModelhostError as error:
                 outcomes[index] = error
-        batching = self.settings.get("max_batch_size", 1) > 1
-        for group in groups_that_concatenate(prepared) if batching else [[index] for index in prepared]:
+        for group in groups_that_concatenate(prepared):
             try:
                 parts = self.predict_together([prepared[index] for index in group], [requests[i] for i in group])
             except ModelhostError as error:
@@ -118,6 +119,14 @@ class Model:
         except Exception as exc:
             log.exception("model %r: %s hook raised", self.name, hook)
             raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None
+
+
+def outcome(infer: Callable[[InferenceRequest], object], request: InferenceRequest):
+    """The request's result, or the error that answers it."""
+    try:
+        return infer(request)
+    except ModelhostError as error:
+        return error
 
 
 def rows(batch) -> int:
