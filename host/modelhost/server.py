@@ -93,6 +93,21 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
+class HTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's, with Nagle's algorithm off once per connection rather than toggled per request.
+
+    Tornado turns ``TCP_NODELAY`` on as each response finishes and off again once
+    it is sent: two system calls a request, about a twentieth of a small
+    request's cost. Every answer here leaves in one write, which Nagle's
+    algorithm would only delay, so it stays off.
+    """
+
+    def handle_stream(self, stream, address):
+        stream.set_nodelay(True)
+        stream.set_nodelay = lambda value: None
+        super().handle_stream(stream, address)
+
+
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
     settings = config.settings_for(spec.name)
     if settings.get("replicas") == 0:
@@ -113,7 +128,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
         config.specs, lambda spec, in_flight: make_runner(spec, in_flight, config, metrics, executor),
         config.graceful_timeout, changeable=config.workers == 1,
     )
-    server = tornado.httpserver.HTTPServer(
+    server = HTTPServer(
         make_app(repository, metrics, config.max_buffer_size, config.auth_token, config.body_timeout),
         max_body_size=2 * config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
