@@ -50,8 +50,8 @@ class RequestQueue:
         self.max_waiting = int(settings["max_queue_size"])
         self.consumers = consumers
 
-    async def submit(self, request: InferenceRequest):
-        """The request's outcome, once a consumer has run it; ModelBusy at once when the queue is full."""
+    def submit(self, request: InferenceRequest) -> asyncio.Future:
+        """The future of the request's outcome, once a consumer has run it; ModelBusy at once when the queue is full."""
         # Idle consumers are about to take what is queued: only what is left for later waits.
         if self.waiting.qsize() - self.idle >= self.max_waiting:
             raise ModelBusy(f"model {self.name!r} has {self.max_waiting} requests waiting, its "
@@ -59,10 +59,11 @@ class RequestQueue:
         answer = asyncio.get_running_loop().create_future()
         self.waiting.put_nowait(Pending(request, answer))
         self.outstanding += 1
-        try:
-            return await answer
-        finally:
-            self.outstanding -= 1
+        answer.add_done_callback(self.answered)
+        return answer
+
+    def answered(self, answer: asyncio.Future) -> None:
+        self.outstanding -= 1
 
     async def next_batch(self) -> list[Pending]:
         self.idle += 1

@@ -3,17 +3,18 @@
 Most of a model server's traffic is ``POST .../infer`` and ``:predict``. A
 Tornado RequestHandler runs each request as a task, on a later turn of the
 loop, and builds a page's worth of machinery around it; an exchange here is
-answered in the turn its body arrives when its model runs inline, and from one
-task when the model answers later. It does what ``handling.BaseHandler`` does
-for every route (request ids, the bearer token, ``max_buffer_size``, body
-deadlines, errors as ``{"error": "..."}``, the access line) through the same
-functions, and what only inference requests need: counted in flight from their
-headers on, withdrawn when their client leaves, answered 503 when a stopping
-server will not wait for them.
+answered in the turn its body arrives when its model runs inline, and by a
+callback on its outcome when the model answers later. It does what
+``handling.BaseHandler`` does for every route (request ids, the bearer token,
+``max_buffer_size``, body deadlines, errors as ``{"error": "..."}``, the access
+line) through the same functions, and what only inference requests need:
+counted in flight from their headers on, withdrawn when their client leaves,
+answered 503 when a stopping server will not wait for them.
 """
 
 import asyncio
 import email.utils
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +23,6 @@ from typing import Callable, Optional
 import tornado.httputil
 import tornado.routing
 
-from . import logs
 from .errors import ClientGone, InvalidInput, MethodNotAllowed, ModelhostError, ServerShuttingDown
 from .handling import (Serving, check_length, check_token, error_body, log_access, log_refused, request_id_for,
                        request_summary, too_large)
@@ -54,7 +54,6 @@ class InferenceRoute(tornado.routing.Router):
     def __init__(self, codec: Codec, serving: Serving):
         self.codec = codec
         self.serving = serving
-        self.answering: set[asyncio.Task] = set()  # the loop keeps only weak references to tasks
         self.date = ""
         self.date_second = 0
 
@@ -128,19 +127,16 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             if runner.inline:  # answered now, in this turn of the loop
                 self.answer_result(runner, runner.infer_now(request))
                 return
+            outcome = runner.submit(request)
         except Exception as error:
             self.fail(error)
             return
         self.answering_later = True
-        task = asyncio.ensure_future(self.answer_when_done(runner))
-        self.route.answering.add(task)
-        task.add_done_callback(self.route.answering.discard)
+        outcome.add_done_callback(functools.partial(self.answer_outcome, runner))
 
-    async def answer_when_done(self, runner) -> None:
-        # The task has a context of its own: every line logged on its way carries the id (logs.RequestIdFilter).
-        logs.request_id.set(self.request_id)
+    def answer_outcome(self, runner, outcome: asyncio.Future) -> None:
         try:
-            self.answer_result(runner, await runner.infer(self.inference))
+            self.answer_result(runner, outcome.result())
         except Exception as error:
             self.fail(error)
 

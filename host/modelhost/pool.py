@@ -37,6 +37,8 @@ LONGEST_LOG_LINE = 65536
 
 
 class WorkerPoolRunner:
+    inline = False  # its hooks run in other processes
+
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int]):
         self.spec = spec
         self.name = spec.name
@@ -79,11 +81,9 @@ class WorkerPoolRunner:
     def count_up(self) -> None:
         self.metrics.replicas_up.labels(self.name).set(len(self.up))
 
-    inline = False  # its hooks run in other processes
-
-    async def infer(self, request: InferenceRequest):
+    def submit(self, request: InferenceRequest) -> asyncio.Future:
         self.require_ready()
-        return await self.queue.submit(request)
+        return self.queue.submit(request)
 
     async def stop(self) -> None:
         for task in self.tasks:

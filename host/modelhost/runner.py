@@ -1,7 +1,8 @@
 """Model runners: where a model's hooks execute, seen from the event loop.
 
 A runner loads its model, says whether it is ready and runs requests through
-it without ever blocking the loop. ``InProcessRunner`` runs the hooks on the
+it without ever blocking the loop: ``submit`` queues one and returns the
+future of its outcome. ``InProcessRunner`` runs the hooks on the
 server's thread pool; ``pool.WorkerPoolRunner`` offers the same interface for
 models served from worker processes. Both take requests from a
 ``RequestQueue``, in batches when the model's settings ask for them.
@@ -74,11 +75,10 @@ class InProcessRunner:
     def infer_now(self, request: InferenceRequest):
         return self.model.infer(request)
 
-    async def infer(self, request: InferenceRequest):
+    def submit(self, request: InferenceRequest) -> asyncio.Future:
+        """The future of the request's outcome, for a model that is not inline."""
         self.require_ready()
-        if self.inline:
-            return self.infer_now(request)
-        return await self.queue.submit(request)
+        return self.queue.submit(request)
 
     async def consume(self) -> None:
         loop = asyncio.get_running_loop()
