@@ -110,26 +110,28 @@ def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int
     serving = Serving(repository, metrics, max_buffer_size, auth_token,
                       request_ids=request_id_source(), body_deadlines=BodyDeadlines(body_timeout))
     context = {"serving": serving}
-    routes = [
-        # The inference routes first: the application tries its routes in order, and they take most requests.
+    handlers = [
+        (r"/", LiveHandler),
+        (r"/v1/models", V1ModelsHandler),
+        (rf"/v1/models/{MODEL}", ModelReadyHandler),
+        (r"/v2", V2ServerHandler),
+        (r"/v2/health/live", LiveHandler),
+        (r"/v2/health/ready", ServerReadyHandler),
+        (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler),
+        (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler),
+        (r"/v2/repository/index", RepositoryIndexHandler),
+        (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler),
+        (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler),
+        (r"/metrics", MetricsHandler),
+        (r"/openapi.json", OpenAPIHandler),
+    ]
+    # The inference routes first: the application tries its routes in order, and they take most requests.
+    inference = [
         (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/infer", InferenceRoute(V2, serving)),
-        (r"/", LiveHandler, context),
-        (r"/v1/models", V1ModelsHandler, context),
-        (rf"/v1/models/{MODEL}", ModelReadyHandler, context),
-        (r"/v2", V2ServerHandler, context),
-        (r"/v2/health/live", LiveHandler, context),
-        (r"/v2/health/ready", ServerReadyHandler, context),
-        (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler, context),
-        (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler, context),
-        (r"/v2/repository/index", RepositoryIndexHandler, context),
-        (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler, context),
-        (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler, context),
-        (r"/metrics", MetricsHandler, context),
-        (r"/openapi.json", OpenAPIHandler, context),
     ]
     return tornado.web.Application(
-        routes,
+        inference + [(pattern, handler, context) for pattern, handler in handlers],
         default_handler_class=NotFoundHandler,
         default_handler_args=context,
         log_function=log_request,

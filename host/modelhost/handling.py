@@ -115,8 +115,7 @@ class BaseHandler(tornado.web.RequestHandler):
             message = self._reason
         if self.get_status() == 405:  # RFC 9110: a 405 names the methods the path takes
             self.set_header("Allow", ", ".join(method for method in self.SUPPORTED_METHODS if self.takes(method)))
-        self.set_header("Content-Type", "application/json")
-        self.finish(error_body(message))
+        self.write_json({"error": message}, self.get_status())
 
     def takes(self, method: str) -> bool:
         name = method.lower()
