@@ -121,7 +121,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             return
         try:
             runner = self.route.serving.repository.get(self.name)
-            request = self.route.codec.decode(b"".join(self.chunks), self.request.headers)
+            request = self.route.codec.decode(whole_body(self.chunks), self.request.headers)
             request.request_id = self.request_id
             self.inference = request
             if runner.inline:  # answered now, in this turn of the loop
@@ -201,6 +201,16 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             self.route.serving.repository.release(self)
         else:  # its body never came: nothing else will answer it
             self.done(ClientGone.status)
+
+
+def whole_body(chunks: list) -> bytearray:
+    """The body in one writable buffer, so that the binary tensors viewing it are a plugin's to change.
+
+    A body of known length comes as one (httpserver.WholeBodyConnection); a chunked one, in pieces.
+    """
+    if len(chunks) == 1 and isinstance(chunks[0], bytearray):
+        return chunks[0]
+    return bytearray().join(chunks)
 
 
 def model_name(in_path: bytes) -> str:

@@ -8,11 +8,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NoReturn, Optional
 
-import tornado.httpserver
 import tornado.netutil
 
 from .app import make_app
 from .errors import CannotServe
+from .httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
 from .pool import WorkerPoolRunner
@@ -91,21 +91,6 @@ def exit_now(status: int) -> NoReturn:
     # process at exit, which joins the hook threads: leave without joining.
     logging.shutdown()
     os._exit(status)
-
-
-class HTTPServer(tornado.httpserver.HTTPServer):
-    """Tornado's, with Nagle's algorithm off once per connection rather than toggled per request.
-
-    Tornado turns ``TCP_NODELAY`` on as each response finishes and off again once
-    it is sent: two system calls a request, about a twentieth of a small
-    request's cost. Every answer here leaves in one write, which Nagle's
-    algorithm would only delay, so it stays off.
-    """
-
-    def handle_stream(self, stream, address):
-        stream.set_nodelay(True)
-        stream.set_nodelay = lambda value: None
-        super().handle_stream(stream, address)
 
 
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
