@@ -155,3 +155,26 @@ def test_a_batch_waits_for_requests_still_arriving_and_no_longer_than_its_window
     assert asyncio.run(scenario(in_flight=3)) == 3
     assert asyncio.run(scenario(in_flight=1)) == 1  # nobody else is coming: it goes at once
     assert asyncio.run(scenario(in_flight=5, window_ms=200)) == 3  # two never come: the window ends the wait
+
+
+def test_a_batch_waits_for_as_many_as_the_batch_before_it_held_within_its_window():
+    async def scenario(before: int, window_ms: float = 2000):
+        queue = RequestQueue("batches")
+        queue.configure(serving_settings({"max_batch_size": 8, "max_batch_wait_ms": window_ms}, {}), consumers=1)
+        earlier = [queue.submit(v1([index])) for index in range(before)]
+        for pending in await queue.next_batch():
+            pending.answer.set_result(None)
+        await asyncio.sleep(0)  # all answered: nothing is out, nothing arriving
+        # The clients answered together come back, the first one's body a moment before the next one's headers.
+        first = queue.submit(v1([0]))
+        taker = asyncio.ensure_future(queue.next_batch())
+        await asyncio.sleep(0.05)
+        later = [queue.submit(v1([index])) for index in (1, 2)]
+        batch = await asyncio.wait_for(taker, 10)
+        for answer in [*earlier, first, *later]:
+            answer.cancel()
+        return len(batch)
+
+    assert asyncio.run(scenario(before=3)) == 3
+    assert asyncio.run(scenario(before=1)) == 1  # the last batch was a lone request: this one goes at once
+    assert asyncio.run(scenario(before=8, window_ms=200)) == 3  # five never come: the window ends the wait

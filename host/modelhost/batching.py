@@ -2,8 +2,9 @@
 
 With adaptive batching on (``max_batch_size`` above 1), a consumer that is
 free takes whatever is waiting, up to ``max_batch_size`` requests, and, while
-other requests are still out or arriving, waits at most ``max_batch_wait_ms`` for more:
-batches grow with the load, and the model predicts them in one call. With it off, a free consumer
+other requests are still out or arriving, or while it has fewer than the batch
+before it held, waits at most ``max_batch_wait_ms`` for more: batches grow with
+the load, and the model predicts them in one call. With it off, a free consumer
 takes its fair share of what is waiting (never waiting for more), and the
 model runs them one at a time: the requests only share the trip to the thread
 or the worker process that runs them, which is what that trip costs under load.
@@ -42,6 +43,9 @@ class RequestQueue:
         self.consumers = 1
         self.idle = 0  # consumers waiting for a request
         self.outstanding = 0  # submitted and not yet answered
+        # The size of the batch handed out before this one: clients answered together tend to come back
+        # together, the next one's headers sometimes a moment after the first one's body.
+        self.last_size = 1
 
     def configure(self, settings: dict, consumers: int) -> None:
         """Batching as the model's serving settings say; ``consumers`` take from this queue."""
@@ -86,6 +90,7 @@ class RequestQueue:
         for pending in batch:
             pending.request.timings["queue"] = taken - pending.submitted
         if batch:
+            self.last_size = len(batch)
             self.observe_batch(len(batch))
         return batch
 
@@ -94,9 +99,9 @@ class RequestQueue:
         deadline = loop.time() + self.max_wait
         while len(batch) < self.max_size:
             if self.waiting.empty():
-                # Wait only while other requests are out (with another replica, say) or still arriving:
-                # nobody else is coming otherwise, and a lone request would sit out the whole window.
-                if max(self.outstanding, self.in_flight()) <= len(batch):
+                # Wait only while other requests are out (with another replica, say), still arriving, or
+                # expected from the last batch: a lone request would sit out the whole window otherwise.
+                if max(self.outstanding, self.in_flight(), self.last_size) <= len(batch):
                     return
                 remaining = deadline - loop.time()
                 if remaining <= 0:
