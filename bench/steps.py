@@ -126,8 +126,9 @@ def main() -> None:
     os.environ.setdefault("MODELHOST_CACHE_DIR", str(BENCH / ".cache" / "models"))
     with tempfile.TemporaryDirectory() as scratch:
         timeline = Path(scratch) / "timeline"
+        # ERROR: the readiness polls answered 503 while the model loads are warnings
         command = [sys.executable, __file__, "--serve", str(timeline), "--host", "127.0.0.1", "--http_port", "{port}",
-                   "--log-level", "WARNING", *args.serve_flags]
+                   "--log-level", "ERROR", *args.serve_flags]
         process, port = start(shlex.join(command), PATH, BODY.read_bytes(), HEADERS)
         try:
             timeline.write_bytes(b"")  # the readiness request's steps are not counted
