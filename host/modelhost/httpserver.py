@@ -60,7 +60,9 @@ class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
     Tornado reads it in 64 KB pieces, each into a new buffer that it copies
     twice before the handler sees it, and the handler then joins the pieces.
     Here the kernel's copy into the buffer is the only one, and the handler
-    gets the whole body at once (a V2 tensor is then a view of it).
+    gets the whole body at once (a V2 tensor is then a view of it). The
+    buffer is set aside before the body arrives: ``--max_buffer_size`` (checked
+    by Tornado before this runs) and the body deadline bound what it holds.
     """
 
     async def _read_fixed_body(self, content_length: int, delegate) -> None:
