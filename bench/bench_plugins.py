@@ -14,3 +14,11 @@ class Burn:
         for value in range(800_000):
             total += value * value
         return np.full(len(inputs), total % 7)
+
+
+class Nothing:
+    """Answers one zero whatever it gets: what a request costs the host, the model aside."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return np.zeros((1, 1), dtype=np.float32)
