@@ -50,6 +50,17 @@ def test_errors_surface_as_client_exceptions(client):
         client.infer("nobody", [x])
 
 
+def test_an_unknown_path_leaves_the_clients_pooled_connection_usable(client):
+    # Triton's client reuses one keep-alive connection: had the 404 closed it unannounced, the next call would
+    # fail with "connection closed". Trace settings are a Triton extension modelhost does not serve.
+    x = triton.InferInput("x", [1], "FP32")
+    x.set_data_from_numpy(np.ones(1, dtype=np.float32))
+    for _ in range(20):
+        with pytest.raises(triton.InferenceServerException, match="no such path: GET /v2/trace/setting"):
+            client.get_trace_settings()
+        np.testing.assert_array_equal(client.infer("echo", [x]).as_numpy("x"), [1.0])
+
+
 def test_kserve_rest_client_v1_and_v2(server):
     async def talk():
         v1 = InferenceRESTClient(RESTConfig(protocol="v1"))

@@ -45,8 +45,9 @@ class Serving:
 class BaseHandler(tornado.web.RequestHandler):
     """Reads bodies in chunks so that one over ``max_buffer_size`` is refused, not buffered.
 
-    The server's own cap is twice that, so a chunked body that outgrows the
-    limit still gets this handler's 413 before the server drops the connection.
+    A declared length over the limit is refused from the headers; a chunked
+    body, once it outgrows the limit (``httpserver`` leaves that count to the
+    handler, so that the answer is always this 413).
     """
 
     # Health checks answer without the bearer token: kubelet's probes and load balancers carry none.
@@ -85,6 +86,7 @@ class BaseHandler(tornado.web.RequestHandler):
         elif not self.answered_early:  # a chunked body, its size unknown until now
             self.answered_early = True
             error = too_large(self.max_buffer_size)
+            log_refused(error, self.request, self.request_id)
             self.send_error(error.status, exc_info=(type(error), error, None))
 
     @property

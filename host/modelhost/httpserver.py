@@ -1,17 +1,26 @@
-"""Tornado's HTTP server, with two changes to how its connections read and write.
+"""Tornado's HTTP server, with changes to how its connections read and write.
 
-Both take out per-request work that showed in profiles (bench/README.md):
+Two take out per-request work that showed in profiles (bench/README.md):
 Nagle's algorithm toggled twice a request, and a large body copied three
-times on its way in. Tornado builds its connection objects itself, so the
-request loop that makes them is restated here, naming another class.
+times on its way in. The others are about answers given before a body is
+read (an error found in the headers): such an answer says ``Connection:
+close`` and the body is never read, while an answer to a request that has no
+body keeps the connection, as any other does. Tornado builds its connection
+objects itself, so the request loop that makes them is restated here,
+naming another class.
 """
 
 import asyncio
+import socket
+import sys
 
 import tornado.http1connection
 import tornado.httpserver
+import tornado.httputil
 from tornado.iostream import StreamClosedError, UnsatisfiableReadError
 from tornado.log import gen_log
+
+LINGER_SECONDS = 5.0  # nginx's lingering_timeout
 
 
 class HTTPServer(tornado.httpserver.HTTPServer):
@@ -47,6 +56,9 @@ class ServerConnection(tornado.http1connection.HTTP1ServerConnection):
                     gen_log.error("Uncaught exception", exc_info=True)
                     connection.close()
                     return
+                if connection.lingering:
+                    await connection.discard_input()
+                    return
                 if not keep_alive:
                     return
                 await asyncio.sleep(0)  # as Tornado does: the next request waits its turn behind other clients
@@ -55,20 +67,72 @@ class ServerConnection(tornado.http1connection.HTTP1ServerConnection):
 
 
 class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
-    """Reads a body of known length from the socket straight into one buffer.
+    """One request on a connection: its body of known length read straight into one buffer.
 
-    Tornado reads it in 64 KB pieces, each into a new buffer that it copies
+    Tornado reads a body in 64 KB pieces, each into a new buffer that it copies
     twice before the handler sees it, and the handler then joins the pieces.
     Here the kernel's copy into the buffer is the only one, and the handler
     gets the whole body at once (a V2 tensor is then a view of it). The
     buffer is set aside before the body arrives: ``--max_buffer_size`` (checked
-    by Tornado before this runs) and the body deadline bound what it holds.
+    by the handler before this runs) and the body deadline bound what it holds.
+
+    A handler that answers before the body is read (an error found in the
+    headers, or a chunked body that outgrew the limit) leaves the body unread.
+    Tornado then closes the connection after the answer without saying so,
+    even when there is no body at all, and reads on to check the body's length
+    against its own limit, logging a second, bare 400 as malformed input. Here
+    such an answer keeps the connection when no body follows; when one does,
+    it says ``Connection: close``, and the connection lingers: the server
+    closes its side once the answer is out, then reads and drops what the client
+    still sends for up to ``LINGER_SECONDS``. Closing at once with input unread
+    would reset the connection, which can destroy the answer before the client
+    has read it.
     """
 
-    async def _read_fixed_body(self, content_length: int, delegate) -> None:
-        if self._write_finished:  # refused before its body came: drained in Tornado's pieces, never held
-            await super()._read_fixed_body(content_length, delegate)
+    lingering = False  # answered before its body: it closes once the client has had time to read the answer
+
+    def write_headers(self, start_line, headers, chunk=None):
+        if not self.is_client and not self._read_finished:
+            if has_body(self._request_headers):
+                self._disconnect_on_finish = True  # Tornado adds "Connection: close" for it
+            else:
+                self._read_finished = True  # nothing left to read: the connection serves the next request
+        return super().write_headers(start_line, headers, chunk)
+
+    def _finish_request(self, future) -> None:
+        if self.is_client or self._read_finished or not self._disconnect_on_finish:
+            super()._finish_request(future)
             return
+        self.lingering = True
+        self._clear_callbacks()
+        if self.stream.socket is not None:
+            try:
+                self.stream.socket.shutdown(socket.SHUT_WR)
+            except OSError:  # the client is gone already
+                pass
+        self.stream.io_loop.call_later(LINGER_SECONDS, self.close)
+        self._finish_future.set_result(None)
+
+    async def discard_input(self) -> None:
+        """Read and drop what comes until the connection closes: the client's, or ours after LINGER_SECONDS."""
+        try:
+            while True:
+                await self.stream.read_bytes(65536, partial=True)
+        except StreamClosedError:
+            pass
+
+    def _read_body(self, code, headers, delegate):
+        if self._write_finished:  # answered from its headers: not read, but dropped as the connection lingers
+            return None
+        return super()._read_body(code, headers, delegate)
+
+    async def _read_chunked_body(self, delegate) -> None:
+        # The handler counts a chunked body's bytes and answers 413 past --max_buffer_size; Tornado's own limit
+        # would answer a bare 400 first, when one chunk declares more. It hands on what it reads in 64 KB pieces.
+        self._max_body_size = sys.maxsize
+        await super()._read_chunked_body(delegate)
+
+    async def _read_fixed_body(self, content_length: int, delegate) -> None:
         body = bytearray(content_length)
         await self.stream.read_into(body)
         if self._write_finished:  # answered while it arrived: the server is stopping
@@ -76,3 +140,7 @@ class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
         streaming = delegate.data_received(body)
         if streaming is not None:
             await streaming
+
+
+def has_body(headers: tornado.httputil.HTTPHeaders) -> bool:
+    return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers

@@ -115,7 +115,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
     )
     server = HTTPServer(
         make_app(repository, metrics, config.max_buffer_size, config.auth_token, config.body_timeout),
-        max_body_size=2 * config.max_buffer_size,
+        max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
     )
     server.add_sockets(sockets)
