@@ -5,6 +5,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import orjson
 import pytest
 import requests
 
@@ -27,33 +28,38 @@ def batching(plugin, max_batch_size=8) -> Model:
     return model
 
 
+def columns(outcome: bytes) -> dict[str, list]:
+    """A V1 answer's predictions (one object per row) as the columns Batches returned."""
+    rows = orjson.loads(outcome)["predictions"]
+    return {name: [row[name] for row in rows] for name in rows[0]}
+
+
 def test_requests_of_different_sizes_share_one_predict_and_get_their_own_rows():
     sizes = [2, 1, 3, 1]
     requests_ = [v1([[float(f"{i}.{row}")] for row in range(size)]) for i, size in enumerate(sizes)]
-    outcomes = batching(Batches()).infer_batch(requests_)
+    outcomes = [columns(outcome) for outcome in batching(Batches()).infer_batch(requests_)]
     for request, outcome in zip(requests_, outcomes):
         np.testing.assert_array_equal(outcome["y"], np.asarray(request.instances) * 10)
-        assert list(outcome["rows_in_batch"]) == [sum(sizes)] * len(request.instances)
+        assert outcome["rows_in_batch"] == [sum(sizes)] * len(request.instances)
 
 
 def test_a_request_whose_preprocess_fails_fails_alone():
     outcomes = batching(Batches()).infer_batch([v1([[1.0]]), v1(["bad"]), v1([[2.0], [3.0]])])
     assert isinstance(outcomes[1], InvalidInput)
-    np.testing.assert_array_equal(outcomes[0]["y"], [[10.0]])
-    np.testing.assert_array_equal(outcomes[2]["y"], [[20.0], [30.0]])
-    assert list(outcomes[2]["rows_in_batch"]) == [3, 3]
+    assert columns(outcomes[0])["y"] == [[10.0]]
+    assert columns(outcomes[2]) == {"y": [[20.0], [30.0]], "rows_in_batch": [3, 3]}
 
 
 def test_without_batching_each_request_is_predicted_on_its_own():
-    outcomes = batching(Batches(), max_batch_size=1).infer_batch([v1([[1.0], [2.0]]), v1([[3.0]])])
-    assert [list(o["rows_in_batch"]) for o in outcomes] == [[2, 2], [1]]
-    np.testing.assert_array_equal(outcomes[1]["y"], [[30.0]])
+    outcomes = [columns(o) for o in batching(Batches(), max_batch_size=1).infer_batch([v1([[1.0], [2.0]]), v1([[3.0]])])]
+    assert [o["rows_in_batch"] for o in outcomes] == [[2, 2], [1]]
+    assert outcomes[1]["y"] == [[30.0]]
 
 
 def test_inputs_that_do_not_concatenate_are_predicted_apart():
-    outcomes = batching(Batches()).infer_batch([v1([[1.0, 2.0]]), v1([[3.0]]), v1([[4.0, 5.0]])])
-    assert [list(o["rows_in_batch"]) for o in outcomes] == [[2], [1], [2]]
-    np.testing.assert_array_equal(outcomes[1]["y"], [[30.0]])
+    outcomes = [columns(o) for o in batching(Batches()).infer_batch([v1([[1.0, 2.0]]), v1([[3.0]]), v1([[4.0, 5.0]])])]
+    assert [o["rows_in_batch"] for o in outcomes] == [[2], [1], [2]]
+    assert outcomes[1]["y"] == [[30.0]]
 
 
 def test_v2_tensors_batch_by_name():

@@ -45,7 +45,7 @@ def test_every_datatype_round_trips_as_json(datatype):
     request = v2.decode_request(infer_body(tensor("x", datatype, [2, 2], SAMPLES[datatype])), None)
     array = request.inputs["x"]
     assert array.shape == (2, 2)
-    body, headers = v2.encode_response(request.inputs, request, "m", {})
+    body, headers = v2.encode_response(request.inputs, request, "m", None)
     assert headers == {"Content-Type": "application/json"}
     (output,) = orjson.loads(body)["outputs"]
     assert output == {"name": "x", "datatype": datatype, "shape": [2, 2], "data": SAMPLES[datatype]}
@@ -59,7 +59,7 @@ def test_every_datatype_round_trips_as_binary(datatype):
     request = v2.decode_request(header + raw, str(len(header)))
     np.testing.assert_array_equal(request.inputs["x"], expected)
     request.parameters["binary_data_output"] = True
-    body, headers = v2.encode_response(request.inputs, request, "m", {})
+    body, headers = v2.encode_response(request.inputs, request, "m", None)
     length = int(headers[v2.HEADER_LENGTH])
     (output,) = orjson.loads(body[:length])["outputs"]
     assert output["parameters"] == {"binary_data_size": len(raw)} and "data" not in output
@@ -98,17 +98,18 @@ def test_request_id_parameters_and_outputs_reach_the_plugin_and_the_response():
     assert request.input_parameters == {"x": {"content_type": "np"}}
     assert request.requested_outputs == {"y": {"binary_data": True}}
     result = {"y": np.array([1.0], dtype=np.float32), "z": np.array([2.0])}
-    body, headers = v2.encode_response(result, request, "m", {})
+    body, headers = v2.encode_response(result, request, "m", "3")
     header = orjson.loads(body[: int(headers[v2.HEADER_LENGTH])])
     assert header["id"] == "req-7" and [o["name"] for o in header["outputs"]] == ["y"]
+    assert header["model_version"] == "3"
 
 
 def test_a_bare_array_is_named_after_the_single_declared_output():
     request = v2.decode_request(infer_body(tensor("x", "FP32", [1], [1.0])), None)
     declared = {"outputs": [{"name": "score", "datatype": "FP32", "shape": [-1]}]}
-    body, _ = v2.encode_response(np.array([0.5], dtype=np.float32), request, "m", declared)
+    body, _ = v2.encode_response(v2.output_tensors(np.array([0.5], dtype=np.float32), declared), request, "m", None)
     assert orjson.loads(body)["outputs"][0]["name"] == "score"
-    body, _ = v2.encode_response(np.array([0.5], dtype=np.float32), request, "m", {})
+    body, _ = v2.encode_response(v2.output_tensors(np.array([0.5], dtype=np.float32), {}), request, "m", None)
     assert orjson.loads(body)["outputs"][0]["name"] == "output-0"
 
 
@@ -169,15 +170,52 @@ def test_binary_sizes_that_lie_are_refused(body_and_length, message):
 def test_outputs_the_model_does_not_have_are_refused():
     request = v2.decode_request(infer_body(tensor("x", "FP32", [1], [1]), outputs=[{"name": "nope"}]), None)
     with pytest.raises(InvalidInput, match="has no output nope"):
-        v2.encode_response({"y": np.zeros(1)}, request, "m", {})
+        v2.encode_response({"y": np.zeros(1)}, request, "m", None)
 
 
-def test_outputs_the_protocol_cannot_carry_are_the_plugins_fault():
-    request = InferenceRequest(protocol="v2")
-    with pytest.raises(PluginError, match="complex64"):
-        v2.encode_response(np.ones(1, dtype=np.complex64), request, "m", {})
-    with pytest.raises(PluginError, match="not UTF-8"):
-        v2.encode_response({"b": np.array([b"\xff"], dtype=object)}, request, "m", {})
+class Anything:
+    pass
+
+
+@pytest.mark.parametrize("result, message", [
+    (np.ones(1, dtype=np.complex64), "output 'output-0' of dtype complex64, which the protocol cannot carry"),
+    ({1, 2, 3}, "output 'output-0' holding a set ({1, 2, 3})"),
+    ({"table": np.array([[1, "a"], [2, None]], dtype=object)}, "output 'table' holding a int (1)"),
+    ({"thing": Anything()}, "output 'thing' holding a Anything"),
+    ({"ragged": [[1, 2], [3]]}, "output 'ragged', which is not an array"),
+])
+def test_only_tensors_of_the_protocols_datatypes_are_outputs(result, message):
+    with pytest.raises(ValueError) as caught:
+        v2.output_tensors(result, {})
+    assert message in str(caught.value)
+
+
+def test_bytes_that_are_not_text_go_only_as_binary():
+    outputs = v2.output_tensors({"b": np.array([b"\xff"], dtype=object)}, {})
+    with pytest.raises(PluginError, match="model 'm': output 'b' holds BYTES that are not UTF-8 text"):
+        v2.encode_response(outputs, InferenceRequest(protocol="v2"), "m", None)
+    binary = InferenceRequest(protocol="v2", parameters={"binary_data_output": True})
+    body, headers = v2.encode_response(outputs, binary, "m", None)
+    assert body.endswith(b"\x01\x00\x00\x00\xff")
+
+
+def test_floats_that_are_not_finite_are_null_in_json_and_exact_in_binary():
+    special = np.array([np.nan, np.inf, -np.inf, 1.5], dtype=np.float32)
+    assert orjson.loads(v1.encode_response(special)) == {"predictions": [None, None, None, 1.5]}
+    body, _ = v2.encode_response({"y": special}, InferenceRequest(protocol="v2"), "m", None)
+    assert orjson.loads(body)["outputs"][0]["data"] == [None, None, None, 1.5]
+    binary = InferenceRequest(protocol="v2", parameters={"binary_data_output": True})
+    body, headers = v2.encode_response({"y": special}, binary, "m", None)
+    np.testing.assert_array_equal(np.frombuffer(body[int(headers[v2.HEADER_LENGTH]):], np.float32), special)
+
+
+def test_v1_columns_must_have_a_row_for_each_instance():
+    with pytest.raises(ValueError, match=r"columns of different lengths \('a': 3, 'b': 2\)"):
+        v1.encode_response({"a": np.arange(3), "b": np.ones((2, 2))})
+    with pytest.raises(ValueError, match=r"'label': no rows"):
+        v1.encode_response({"label": "cat", "p": [0.5]})
+    with pytest.raises(TypeError, match="predictions that JSON cannot carry"):
+        v1.encode_response([{1, 2}])
 
 
 def test_v1_takes_instances_or_inputs_and_answers_predictions():

@@ -59,14 +59,31 @@ def test_v1_predict_with_instances_or_inputs(post):
 def test_v2_model_metadata_and_readiness(get):
     metadata = get("/v2/models/Declared").json()
     assert metadata == {
-        "name": "Declared", "versions": [], "platform": "numpy",
+        "name": "Declared", "versions": ["7"], "platform": "numpy",
         "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
         "outputs": [{"name": "sum", "datatype": "FP32", "shape": [-1]}],
     }
-    assert get("/v2/models/echo").json()["inputs"] == []
-    for path in ("/v2/models/echo/ready", "/v2/models/echo/versions/1/ready"):
+    echo = get("/v2/models/echo").json()
+    assert (echo["inputs"], echo["versions"]) == ([], ["0.1.0"])  # its distribution's version
+    for path in ("/v2/models/echo/ready", "/v2/models/echo/versions/0.1.0/ready"):
         answer = get(path)
         assert (answer.status_code, answer.json()) == (200, {"name": "echo", "ready": True})
+    assert get("/v2/models/echo/versions/0.1.0").json() == echo
+
+
+@pytest.mark.parametrize("path", ["/v2/models/echo/versions/1", "/v2/models/echo/versions/1/ready",
+                                  "/v2/models/Declared/versions/0.1.0", "/v2/models/Doubler/versions/1/ready"])
+def test_a_version_that_is_not_served_is_not_found(get, path):
+    answer = get(path)
+    assert answer.status_code == 404
+    assert "has no version" in answer.json()["error"]
+
+
+def test_inference_at_a_version_that_is_not_served_is_not_found(post):
+    answer = post("/v2/models/echo/versions/2/infer", v2_body())
+    assert (answer.status_code, answer.json()) == (404, {"error": "model 'echo' has no version '2' (served: 0.1.0)"})
+    answer = post("/v2/models/echo/versions/0.1.0/infer", v2_body())
+    assert (answer.status_code, answer.json()["model_version"]) == (200, "0.1.0")
 
 
 def test_v2_infer_with_json_tensors(post):
@@ -74,11 +91,11 @@ def test_v2_infer_with_json_tensors(post):
         "id": "abc",
         "inputs": [{"name": "x", "shape": [2, 3], "datatype": "FP32", "data": [1, 2, 3, 4, 5, 6]}],
     })
-    for path in ("/v2/models/Declared/infer", "/v2/models/Declared/versions/1/infer"):
+    for path in ("/v2/models/Declared/infer", "/v2/models/Declared/versions/7/infer"):
         answer = post(path, body)
         assert answer.status_code == 200, answer.text
         assert answer.json() == {
-            "model_name": "Declared", "id": "abc",
+            "model_name": "Declared", "model_version": "7", "id": "abc",
             "outputs": [{"name": "sum", "datatype": "FP32", "shape": [2], "data": [6.0, 15.0]}],
         }
 
@@ -119,8 +136,10 @@ ERRORS = [
     ("POST", "/v2/models/echo/infer", b"x" * 100001, 413, "larger than max_buffer_size (100000 bytes)"),
     ("POST", "/v1/models/Picky:predict", b'{"instances": ["boom"]}', 500,
      "model 'Picky': predict hook raised RuntimeError: the model blew up"),
-    ("POST", "/v1/models/Complex:predict", b'{"instances": [1]}', 500, "not JSON"),
-    ("POST", "/v2/models/Complex/infer", v2_body(), 500, "output 'output-0' has dtype complex64"),
+    ("POST", "/v1/models/Complex:predict", b'{"instances": [1]}', 500,
+     "model 'Complex': predict returned predictions that JSON cannot carry"),
+    ("POST", "/v2/models/Complex/infer", v2_body(), 500,
+     "model 'Complex': predict returned output 'output-0' of dtype complex64, which the protocol cannot carry"),
 ]
 
 

@@ -13,6 +13,7 @@ import tornado.web
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
 from .inference import V1, V2, InferenceRoute
 from .metrics import Metrics
+from .model import served_versions
 from .openapi import openapi_document
 from .protocol import v2
 from .repository import ModelRepository
@@ -54,8 +55,8 @@ class V2ServerHandler(BaseHandler):
 
 class V2ModelHandler(BaseHandler):
     def get(self, name, version=None):
-        runner = self.repository.get_ready(name)
-        self.write_json(v2.model_metadata(name, runner.metadata))
+        runner = self.repository.get_ready(name, version)
+        self.write_json(v2.model_metadata(name, served_versions(runner.spec, runner.metadata), runner.metadata))
 
 
 class ModelReadyHandler(BaseHandler):
@@ -64,7 +65,7 @@ class ModelReadyHandler(BaseHandler):
     open_to_all = True
 
     def get(self, name, version=None):
-        ready = self.repository.is_ready(name)
+        ready = self.repository.is_ready(name, version)
         self.write_json({"name": name, "ready": ready}, 200 if ready else 503)
 
 

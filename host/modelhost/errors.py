@@ -84,7 +84,17 @@ class ModelTimeout(ModelhostError):
 
 
 class PluginLoadError(Exception):
-    """A plugin could not be imported, validated or loaded; the model is not served."""
+    """A plugin could not be imported, validated or loaded; the model is not served.
+
+    Its message says why, for anyone to read; ``where`` adds the file and line that raised it, for the log.
+    """
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
+
+    def for_log(self) -> str:
+        return f"{self}{self.where}"
 
 
 class CannotServe(Exception):

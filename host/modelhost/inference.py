@@ -26,6 +26,7 @@ import tornado.routing
 from .errors import ClientGone, InvalidInput, MethodNotAllowed, ModelhostError, ServerShuttingDown
 from .handling import (Serving, check_length, check_token, error_body, log_access, log_refused, request_id_for,
                        request_summary, too_large)
+from .model import served_versions
 from .protocol import v1, v2
 from .request import InferenceRequest
 
@@ -39,12 +40,11 @@ class Codec:
 
     name: str
     decode: Callable[[bytes, tornado.httputil.HTTPHeaders], InferenceRequest]
-    # (result, request, model name, model metadata) -> (body, headers)
-    encode: Callable[[object, InferenceRequest, str, dict], tuple[bytes, dict]]
+    # (what Model.respond made of the result, request, model name, model version) -> (body, headers)
+    encode: Callable[[object, InferenceRequest, str, Optional[str]], tuple[bytes, dict]]
 
 
-V1 = Codec("v1", lambda body, headers: v1.decode_request(body),
-              lambda result, request, name, metadata: (v1.encode_response(result), JSON))
+V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, request, name, version: (body, JSON))
 V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)), v2.encode_response)
 
 
@@ -58,7 +58,8 @@ class InferenceRoute(tornado.routing.Router):
         self.date_second = 0
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest, path_kwargs: dict, **_) -> "Exchange":
-        return Exchange(self, request, path_kwargs["name"])  # the path's bytes, percent-decoded
+        # The path's bytes, percent-decoded.
+        return Exchange(self, request, path_kwargs["name"], path_kwargs.get("version"))
 
     def http_date(self) -> str:
         # Formatting the date costs more than the rest of the headers; it changes once a second.
@@ -76,11 +77,14 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
     when the server stops first. Whatever comes after the answer is dropped.
     """
 
-    def __init__(self, route: InferenceRoute, request: tornado.httputil.HTTPServerRequest, name_in_path: bytes):
+    def __init__(self, route: InferenceRoute, request: tornado.httputil.HTTPServerRequest, name_in_path: bytes,
+                 version_in_path: Optional[bytes]):
         self.route = route
         self.request = request
         self.name_in_path = name_in_path
+        self.version_in_path = version_in_path
         self.name = ""
+        self.version: Optional[str] = None
         self.request_id = request_id_for(request.headers, route.serving.request_ids)
         self.model: Optional[str] = None  # the name, once known to be served here: counted in its metrics
         self.inference: Optional[InferenceRequest] = None
@@ -99,7 +103,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             if self.request.method != "POST":
                 raise MethodNotAllowed("Method Not Allowed")
             check_length(headers, serving.max_buffer_size)
-            self.name = model_name(self.name_in_path)
+            self.name = path_part(self.name_in_path, "model name")
             serving.repository.admit(self, self.name)
         except Exception as error:
             self.fail(error)
@@ -120,7 +124,9 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
         if self.answered:
             return
         try:
-            runner = self.route.serving.repository.get(self.name)
+            if self.version_in_path is not None:
+                self.version = path_part(self.version_in_path, "model version")
+            runner = self.route.serving.repository.get(self.name, self.version)
             request = self.route.codec.decode(whole_body(self.chunks), self.request.headers)
             request.request_id = self.request_id
             self.inference = request
@@ -143,7 +149,8 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
     def answer_result(self, runner, result) -> None:
         if self.answered:  # a 503 from a stopping server went first
             return
-        body, headers = self.route.codec.encode(result, self.inference, self.name, runner.metadata)
+        version = self.version or next(iter(served_versions(runner.spec, runner.metadata)), None)
+        body, headers = self.route.codec.encode(result, self.inference, self.name, version)
         self.answer(200, body, headers)
 
     def fail(self, error: Exception) -> None:
@@ -213,8 +220,8 @@ def whole_body(chunks: list) -> bytearray:
     return bytearray().join(chunks)
 
 
-def model_name(in_path: bytes) -> str:
+def path_part(in_path: bytes, what: str) -> str:
     try:
         return in_path.decode("utf-8")
     except UnicodeDecodeError:
-        raise InvalidInput(f"the model name in the path is not UTF-8: {in_path[:40]!r}") from None
+        raise InvalidInput(f"the {what} in the path is not UTF-8: {in_path[:40]!r}") from None

@@ -14,6 +14,7 @@ from . import logs
 from .errors import ModelhostError, PluginError, PluginLoadError
 from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks,
                       make_plugin_manager, summarize)
+from .protocol import v1, v2
 from .request import InferenceRequest
 
 log = logging.getLogger("modelhost")
@@ -32,6 +33,8 @@ class Model:
         self.plugin = plugin
         self.pm = make_plugin_manager(name, plugin)
         self.hooks = implemented_hooks(self.pm, plugin)
+        # The host's own postprocess hands predict's outputs on: what a response carries is the last hook's.
+        self.answering_hook = "postprocess" if "postprocess" in self.hooks else "predict"
         self.callers = {hook: firstresult_caller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.metadata: dict = {}
         self.settings: dict = {}
@@ -42,10 +45,32 @@ class Model:
         self.metadata = self.call("metadata", name=self.name) or {}
 
     def infer(self, request: InferenceRequest):
-        """preprocess -> predict -> postprocess for one request, timed; an error raises."""
+        """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = self.timed([request], "preprocess", request=request)
         outputs = self.timed([request], "predict", inputs=inputs)
-        return self.timed([request], "postprocess", outputs=outputs, request=request)
+        self.check_rows(outputs, rows(inputs))
+        return self.respond(self.timed([request], "postprocess", outputs=outputs, request=request), request)
+
+    def respond(self, result, request: InferenceRequest):
+        """The result as the request's protocol carries it: a V1 response body, or V2 output tensors by name.
+
+        Checked here, where the plugin runs, so that a result no protocol can carry is named as the plugin's
+        error, with the hook that returned it, whichever process it runs in.
+        """
+        try:
+            if request.protocol == "v1":
+                return v1.encode_response(result)
+            return v2.output_tensors(result, self.metadata)
+        except (TypeError, ValueError) as exc:
+            raise PluginError(f"model {self.name!r}: {self.answering_hook} returned {exc}") from None
+
+    def check_rows(self, outputs, expected) -> None:
+        """predict answers each instance it was given with one row: other counts are the plugin's bug."""
+        produced = rows(outputs)
+        if expected is not None and produced != expected:
+            produced_text = "no rows (not an array, or arrays of different lengths)" if produced is None else \
+                f"{produced} rows"
+            raise PluginError(f"model {self.name!r}: predict returned {produced_text} for {expected} inputs")
 
     def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
@@ -76,16 +101,18 @@ class Model:
                 parts = [error] * len(group)
             for index, part in zip(group, parts):
                 try:
-                    outcomes[index] = part if isinstance(part, ModelhostError) else self.timed(
+                    outcomes[index] = part if isinstance(part, ModelhostError) else self.respond(self.timed(
                         [requests[index]], "postprocess", outputs=part, request=requests[index]
-                    )
+                    ), requests[index])
                 except ModelhostError as error:
                     outcomes[index] = error
         return outcomes
 
     def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
         if len(prepared) == 1:
-            return [self.timed(requests, "predict", inputs=prepared[0][0])]
+            outputs = self.timed(requests, "predict", inputs=prepared[0][0])
+            self.check_rows(outputs, prepared[0][1])
+            return [outputs]
         sizes = [size for _, size in prepared]
         log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
         try:
@@ -93,8 +120,7 @@ class Model:
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
         outputs = self.timed(requests, "predict", inputs=batch)
-        if rows(outputs) != sum(sizes):
-            raise PluginError(f"model {self.name!r}: predict returned {rows(outputs)} rows for {sum(sizes)} inputs")
+        self.check_rows(outputs, sum(sizes))
         return split(outputs, sizes)
 
     def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
@@ -172,6 +198,11 @@ def split(outputs, sizes: list[int]) -> list:
         return [{name: parts[name][index] for name in parts} for index in range(len(sizes))]
     bounds = np.cumsum([0, *sizes])
     return [outputs[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def served_versions(spec: PluginSpec, declared: dict) -> list[str]:
+    """The versions a model answers to: the plugin's own (its metadata's ``versions``), else its distribution's."""
+    return [str(version) for version in declared.get("versions") or []] or ([spec.version] if spec.version else [])
 
 
 def load_model(spec: PluginSpec, decide: Callable[[dict], dict]) -> Model:

@@ -100,7 +100,7 @@ def import_plugin(spec: PluginSpec) -> object:
             plugin = getattr(plugin, part)
         return plugin() if inspect.isclass(plugin) else plugin
     except Exception as exc:
-        raise PluginLoadError(f"cannot import {spec.target}: {summarize(exc)}") from exc
+        raise PluginLoadError(f"cannot import {spec.target}: {summarize(exc)}", where=origin(exc)) from exc
 
 
 def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
@@ -171,10 +171,14 @@ def explain_validation_error(exc: pluggy.PluginValidationError) -> str:
 
 
 def summarize(exc: BaseException) -> str:
-    """An exception and the innermost frame that raised it, on one line."""
+    """An exception on one line, for a client: its type and message, not where the server's files are."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def origin(exc: BaseException) -> str:
+    """Where an exception was raised, for the log: `` (at FILE:LINE)``, the innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__)
-    where = f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 
 def select(specs: Iterable[PluginSpec], names: Iterable[str]) -> list[PluginSpec]:

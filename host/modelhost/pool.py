@@ -65,7 +65,7 @@ class WorkerPoolRunner:
         hello = await first.launch()
         if "ready" not in hello and not hello["crashed"]:
             self.reason = hello["reason"]
-            log.error("model %r is not ready: %s", self.name, self.reason)
+            log.error("model %r is not ready: %s%s", self.name, self.reason, hello["where"])
             await first.stop_process()
             return
         count = int(self.settings["replicas"])
@@ -120,7 +120,8 @@ class Replica:
         return f"{self.pool.name}[{self.index}] pid {self.process.pid if self.process else '-'}"
 
     async def launch(self) -> dict:
-        """Start a worker; {'ready': hello}, or {'reason': why it cannot serve, 'crashed': bool}."""
+        """Start a worker; {'ready': hello}, or {'reason': why it cannot serve, 'where': the file and line that
+        raised it (for the log), 'crashed': bool}."""
         ours, theirs = socket.socketpair()
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "modelhost.worker", "--fd", str(theirs.fileno()),
@@ -143,8 +144,11 @@ class Replica:
                 await self.channel.send(self.pool.settings)
                 kind, detail = await self.channel.receive()
         except (EOFError, ConnectionError):
-            return {"reason": f"its worker {await self.exit_cause()} while loading", "crashed": True}
-        return {"ready": detail} if kind == "ready" else {"reason": detail, "crashed": False}
+            return {"reason": f"its worker {await self.exit_cause()} while loading", "where": "", "crashed": True}
+        if kind == "ready":
+            return {"ready": detail}
+        reason, where = detail
+        return {"reason": reason, "where": where, "crashed": False}
 
     async def run(self, hello: dict) -> None:
         loop = asyncio.get_running_loop()
@@ -163,7 +167,8 @@ class Replica:
                     log.error("model %r: %s", self.pool.name, hello["reason"])
                 else:
                     self.pool.reason = hello["reason"]
-                    log.error("model %r: replica %d cannot load: %s", self.pool.name, self.index, hello["reason"])
+                    log.error("model %r: replica %d cannot load: %s%s", self.pool.name, self.index, hello["reason"],
+                              hello["where"])
                     return
                 await self.stop_process()
                 delay = min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures)

@@ -9,9 +9,10 @@ are answered.
 
 import asyncio
 import logging
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
+from .model import served_versions
 from .plugins import PluginSpec, discover
 
 log = logging.getLogger("modelhost")
@@ -62,22 +63,29 @@ class ModelRepository:
     def names(self) -> list[str]:
         return list(self.runners)
 
-    def get(self, name: str):
+    def get(self, name: str, version: Optional[str] = None):
+        """The runner serving ``name``, and ``version`` of it when one is named; else ModelNotFound."""
         try:
-            return self.runners[name]
+            runner = self.runners[name]
         except KeyError:
             raise ModelNotFound(f"model {name!r} is not served here") from None
+        if version is not None:
+            versions = served_versions(runner.spec, runner.metadata)
+            if version not in versions:
+                raise ModelNotFound(f"model {name!r} has no version {version!r} "
+                                    f"(served: {', '.join(versions) or 'none named'})")
+        return runner
 
-    def get_ready(self, name: str):
-        runner = self.get(name)
+    def get_ready(self, name: str, version: Optional[str] = None):
+        runner = self.get(name, version)
         runner.require_ready()
         return runner
 
     def all_ready(self) -> bool:
         return not self.stopping and bool(self.runners) and all(runner.ready for runner in self.runners.values())
 
-    def is_ready(self, name: str) -> bool:
-        return not self.stopping and self.get(name).ready
+    def is_ready(self, name: str, version: Optional[str] = None) -> bool:
+        return not self.stopping and self.get(name, version).ready
 
     async def index(self, ready_only: bool = False) -> list[dict]:
         """Every model known here, served or not, as the repository extension's index lists them."""
@@ -85,7 +93,7 @@ class ModelRepository:
         entries.update(self.not_served)
         for name, runner in self.runners.items():
             state, reason = (READY, "") if runner.ready else (UNAVAILABLE, runner.reason)
-            entries[name] = entry(runner.spec, state, reason)
+            entries[name] = entry(runner.spec, state, reason, served_versions(runner.spec, runner.metadata))
         return [entries[name] for name in sorted(entries) if not ready_only or entries[name]["state"] == READY]
 
     async def load(self, name: str) -> None:
@@ -207,10 +215,10 @@ class ModelRepository:
             await runner.stop()
 
 
-def entry(spec: PluginSpec, state: str, reason: str = "") -> dict:
-    """A model as the repository index lists it; ``version`` is its distribution's, when it has one."""
-    version = {"version": spec.version} if spec.version else {}
-    return {"name": spec.name, **version, "state": state, "reason": reason}
+def entry(spec: PluginSpec, state: str, reason: str = "", versions: Optional[list[str]] = None) -> dict:
+    """A model as the repository index lists it: its served version, else its distribution's, when it has one."""
+    version = (versions or [spec.version])[0]
+    return {"name": spec.name, **({"version": version} if version else {}), "state": state, "reason": reason}
 
 
 def describe(spec: PluginSpec) -> str:

@@ -52,7 +52,7 @@ class InProcessRunner:
             self.model = await loop.run_in_executor(self.executor, load_model, self.spec, decide)
         except PluginLoadError as exc:
             self.reason = str(exc)
-            log.error("model %r is not ready: %s", self.name, exc)
+            log.error("model %r is not ready: %s", self.name, exc.for_log())
             return
         if self.inline:
             report_ready(self.spec, "the server process, on its event loop", self.model.hooks)

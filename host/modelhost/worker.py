@@ -47,7 +47,7 @@ def main(argv=None) -> int:
     try:
         model = load_model(PluginSpec(name=args.name, target=args.target), ask_the_server)
     except PluginLoadError as exc:
-        channel.send(("failed", str(exc)))
+        channel.send(("failed", (str(exc), exc.where)))
         return 0
     channel.send(("ready", {"metadata": model.metadata, "hooks": model.hooks}))
     while True:

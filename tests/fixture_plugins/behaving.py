@@ -31,11 +31,12 @@ class DoublesInPlace:
 
 
 class Declared:
-    """Declares its tensors; returns a bare array that is served under the declared output's name."""
+    """Declares its version and tensors; returns a bare array that is served under the declared output's name."""
 
     @hookimpl
     def metadata(self):
         return {
+            "versions": ["7"],
             "platform": "numpy",
             "inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]}],
             "outputs": [{"name": "sum", "datatype": "FP32", "shape": [-1]}],

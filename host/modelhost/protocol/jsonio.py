@@ -3,7 +3,7 @@
 import numpy as np
 import orjson
 
-from ..errors import InvalidInput, PluginError
+from ..errors import InvalidInput
 
 
 def loads(body: bytes) -> object:
@@ -21,10 +21,8 @@ def load_object(body: bytes) -> dict:
 
 
 def dumps(payload: object) -> bytes:
-    try:
-        return orjson.dumps(payload, default=_fallback, option=orjson.OPT_SERIALIZE_NUMPY)
-    except TypeError as exc:
-        raise PluginError(f"the model returned something that is not JSON: {exc}") from None
+    """JSON; TypeError for what JSON cannot carry. NaN and the infinities become ``null``, as orjson writes them."""
+    return orjson.dumps(payload, default=_fallback, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def _fallback(value):

@@ -27,13 +27,29 @@ ACCEPTED_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
 LENGTH_PREFIX = struct.Struct("<I")
 
 
-def datatype_of(array: np.ndarray, name: str) -> str:
-    if array.dtype.kind in "OSU":
-        return "BYTES"
-    datatype = DATATYPES.get(array.dtype.newbyteorder("<"))
-    if datatype is None:
-        raise PluginError(f"output {name!r} has dtype {array.dtype}, which the protocol cannot carry")
-    return datatype
+def datatype_of(array: np.ndarray) -> str:
+    """The datatype of an array that ``check_output`` accepted."""
+    return "BYTES" if array.dtype.kind in "OSU" else DATATYPES[array.dtype.newbyteorder("<")]
+
+
+def check_output(name: str, array: np.ndarray) -> None:
+    """Raise ValueError, saying what the output is, unless it is a tensor of one of the protocol's datatypes.
+
+    BYTES elements are ``bytes`` or ``str``; a NumPy object array holding anything else (a ``set``, a
+    DataFrame's mixed columns, an arbitrary object) is no tensor, however NumPy stores it.
+    """
+    if array.dtype.kind == "O":
+        odd = next((element for element in array.reshape(-1) if not isinstance(element, (bytes, str))), None)
+        if odd is not None:
+            raise ValueError(f"output {name!r} holding a {type(odd).__name__} ({_short(odd)}): a tensor holds "
+                             "numbers, booleans, str or bytes")
+    elif array.dtype.kind not in "SU" and array.dtype.newbyteorder("<") not in DATATYPES:
+        raise ValueError(f"output {name!r} of dtype {array.dtype}, which the protocol cannot carry")
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
@@ -139,8 +155,8 @@ def to_json_data(name: str, datatype: str, array: np.ndarray) -> object:
     if datatype != "BYTES":
         return flat
     try:
-        return [element if isinstance(element, str) else bytes(element).decode("utf-8") for element in flat]
-    except (UnicodeDecodeError, TypeError):
+        return [element if isinstance(element, str) else element.decode("utf-8") for element in flat]
+    except UnicodeDecodeError:
         raise PluginError(
             f"output {name!r} holds BYTES that are not UTF-8 text; request it with binary_data"
         ) from None

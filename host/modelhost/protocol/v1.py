@@ -18,9 +18,26 @@ def decode_request(body: bytes) -> InferenceRequest:
 
 
 def encode_response(result: object) -> bytes:
-    """``predictions`` as returned; a dict of outputs becomes one object per instance."""
+    """``predictions`` as returned; a dict of columns becomes one object per instance.
+
+    TypeError or ValueError says what in the result JSON cannot carry. Floats that are not finite (NaN,
+    infinities) become ``null``, as JSON has no such numbers.
+    """
     if isinstance(result, dict):
+        lengths = {name: _rows(column) for name, column in result.items()}
+        if len(set(lengths.values())) > 1 or None in lengths.values():
+            described = ", ".join(f"{name!r}: {'no rows' if length is None else length}"
+                                  for name, length in lengths.items())
+            raise ValueError(f"columns of different lengths ({described}), where each row is an instance")
         names = list(result)
-        rows = zip(*(result[name] for name in names))
-        result = [dict(zip(names, row)) for row in rows]
-    return jsonio.dumps({"predictions": result})
+        result = [dict(zip(names, row)) for row in zip(*(result[name] for name in names))]
+    try:
+        return jsonio.dumps({"predictions": result})
+    except TypeError as exc:
+        raise TypeError(f"predictions that JSON cannot carry: {exc}") from None
+
+
+def _rows(column: object):
+    if isinstance(column, (list, tuple)) or getattr(column, "ndim", 0) > 0:
+        return len(column)
+    return None

@@ -27,10 +27,10 @@ def server_metadata() -> dict:
     return {"name": "modelhost", "version": __version__, "extensions": EXTENSIONS}
 
 
-def model_metadata(name: str, declared: dict) -> dict:
+def model_metadata(name: str, versions: list[str], declared: dict) -> dict:
     return {
         "name": name,
-        "versions": declared.get("versions", []),
+        "versions": versions,
         "platform": declared.get("platform", ""),
         "inputs": declared.get("inputs", []),
         "outputs": declared.get("outputs", []),
@@ -133,29 +133,59 @@ def _optional(payload: dict, key: str, kind: type):
     return value
 
 
-def encode_response(result: object, request: InferenceRequest, model_name: str, declared: dict):
-    """The response body and its headers: JSON, or JSON followed by binary outputs."""
-    produced = _named_outputs(result, declared)
+def output_tensors(result: object, declared: dict) -> dict[str, np.ndarray]:
+    """What a plugin returned, as output tensors by name; ValueError says what in it is no tensor.
+
+    A dict names its outputs; a bare array is the one output the model declares, or ``output-0``.
+    """
+    if isinstance(result, dict):
+        items = result.items()
+    else:
+        outputs = declared.get("outputs", [])
+        items = [(outputs[0]["name"] if len(outputs) == 1 else "output-0", result)]
+    named = {}
+    for name, value in items:
+        try:
+            array = np.asarray(value)
+        except ValueError as exc:
+            raise ValueError(f"output {name!r}, which is not an array: {exc}") from None
+        tensors.check_output(str(name), array)
+        named[str(name)] = array
+    return named
+
+
+def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str,
+                    model_version: Optional[str]) -> tuple[bytes, dict]:
+    """The response body and its headers: JSON, or JSON followed by binary outputs.
+
+    ``outputs`` come from ``output_tensors``. Floats that are not finite (NaN, infinities) are ``null`` in JSON
+    data, as JSON has no such numbers; binary data carries them exactly.
+    """
     wanted = request.requested_outputs
     if wanted is not None:
-        unknown = [name for name in wanted if name not in produced]
+        unknown = [name for name in wanted if name not in outputs]
         if unknown:
             raise InvalidInput(
-                f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(produced)})"
+                f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(outputs)})"
             )
-        produced = {name: produced[name] for name in wanted}
+        outputs = {name: outputs[name] for name in wanted}
     binary_default = bool(request.parameters.get("binary_data_output", False))
-    outputs, chunks = [], []
-    for name, array in produced.items():
-        datatype = tensors.datatype_of(array, name)
+    described, chunks = [], []
+    for name, array in outputs.items():
+        datatype = tensors.datatype_of(array)
         output = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if (wanted or {}).get(name, {}).get("binary_data", binary_default):
             chunks.append(tensors.to_binary(datatype, array))
             output["parameters"] = {"binary_data_size": len(chunks[-1])}
         else:
-            output["data"] = tensors.to_json_data(name, datatype, array)
-        outputs.append(output)
-    response = {"model_name": model_name, "outputs": outputs}
+            try:
+                output["data"] = tensors.to_json_data(name, datatype, array)
+            except PluginError as error:
+                raise PluginError(f"model {model_name!r}: {error.message}") from None
+        described.append(output)
+    response = {"model_name": model_name, "outputs": described}
+    if model_version is not None:
+        response["model_version"] = model_version
     if request.id is not None:
         response["id"] = request.id
     header = jsonio.dumps(response)
@@ -165,15 +195,3 @@ def encode_response(result: object, request: InferenceRequest, model_name: str, 
         "Content-Type": "application/octet-stream",
         HEADER_LENGTH: str(len(header)),
     }
-
-
-def _named_outputs(result: object, declared: dict) -> dict[str, np.ndarray]:
-    if isinstance(result, dict):
-        items = result.items()
-    else:
-        outputs = declared.get("outputs", [])
-        items = [(outputs[0]["name"] if len(outputs) == 1 else "output-0", result)]
-    try:
-        return {str(name): np.asarray(value) for name, value in items}
-    except ValueError as exc:
-        raise PluginError(f"the model returned outputs that are not arrays: {exc}") from None
