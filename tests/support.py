@@ -17,10 +17,10 @@ LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, args, env):
+    def __init__(self, args, env, command=(sys.executable, "-m", "modelhost"), cwd=None):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+            [*command, "serve", "--host", "127.0.0.1", "--http_port", "0", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
         )
         self.lines: list[str] = []
         self.port_known = threading.Event()
@@ -87,12 +87,13 @@ def plugin_env(*paths) -> dict:
 
 
 @contextmanager
-def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0):
+def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0, **process):
     """``modelhost serve ARGS`` on a free port; yields the ServerProcess once ``ready`` answers 200.
 
-    ``ready`` is a path to wait for, or None to yield as soon as the port is known.
+    ``ready`` is a path to wait for, or None to yield as soon as the port is known; ``process`` takes
+    ServerProcess's ``command`` (how modelhost is run) and ``cwd``.
     """
-    server = ServerProcess(args, env or plugin_env())
+    server = ServerProcess(args, env or plugin_env(), **process)
     try:
         server.wait_for_port(timeout)
         if ready:

@@ -3,8 +3,13 @@
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
-from support import plugin_env
+import pytest
+import requests
+
+from modelhost.cli import build_parser
+from support import plugin_env, running_server
 
 
 def modelhost(*args, env=None) -> subprocess.CompletedProcess:
@@ -43,3 +48,56 @@ def test_a_plugin_missing_its_dependency_names_it_and_where_it_is_imported(tmp_p
     assert "No module named 'a_dependency_nobody_installed'" in result.stderr
     assert f"(at {tmp_path / 'needs_more.py'}:1)" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("value", ["65536", "65537", "99999", "-1", "http"])
+def test_a_port_out_of_range_is_refused_from_the_flag_or_from_PORT(value):
+    for result in (modelhost("serve", "--http_port", value), modelhost("serve", env={**plugin_env(), "PORT": value})):
+        assert result.returncode == 2 and "usage:" in result.stderr
+        assert "argument --http_port/--http-port: " in result.stderr and value in result.stderr
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--workers", "0", "must be an integer of at least 1, got 0"),
+    ("--max_buffer_size", "-5", "must be an integer of at least 1, got -5"),
+    ("--max_asyncio_workers", "0", "must be an integer of at least 1, got 0"),
+    ("--replicas", "echo=-1", "where N must be an integer of at least 0, got -1"),
+    ("--max_batch_size", "0", "where N must be an integer of at least 1, got 0"),
+    ("--max_batch_wait_ms", "nan", "where N must be a number of at least 0, got nan"),
+    ("--max_queue_size", "-1", "where N must be an integer of at least 0, got -1"),
+    ("--timeout", "0", "must be a number above 0, got 0"),
+    ("--timeout", "inf", "must be a number above 0, got inf"),
+    ("--graceful_timeout", "-1", "must be a number of at least 0, got -1"),
+    ("--idle_timeout", "-3", "must be a number above 0, got -3"),
+    ("--body_timeout", "abc", "expected a number, got 'abc'"),
+])
+def test_every_numeric_flag_refuses_what_is_out_of_its_range(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["serve", flag, value])
+    assert caught.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+MY_MODULE = "from modelhost import hookimpl\n\nclass MyModel:\n    @hookimpl\n    def predict(self, inputs):\n" \
+            "        return inputs * 3\n"
+
+
+def test_plugin_modules_are_found_in_the_current_directory_in_both_modes(tmp_path, mode):
+    (tmp_path / "mymod.py").write_text(MY_MODULE)
+    # The console script, not `python -m`, which would put the current directory on sys.path by itself.
+    script = Path(sys.executable).with_name("modelhost")
+    with running_server(*mode, "--plugin", "mymod:MyModel", command=[str(script)], cwd=tmp_path) as server:
+        answer = requests.post(server.url + "/v1/models/MyModel:predict", json={"instances": [2]}, timeout=30)
+        assert answer.json() == {"predictions": [6]}
+
+
+def test_modelhost_list_exits_non_zero_naming_the_plugins_that_are_broken(tmp_path):
+    # An installed distribution as importlib.metadata finds one: its metadata and its entry points.
+    dist_info = tmp_path / "broken_plugin-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[modelhost.models]\nbroken = a_module_nobody_wrote:Model\n")
+    result = modelhost("list", env=plugin_env(tmp_path))
+    assert result.returncode == 1
+    assert "cannot import a_module_nobody_wrote:Model" in result.stdout
+    assert "1 plugin(s) cannot be served: broken" in result.stderr

@@ -69,7 +69,7 @@ def test_port_comes_from_the_PORT_variable_and_dashed_flags_work():
         assert answer.status_code == 413
     env["PORT"] = "not-a-port"
     result = subprocess.run([sys.executable, "-m", "modelhost", "serve"], env=env, capture_output=True, text=True)
-    assert result.returncode == 2 and "invalid int value: 'not-a-port'" in result.stderr
+    assert result.returncode == 2 and "expected an integer, got 'not-a-port'" in result.stderr
 
 
 def test_workers_share_the_port_and_each_loads_its_models_after_the_fork():

@@ -2,7 +2,10 @@
 
 import argparse
 import logging
+import math
 import os
+import sys
+from dataclasses import dataclass
 from typing import Optional
 
 from . import __version__, logs
@@ -18,15 +21,51 @@ AUTH_TOKEN_VARIABLE = "MODELHOST_AUTH_TOKEN"
 
 # Model settings the command line can give every model (N) or one (NAME=N); they beat the plugin's own.
 MODEL_SETTINGS = [
-    ("replicas", int, "N", "worker processes for every model, or with NAME= for one model; 0 serves in the "
+    ("replicas", "N", "worker processes for every model, or with NAME= for one model; 0 serves in the "
      "server process (default: what the plugin's settings ask for, else 1)"),
-    ("max_batch_size", int, "N", "gather up to N concurrent requests into one predict call, for every model "
+    ("max_batch_size", "N", "gather up to N concurrent requests into one predict call, for every model "
      "or with NAME= for one (default: the plugin's settings, else 1: no batching)"),
-    ("max_batch_wait_ms", float, "MS", "how long a batch may wait for more requests (default: the plugin's "
+    ("max_batch_wait_ms", "MS", "how long a batch may wait for more requests (default: the plugin's "
      "settings, else 5)"),
-    ("max_queue_size", int, "N", "requests that may wait for a model; more get 503 with Retry-After at once "
+    ("max_queue_size", "N", "requests that may wait for a model; more get 503 with Retry-After at once "
      "(default: the plugin's settings, else 256)"),
 ]
+
+
+@dataclass(frozen=True)
+class Bounded:
+    """An argparse type: a number of ``kind`` from ``low`` to ``high``; anything else is refused with the usage."""
+
+    kind: type
+    low: float
+    high: float = math.inf
+    low_included: bool = True
+
+    def __call__(self, text: str):
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {self.noun()}, got {text!r}") from None
+        below = value < self.low if self.low_included else value <= self.low
+        if below or value > self.high or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be {self.noun()} {self.range()}, got {text}")
+        return value
+
+    def noun(self) -> str:
+        return "an integer" if self.kind is int else "a number"
+
+    def range(self) -> str:
+        if self.high < math.inf:
+            return f"from {self.low:g} to {self.high:g}"
+        return f"of at least {self.low:g}" if self.low_included else f"above {self.low:g}"
+
+
+PORT = Bounded(int, 0, 65535)
+COUNT = Bounded(int, 1)
+SECONDS = Bounded(float, 0, low_included=False)
+# What each per-model setting may be: replicas 0 serves in the server process.
+SETTING_RANGES = {"replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
+                  "max_queue_size": Bounded(int, 0)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,44 +79,44 @@ def build_parser() -> argparse.ArgumentParser:
         "'Authorization: Bearer' and that token (else 401).",
     )
     serve_parser.add_argument(
-        "--http_port", "--http-port", type=int, default=os.environ.get("PORT", "8080"),
+        "--http_port", "--http-port", type=PORT, default=os.environ.get("PORT", "8080"),
         help="port to listen on (default: $PORT when set, else 8080; 0 picks a free port)",
     )
     serve_parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     serve_parser.add_argument(
-        "--workers", type=positive, default=1,
+        "--workers", type=COUNT, default=1,
         help="server processes sharing the port; each loads every model after the fork (default: 1)",
     )
     serve_parser.add_argument(
-        "--max_buffer_size", "--max-buffer-size", type=positive, default=10 * 1024 * 1024,
+        "--max_buffer_size", "--max-buffer-size", type=COUNT, default=10 * 1024 * 1024,
         help="largest request body in bytes; larger ones get 413 (default: 10485760, 10 MiB)",
     )
     serve_parser.add_argument(
-        "--max_asyncio_workers", "--max-asyncio-workers", type=positive, default=default_asyncio_workers(),
+        "--max_asyncio_workers", "--max-asyncio-workers", type=COUNT, default=default_asyncio_workers(),
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
     )
-    for setting, kind, metavar, help_text in MODEL_SETTINGS:
+    for setting, metavar, help_text in MODEL_SETTINGS:
         dashed = setting.replace("_", "-")
         spellings = [f"--{setting}", *([f"--{dashed}"] if dashed != setting else [])]
-        serve_parser.add_argument(*spellings, action="append", type=per_model(kind), default=[],
+        serve_parser.add_argument(*spellings, action="append", type=per_model(SETTING_RANGES[setting]), default=[],
                                   metavar=f"[NAME=]{metavar}", help=help_text)
     serve_parser.add_argument(
-        "--timeout", type=float, default=120.0,
+        "--timeout", type=SECONDS, default=120.0,
         help="seconds a request may spend in a model's hooks before it gets 504; a stuck worker "
         "is replaced (default: 120)",
     )
     serve_parser.add_argument(
-        "--graceful_timeout", "--graceful-timeout", type=float, default=30.0,
+        "--graceful_timeout", "--graceful-timeout", type=Bounded(float, 0), default=30.0,
         help="on SIGTERM, seconds to let the requests in flight finish while new ones get 503; those "
         "still running then get 503 too (default: 30)",
     )
     serve_parser.add_argument(
-        "--idle_timeout", "--idle-timeout", type=float, default=75.0,
+        "--idle_timeout", "--idle-timeout", type=SECONDS, default=75.0,
         help="seconds a connection may sit idle, or take to send a request's headers, before it is "
         "closed (default: 75, above the 60 of common load balancers)",
     )
     serve_parser.add_argument(
-        "--body_timeout", "--body-timeout", type=float, default=60.0,
+        "--body_timeout", "--body-timeout", type=SECONDS, default=60.0,
         help="seconds a client may take to send a request's body (default: 60)",
     )
     serve_parser.add_argument(
@@ -101,25 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def per_model(kind: type):
+def per_model(bounded: Bounded):
     """An argparse type for ``VALUE`` or ``NAME=VALUE``: (name or None for every model, value)."""
 
     def parse(text: str) -> tuple[Optional[str], float]:
         name, _, value = text.rpartition("=")
         try:
-            number = kind(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected N or NAME=N, got {text!r}") from None
-        if number < 0:
-            raise argparse.ArgumentTypeError(f"must not be negative, got {text!r}")
-        return name or None, number
+            return name or None, bounded(value)
+        except argparse.ArgumentTypeError as error:
+            raise argparse.ArgumentTypeError(f"expected N or NAME=N, where N {error}") from None
 
     return parse
 
@@ -137,6 +166,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
     specs = chosen_specs(args.model, args.plugin)
+    if args.plugin:
+        # As `python -m` does, and as the worker processes (`python -m modelhost.worker`) do for their own part.
+        sys.path.insert(0, os.getcwd())
     if not specs:
         log.error(
             "no model to serve: install a plugin that declares a %r entry point, or pass --plugin MODULE:ATTR",
@@ -177,16 +209,22 @@ def chosen_specs(models: list[str], plugins: list[str]) -> list[PluginSpec]:
 
 
 def list_command(args: argparse.Namespace) -> int:
+    """Exits 1 when a plugin cannot be imported or breaks the contract, naming each such plugin."""
     rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
+    broken = []
     for spec in discover():
         try:
             hooks = ", ".join(Model(spec.name, import_plugin(spec)).hooks)
         except PluginLoadError as exc:
-            hooks = f"error: {exc}"
+            hooks = f"error: {exc.for_log()}"
+            broken.append(spec.name)
         rows.append((spec.name, spec.distribution or "-", spec.version or "-", hooks))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)), row[3], sep="  ")
+    if broken:
+        log.error("%d plugin(s) cannot be served: %s", len(broken), ", ".join(broken))
+        return 1
     return 0
 
 
