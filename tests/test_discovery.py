@@ -1,13 +1,15 @@
 """Finding plugins through really installed entry points, and what the CLI says about them."""
 
+import re
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from modelhost import cli
 from modelhost.plugins import ENTRY_POINT_GROUP, discover
-from support import plugin_env, running_server
+from support import ROOT, plugin_env, running_server
 
 
 def modelhost(*args, env, timeout=60):
@@ -80,3 +82,36 @@ def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves(mode):
         server.wait_for_log("model 'Misspelled' is not ready: model 'Misspelled': unknown hook 'predcit' (did you mean 'predict'?)")
         server.wait_for_log("model 'Unmarked': preprocess not marked with @modelhost.hookimpl")
         server.wait_for_log("model 'NoPredict': the plugin implements no predict hook")
+
+
+def readme_toml_blocks() -> list[str]:
+    """The TOML blocks of README's plugin section: the template's pyproject.toml, then its table for modules."""
+    readme = (ROOT / "README.md").read_text()
+    return re.findall(r"```toml\n(.*?)```", readme, re.S)
+
+
+PLUGIN_CODE = "from modelhost import hookimpl\n{import_line}\n\nclass MyModel:\n    @hookimpl\n" \
+              "    def predict(self, inputs):\n        return inputs * SCALE\n"
+
+
+@pytest.mark.parametrize("layout", ["package", "modules"])
+def test_readmes_plugin_template_installs_a_plugin_of_several_modules(tmp_path, layout):
+    template, modules_table = readme_toml_blocks()[:2]
+    project = tmp_path / "my-model"
+    project.mkdir()
+    if layout == "package":
+        (project / "mymodel").mkdir()
+        (project / "mymodel" / "__init__.py").write_text(PLUGIN_CODE.format(import_line="from .helpers import SCALE"))
+        (project / "mymodel" / "helpers.py").write_text("SCALE = 5\n")
+        (project / "pyproject.toml").write_text(template)
+    else:
+        (project / "mymodel.py").write_text(PLUGIN_CODE.format(import_line="from helpers import SCALE"))
+        (project / "helpers.py").write_text("SCALE = 5\n")
+        last_table = template.index("[tool.setuptools.packages.find]")
+        (project / "pyproject.toml").write_text(template[:last_table] + modules_table)
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(project)],
+                   check=True)
+    result = modelhost("list", env=plugin_env(site))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ["my-model", "my-model", "1.0.0", "predict"] in [row.split() for row in result.stdout.splitlines()]
