@@ -11,7 +11,7 @@ import requests
 
 from fixture_plugins.batching import Batches, MiscountsRows
 from modelhost import InferenceRequest, InvalidInput
-from modelhost.batching import RequestQueue
+from modelhost.runtime.batching import RequestQueue
 from modelhost.cli import build_parser
 from modelhost.errors import PluginError
 from modelhost.model import Model, serving_settings

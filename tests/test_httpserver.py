@@ -11,7 +11,7 @@ import tornado.httputil
 import tornado.netutil
 import tornado.web
 
-from modelhost.httpserver import HTTPServer
+from modelhost.http.httpserver import HTTPServer
 from support import running_server
 from test_hostile_clients import closed_by_server
 

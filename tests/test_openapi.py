@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 from schemathesis import GenerationMode, checks
 
-from modelhost import app
+from modelhost.http import app
 from modelhost.errors import InvalidInput
 from modelhost.protocol import tensors, v1, v2
 from support import running_server

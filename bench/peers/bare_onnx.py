@@ -8,7 +8,7 @@ other requests meanwhile can do; ``thread`` hands it to a thread, as such a
 server must. Both answer the top-5 as JSON. The session is opened as every
 server in the comparison opens it (``sessions.py``, ``$BENCH_ALEXNET_ONNX``).
 ``--whole-bodies`` serves it on modelhost's connections, which read a body
-whole (modelhost.httpserver), rather than on Tornado's, which read it in
+whole (modelhost.http.httpserver), rather than on Tornado's, which read it in
 64 KB pieces: the handler stays bare, the body's way in is modelhost's.
 """
 
@@ -19,7 +19,7 @@ import orjson
 import tornado.httpserver
 import tornado.ioloop
 import tornado.web
-from modelhost.httpserver import HTTPServer
+from modelhost.http.httpserver import HTTPServer
 
 import sessions
 

@@ -167,7 +167,7 @@ def serve_command(args: argparse.Namespace) -> int:
     """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
     specs = chosen_specs(args.model, args.plugin)
     if args.plugin:
-        # As `python -m` does, and as the worker processes (`python -m modelhost.worker`) do for their own part.
+        # As `python -m` does, and as the worker processes (`python -m modelhost.runtime.worker`) do for their own part.
         sys.path.insert(0, os.getcwd())
     if not specs:
         log.error(

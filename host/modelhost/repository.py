@@ -14,11 +14,10 @@ from typing import Callable, Optional, Protocol
 from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
 from .model import served_versions
 from .plugins import PluginSpec, discover
+from .protocol.v2 import LOADING, READY, UNAVAILABLE, UNLOADING
 
 log = logging.getLogger("modelhost")
 
-# A model's state in the repository index, as Triton names them.
-READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
 
 
 class Admitted(Protocol):

@@ -10,14 +10,14 @@ from typing import NoReturn, Optional
 
 import tornado.netutil
 
-from .app import make_app
+from .http.app import make_app
 from .errors import CannotServe
-from .httpserver import HTTPServer
+from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
-from .pool import WorkerPoolRunner
 from .repository import ModelRepository
-from .runner import InProcessRunner
+from .runtime.inprocess import InProcessRunner
+from .runtime.pool import WorkerPoolRunner
 from .supervisor import run_forked
 
 log = logging.getLogger("modelhost")

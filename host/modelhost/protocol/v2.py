@@ -21,6 +21,8 @@ EXTENSIONS = ["binary_tensor_data", "model_repository"]
 # types. No model here depends on another: unloading its dependents too is unloading it alone.
 LOAD_PARAMETERS: dict[str, type] = {}
 UNLOAD_PARAMETERS = {"unload_dependents": bool}
+# A model's state in the repository index, as Triton names them.
+READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
 
 
 def server_metadata() -> dict:

@@ -11,12 +11,12 @@ from typing import Optional
 import tornado.web
 
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
-from .inference import V1, V2, InferenceRoute
-from .metrics import Metrics
-from .model import served_versions
-from .openapi import openapi_document
-from .protocol import v2
-from .repository import ModelRepository
+from .exchange import V1, V2, InferenceRoute
+from ..metrics import Metrics
+from ..model import served_versions
+from ..protocol import v2
+from ..protocol.openapi import openapi_document
+from ..repository import ModelRepository
 
 MODEL = r"(?P<name>[^/:]+)"
 VERSION = r"(?:/versions/(?P<version>[^/]+))?"

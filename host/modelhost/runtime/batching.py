@@ -17,9 +17,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .errors import ClientGone, ModelBusy
-from .model import DEFAULT_SETTINGS
-from .request import InferenceRequest
+from ..errors import ClientGone, ModelBusy
+from ..model import DEFAULT_SETTINGS
+from ..request import InferenceRequest
 
 @dataclass
 class Pending:

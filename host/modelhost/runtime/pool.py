@@ -19,12 +19,12 @@ from typing import Callable, Optional
 
 from .channel import AsyncChannel
 from .batching import Pending, RequestQueue, settle, settle_batch
-from .errors import ModelhostError, ModelNotReady, ModelTimeout
-from .metrics import Metrics, forget_process
-from .model import serving_settings
-from .plugins import PluginSpec
-from .request import InferenceRequest
-from .runner import report_ready
+from ..errors import ModelhostError, ModelNotReady, ModelTimeout
+from ..metrics import Metrics, forget_process
+from ..model import serving_settings
+from ..plugins import PluginSpec
+from ..request import InferenceRequest
+from .inprocess import report_ready
 
 log = logging.getLogger("modelhost")
 worker_log = logging.getLogger("modelhost.worker")
@@ -124,7 +124,7 @@ class Replica:
         raised it (for the log), 'crashed': bool}."""
         ours, theirs = socket.socketpair()
         self.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "modelhost.worker", "--fd", str(theirs.fileno()),
+            sys.executable, "-m", "modelhost.runtime.worker", "--fd", str(theirs.fileno()),
             "--name", self.pool.name, "--target", self.pool.spec.target,
             "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,

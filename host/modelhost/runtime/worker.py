@@ -1,6 +1,6 @@
 """A worker process: a fresh interpreter that loads one model and runs its requests.
 
-Started by the server as ``python -m modelhost.worker --fd N --name NAME --target MODULE:ATTR``.
+Started by the server as ``python -m modelhost.runtime.worker --fd N --name NAME --target MODULE:ATTR``.
 It tells the server the plugin's own settings and loads the model with the
 settings the server answers; it says hello once (the model's metadata, or why
 it cannot load),
@@ -17,16 +17,16 @@ import signal
 import socket
 import sys
 
-from . import logs
+from .. import logs
+from ..errors import PluginError, PluginLoadError
+from ..model import load_model
+from ..plugins import PluginSpec
+from ..supervisor import die_with_parent
 from .channel import BlockingChannel
-from .errors import PluginError, PluginLoadError
-from .model import load_model
-from .plugins import PluginSpec
-from .supervisor import die_with_parent
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="modelhost.worker")
+    parser = argparse.ArgumentParser(prog="modelhost.runtime.worker")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--target", required=True)

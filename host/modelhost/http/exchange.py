@@ -23,12 +23,12 @@ from typing import Callable, Optional
 import tornado.httputil
 import tornado.routing
 
-from .errors import ClientGone, InvalidInput, MethodNotAllowed, ModelhostError, ServerShuttingDown
+from ..errors import ClientGone, InvalidInput, MethodNotAllowed, ModelhostError, ServerShuttingDown
 from .handling import (Serving, check_length, check_token, error_body, log_access, log_refused, request_id_for,
                        request_summary, too_large)
-from .model import served_versions
-from .protocol import v1, v2
-from .request import InferenceRequest
+from ..model import served_versions
+from ..protocol import v1, v2
+from ..request import InferenceRequest
 
 app_log = logging.getLogger("tornado.application")
 JSON = {"Content-Type": "application/json"}

@@ -14,11 +14,11 @@ from concurrent.futures import Executor
 from typing import Callable, Optional
 
 from .batching import RequestQueue, settle, settle_batch
-from .errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
-from .metrics import Metrics
-from .model import Model, load_model, serving_settings
-from .plugins import PluginSpec
-from .request import InferenceRequest
+from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
+from ..metrics import Metrics
+from ..model import Model, load_model, serving_settings
+from ..plugins import PluginSpec
+from ..request import InferenceRequest
 
 log = logging.getLogger("modelhost")
 

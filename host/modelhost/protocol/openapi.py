@@ -10,9 +10,9 @@ name, since a model installed but not served can be loaded.
 import re
 from typing import Optional
 
-from . import __version__
-from .protocol import tensors, v2
-from .repository import LOADING, READY, UNAVAILABLE, UNLOADING
+from .. import __version__
+from . import tensors, v2
+from .v2 import LOADING, READY, UNAVAILABLE, UNLOADING
 
 ERRORS = {
     400: "Malformed request: bad JSON, a shape or datatype that does not match the data, or refused by the model",

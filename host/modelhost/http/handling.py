@@ -19,11 +19,11 @@ import tornado.httputil
 import tornado.ioloop
 import tornado.web
 
-from . import logs
-from .errors import ModelhostError, PayloadTooLarge, Unauthorized
-from .metrics import Metrics
-from .protocol import jsonio
-from .repository import ModelRepository
+from .. import logs
+from ..errors import ModelhostError, PayloadTooLarge, Unauthorized
+from ..metrics import Metrics
+from ..protocol import jsonio
+from ..repository import ModelRepository
 
 access_log = logging.getLogger("modelhost.access")
 log = logging.getLogger("modelhost")
