@@ -14,7 +14,8 @@ from modelhost import InferenceRequest, InvalidInput
 from modelhost.runtime.batching import RequestQueue
 from modelhost.cli import build_parser
 from modelhost.errors import PluginError
-from modelhost.model import Model, serving_settings
+from modelhost.model import Model
+from modelhost.settings import ServingSettings
 from support import running_server
 
 
@@ -24,7 +25,7 @@ def v1(instances):
 
 def batching(plugin, max_batch_size=8) -> Model:
     model = Model("batches", plugin)
-    model.load(serving_settings({}, {"max_batch_size": max_batch_size}))
+    model.load(ServingSettings(max_batch_size=max_batch_size))
     return model
 
 
@@ -129,7 +130,7 @@ def test_a_lone_request_does_not_sit_out_the_batch_window(mode):
 def test_requests_arriving_together_go_one_to_each_idle_consumer_and_share_out_under_load():
     async def scenario():
         queue = RequestQueue("batches")
-        queue.configure(serving_settings({}, {}), consumers=2)
+        queue.configure(ServingSettings(), consumers=2)
         takers = [asyncio.ensure_future(queue.next_batch()) for _ in range(2)]
         await asyncio.sleep(0)  # both consumers now wait for work
         submitted = [asyncio.ensure_future(queue.submit(v1([index]))) for index in range(2)]
@@ -148,7 +149,7 @@ def test_requests_arriving_together_go_one_to_each_idle_consumer_and_share_out_u
 def test_a_batch_waits_for_requests_still_arriving_and_no_longer_than_its_window():
     async def scenario(in_flight: int, window_ms: float = 2000):
         queue = RequestQueue("batches", in_flight=lambda: in_flight)
-        queue.configure(serving_settings({"max_batch_size": 8, "max_batch_wait_ms": window_ms}, {}), consumers=1)
+        queue.configure(ServingSettings(max_batch_size=8, max_batch_wait_ms=window_ms), consumers=1)
         first = asyncio.ensure_future(queue.submit(v1([0])))
         taker = asyncio.ensure_future(queue.next_batch())
         await asyncio.sleep(0.05)  # the server has three requests; two are still sending their bodies
@@ -166,7 +167,7 @@ def test_a_batch_waits_for_requests_still_arriving_and_no_longer_than_its_window
 def test_a_batch_waits_for_as_many_as_the_batch_before_it_held_within_its_window():
     async def scenario(before: int, window_ms: float = 2000):
         queue = RequestQueue("batches")
-        queue.configure(serving_settings({"max_batch_size": 8, "max_batch_wait_ms": window_ms}, {}), consumers=1)
+        queue.configure(ServingSettings(max_batch_size=8, max_batch_wait_ms=window_ms), consumers=1)
         earlier = [queue.submit(v1([index])) for index in range(before)]
         for pending in await queue.next_batch():
             pending.answer.set_result(None)

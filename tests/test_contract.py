@@ -7,7 +7,8 @@ import pytest
 from modelhost import InferenceRequest, InvalidInput, hookimpl
 from modelhost.defaults import instances_as_array
 from modelhost.errors import PluginError, PluginLoadError
-from modelhost.model import Model, load_model, serving_settings
+from modelhost.model import Model, load_model
+from modelhost.settings import ServingSettings
 from modelhost.plugins import PluginSpec, firstresult_caller, import_plugin, make_plugin_manager
 from fixture_plugins import behaving, broken, module_plugin
 
@@ -46,7 +47,7 @@ def test_default_preprocess_keeps_one_row_per_v1_instance():
 def test_a_plugins_own_hooks_answer_before_the_defaults():
     model = Model("declared", behaving.Declared())
     assert model.hooks == ["metadata", "preprocess", "predict"]
-    model.load(serving_settings({}, {}))
+    model.load(ServingSettings())
     assert model.metadata["outputs"][0]["name"] == "sum"
     assert predictions(model, v1([[1, 2, 3]])) == [6.0]
 
@@ -68,7 +69,7 @@ def test_a_class_plugin_is_instantiated_and_load_runs_once():
     spec = PluginSpec.from_import_path("fixture_plugins.behaving:Counter")
     assert spec.name == "Counter"
     before = behaving.Counter.loads
-    model = load_model(spec, lambda own: serving_settings(own, {}))
+    model = load_model(spec, {})
     assert isinstance(model.plugin, behaving.Counter)
     assert behaving.Counter.loads == before + 1
 
@@ -106,7 +107,7 @@ def test_an_import_failure_says_what_to_anyone_and_where_to_the_log():
 
 def test_a_failing_load_is_a_load_error_naming_the_hook():
     with pytest.raises(PluginLoadError, match=r"load hook raised FileNotFoundError: weights.bin is missing"):
-        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"), lambda own: own)
+        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"), {})
 
 
 def test_invalid_input_passes_through_and_other_errors_name_the_hook():
@@ -145,8 +146,21 @@ def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
             return inputs
 
     model = Model("tuned", Tuned())
-    model.load(serving_settings(model.call("settings", name="tuned"), {"replicas": 3}))
+    model.load(ServingSettings.resolve(model.call("settings", name="tuned"), {"replicas": 3}))
     assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}
+
+
+@pytest.mark.parametrize("own, message", [
+    ({"replica": 2}, "the settings hook returned unknown settings 'replica' (known: replicas, "),
+    ({"replicas": -1}, "the settings hook's 'replicas' must be an integer of at least 0, got -1"),
+    ({"max_batch_size": 2.5}, "the settings hook's 'max_batch_size' expected an integer, got 2.5"),
+    ({"max_batch_wait_ms": "soon"}, "the settings hook's 'max_batch_wait_ms' expected a number, got 'soon'"),
+    ({"inline": "yes"}, "the settings hook's 'inline' must be true or false, got 'yes'"),
+])
+def test_a_plugins_settings_out_of_their_range_are_refused_at_load(own, message):
+    with pytest.raises(PluginLoadError) as caught:
+        ServingSettings.resolve(own, {})
+    assert message in str(caught.value)
 
 
 def test_hooks_resolved_once_answer_as_pluggy_would():

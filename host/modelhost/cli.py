@@ -2,17 +2,16 @@
 
 import argparse
 import logging
-import math
 import os
 import sys
-from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
-from . import __version__, logs
+from . import __version__, logs, settings
 from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
 from .server import ServerConfig, default_asyncio_workers, serve
+from .settings import Bounded
 
 log = logging.getLogger("modelhost")
 
@@ -32,40 +31,21 @@ MODEL_SETTINGS = [
 ]
 
 
-@dataclass(frozen=True)
-class Bounded:
-    """An argparse type: a number of ``kind`` from ``low`` to ``high``; anything else is refused with the usage."""
+def flag(check) -> Callable[[str], object]:
+    """An argparse type from a check of ``settings``: its ValueError is argparse's usage error."""
 
-    kind: type
-    low: float
-    high: float = math.inf
-    low_included: bool = True
-
-    def __call__(self, text: str):
+    def parse(text: str):
         try:
-            value = self.kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {self.noun()}, got {text!r}") from None
-        below = value < self.low if self.low_included else value <= self.low
-        if below or value > self.high or not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be {self.noun()} {self.range()}, got {text}")
-        return value
+            return check(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
 
-    def noun(self) -> str:
-        return "an integer" if self.kind is int else "a number"
-
-    def range(self) -> str:
-        if self.high < math.inf:
-            return f"from {self.low:g} to {self.high:g}"
-        return f"of at least {self.low:g}" if self.low_included else f"above {self.low:g}"
+    return parse
 
 
-PORT = Bounded(int, 0, 65535)
-COUNT = Bounded(int, 1)
-SECONDS = Bounded(float, 0, low_included=False)
-# What each per-model setting may be: replicas 0 serves in the server process.
-SETTING_RANGES = {"replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
-                  "max_queue_size": Bounded(int, 0)}
+PORT = flag(Bounded(int, 0, 65535))
+COUNT = flag(settings.COUNT)
+SECONDS = flag(Bounded(float, 0, low_included=False))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     for setting, metavar, help_text in MODEL_SETTINGS:
         dashed = setting.replace("_", "-")
         spellings = [f"--{setting}", *([f"--{dashed}"] if dashed != setting else [])]
-        serve_parser.add_argument(*spellings, action="append", type=per_model(SETTING_RANGES[setting]), default=[],
+        serve_parser.add_argument(*spellings, action="append", type=per_model(settings.RANGES[setting]), default=[],
                                   metavar=f"[NAME=]{metavar}", help=help_text)
     serve_parser.add_argument(
         "--timeout", type=SECONDS, default=120.0,
@@ -106,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "is replaced (default: 120)",
     )
     serve_parser.add_argument(
-        "--graceful_timeout", "--graceful-timeout", type=Bounded(float, 0), default=30.0,
+        "--graceful_timeout", "--graceful-timeout", type=flag(Bounded(float, 0)), default=30.0,
         help="on SIGTERM, seconds to let the requests in flight finish while new ones get 503; those "
         "still running then get 503 too (default: 30)",
     )
@@ -140,14 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def per_model(bounded: Bounded):
+def per_model(check):
     """An argparse type for ``VALUE`` or ``NAME=VALUE``: (name or None for every model, value)."""
 
     def parse(text: str) -> tuple[Optional[str], float]:
         name, _, value = text.rpartition("=")
         try:
-            return name or None, bounded(value)
-        except argparse.ArgumentTypeError as error:
+            return name or None, check(value)
+        except ValueError as error:
             raise argparse.ArgumentTypeError(f"expected N or NAME=N, where N {error}") from None
 
     return parse

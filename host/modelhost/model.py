@@ -16,16 +16,9 @@ from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin,
                       make_plugin_manager, summarize)
 from .protocol import v1, v2
 from .request import InferenceRequest
+from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
-
-DEFAULT_SETTINGS = {"replicas": 1, "max_batch_size": 1, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}
-
-
-def serving_settings(own: dict, command_line: dict) -> dict:
-    """How a model is served: the host's defaults, overridden by the plugin's settings, then the command line."""
-    return {**DEFAULT_SETTINGS, **own, **command_line}
-
 
 class Model:
     def __init__(self, name: str, plugin: object):
@@ -37,11 +30,11 @@ class Model:
         self.answering_hook = "postprocess" if "postprocess" in self.hooks else "predict"
         self.callers = {hook: firstresult_caller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.metadata: dict = {}
-        self.settings: dict = {}
+        self.settings = ServingSettings()
 
-    def load(self, settings: dict) -> None:
+    def load(self, settings: ServingSettings) -> None:
         self.settings = settings
-        self.call("load", name=self.name, settings=settings)
+        self.call("load", name=self.name, settings=settings.as_dict())
         self.metadata = self.call("metadata", name=self.name) or {}
 
     def infer(self, request: InferenceRequest):
@@ -84,7 +77,7 @@ class Model:
         ``timings`` get the seconds of each stage; a batch's predict counts for
         each of its requests.
         """
-        if self.settings.get("max_batch_size", 1) <= 1:
+        if self.settings.max_batch_size <= 1:
             return [outcome(self.infer, request) for request in requests]
         outcomes: list = [None] * len(requests)
         prepared = {}
@@ -205,15 +198,17 @@ def served_versions(spec: PluginSpec, declared: dict) -> list[str]:
     return [str(version) for version in declared.get("versions") or []] or ([spec.version] if spec.version else [])
 
 
-def load_model(spec: PluginSpec, decide: Callable[[dict], dict]) -> Model:
-    """Import, validate and load a plugin; PluginLoadError says why it cannot serve.
+def load_model(spec: PluginSpec, command_line: dict) -> Model:
+    """Import, validate and load a plugin, served with its own settings under the command line's.
 
-    ``decide`` turns the plugin's own settings into those it is served with,
-    which its ``load`` hook receives.
+    PluginLoadError says why it cannot serve.
     """
     model = Model(spec.name, import_plugin(spec))
     try:
-        model.load(decide(model.call("settings", name=spec.name) or {}))
+        own = model.call("settings", name=spec.name) or {}
+        model.load(ServingSettings.resolve(own, command_line))
     except ModelhostError as exc:
         raise PluginLoadError(exc.message) from None
+    except PluginLoadError as exc:
+        raise PluginLoadError(f"model {spec.name!r}: {exc}") from None
     return model

@@ -18,6 +18,7 @@ from .plugins import PluginSpec
 from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
+from .settings import CommandLineSettings, command_line_for
 from .supervisor import run_forked
 
 log = logging.getLogger("modelhost")
@@ -45,17 +46,8 @@ class ServerConfig:
     idle_timeout: float = 75.0
     body_timeout: float = 60.0
     auth_token: Optional[str] = None  # a bearer token every request but the health checks must carry
-    # Model settings given on the command line: setting -> {model name, or None for every model: value}.
-    # "replicas" 0 serves a model in the server process.
-    model_settings: dict[str, dict[Optional[str], float]] = field(default_factory=dict)
-
-    def settings_for(self, name: str) -> dict:
-        """The command line's settings for one model; its own value beats the one for every model."""
-        return {
-            setting: values[name] if name in values else values[None]
-            for setting, values in self.model_settings.items()
-            if name in values or None in values
-        }
+    # Model settings given on the command line; "replicas" 0 serves a model in the server process.
+    model_settings: CommandLineSettings = field(default_factory=dict)
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -94,7 +86,7 @@ def exit_now(status: int) -> NoReturn:
 
 
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
-    settings = config.settings_for(spec.name)
+    settings = command_line_for(config.model_settings, spec.name)
     if settings.get("replicas") == 0:
         return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.max_asyncio_workers, in_flight)
     return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight)

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ..errors import ClientGone, ModelBusy
-from ..model import DEFAULT_SETTINGS
 from ..request import InferenceRequest
+from ..settings import ServingSettings
 
 @dataclass
 class Pending:
@@ -37,7 +37,7 @@ class RequestQueue:
         # those still arriving (a large body) are on their way to this queue.
         self.in_flight = in_flight
         self.waiting: asyncio.Queue = asyncio.Queue()
-        self.max_waiting = DEFAULT_SETTINGS["max_queue_size"]
+        self.max_waiting = ServingSettings.max_queue_size
         self.max_size = 1
         self.max_wait = 0.0
         self.consumers = 1
@@ -47,11 +47,11 @@ class RequestQueue:
         # together, the next one's headers sometimes a moment after the first one's body.
         self.last_size = 1
 
-    def configure(self, settings: dict, consumers: int) -> None:
+    def configure(self, settings: ServingSettings, consumers: int) -> None:
         """Batching as the model's serving settings say; ``consumers`` take from this queue."""
-        self.max_size = max(1, int(settings["max_batch_size"]))
-        self.max_wait = float(settings["max_batch_wait_ms"]) / 1000
-        self.max_waiting = int(settings["max_queue_size"])
+        self.max_size = settings.max_batch_size
+        self.max_wait = settings.max_batch_wait_ms / 1000
+        self.max_waiting = settings.max_queue_size
         self.consumers = consumers
 
     def submit(self, request: InferenceRequest) -> asyncio.Future:

@@ -16,7 +16,7 @@ from typing import Callable, Optional
 from .batching import RequestQueue, settle, settle_batch
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
 from ..metrics import Metrics
-from ..model import Model, load_model, serving_settings
+from ..model import Model, load_model
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
 
@@ -48,8 +48,7 @@ class InProcessRunner:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            decide = lambda own: serving_settings(own, self.options)  # noqa: E731
-            self.model = await loop.run_in_executor(self.executor, load_model, self.spec, decide)
+            self.model = await loop.run_in_executor(self.executor, load_model, self.spec, self.options)
         except PluginLoadError as exc:
             self.reason = str(exc)
             log.error("model %r is not ready: %s", self.name, exc.for_log())
@@ -58,7 +57,7 @@ class InProcessRunner:
             report_ready(self.spec, "the server process, on its event loop", self.model.hooks)
             return
         # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
-        count = 1 if self.model.settings["max_batch_size"] > 1 else self.threads
+        count = 1 if self.model.settings.max_batch_size > 1 else self.threads
         self.queue.configure(self.model.settings, count)
         self.consumers = [asyncio.create_task(self.consume()) for _ in range(count)]
         report_ready(self.spec, "the server process", self.model.hooks)
@@ -70,7 +69,7 @@ class InProcessRunner:
     @property
     def inline(self) -> bool:
         """Whether its hooks run on the event loop (cheaper than the trip to a thread and back): ``infer_now``."""
-        return self.model is not None and self.model.settings["inline"]
+        return self.model is not None and self.model.settings.inline
 
     def infer_now(self, request: InferenceRequest):
         return self.model.infer(request)

@@ -1,13 +1,11 @@
-"""A worker process: a fresh interpreter that loads one model and runs its requests.
+"""A model worker process: a fresh interpreter that loads one model and runs its requests.
 
 Started by the server as ``python -m modelhost.runtime.worker --fd N --name NAME --target MODULE:ATTR``.
-It tells the server the plugin's own settings and loads the model with the
-settings the server answers; it says hello once (the model's metadata, or why
-it cannot load),
-then answers batches of requests, one batch at a time, until the server closes
-the channel. Only
-the channel carries messages: whatever the plugin prints goes to stdout and
-stderr, which the server reads into its log.
+It is told the command line's settings (``messages.Serve``), loads the model
+with them over the plugin's own, says ``Ready`` or why it cannot
+(``LoadFailed``), then answers each ``Batch`` until the server closes the
+channel. Only the channel carries messages: whatever the plugin prints goes to
+stdout and stderr, which the server reads into its log.
 """
 
 import argparse
@@ -23,6 +21,7 @@ from ..model import load_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import BlockingChannel
+from .messages import Answers, LoadFailed, Ready
 
 
 def main(argv=None) -> int:
@@ -39,28 +38,26 @@ def main(argv=None) -> int:
     logs.configure(args.log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
 
     channel = BlockingChannel(socket.socket(fileno=args.fd))
-
-    def ask_the_server(own_settings: dict) -> dict:
-        channel.send(("settings", own_settings))
-        return channel.receive()
-
     try:
-        model = load_model(PluginSpec(name=args.name, target=args.target), ask_the_server)
-    except PluginLoadError as exc:
-        channel.send(("failed", (str(exc), exc.where)))
+        serve = channel.receive()
+        model = load_model(PluginSpec(name=args.name, target=args.target), serve.command_line)
+    except EOFError:
         return 0
-    channel.send(("ready", {"metadata": model.metadata, "hooks": model.hooks}))
+    except PluginLoadError as exc:
+        channel.send(LoadFailed(str(exc), exc.where))
+        return 0
+    channel.send(Ready(model.settings, model.metadata, model.hooks))
     while True:
         try:
-            batch_id, requests = channel.receive()
+            batch = channel.receive()
         except EOFError:
             return 0
-        outcomes = model.infer_batch(requests)
-        timings = [request.timings for request in requests]
+        outcomes = model.infer_batch(batch.requests)
+        timings = [request.timings for request in batch.requests]
         try:
-            channel.send((batch_id, outcomes, timings))
+            channel.send(Answers(batch.id, outcomes, timings))
         except (pickle.PicklingError, TypeError, AttributeError):
-            channel.send((batch_id, [picklable(outcome, args.name) for outcome in outcomes], timings))
+            channel.send(Answers(batch.id, [picklable(outcome, args.name) for outcome in outcomes], timings))
 
 
 def picklable(outcome, name: str):
@@ -70,6 +67,7 @@ def picklable(outcome, name: str):
         return outcome
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         return PluginError(f"model {name!r} returned something that cannot leave its worker: {exc}")
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,125 @@
+"""A model worker process seen from the server: started, told what to serve, heard from, stopped.
+
+It is a fresh interpreter (``python -m modelhost.runtime.worker``), never a
+fork of a server that has loaded models. What it prints goes to the server's
+log, a line at a time, tagged with the model, the replica and its pid; only its
+channel carries messages.
+"""
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from ..metrics import forget_process
+from ..plugins import PluginSpec
+from .channel import AsyncChannel
+from .messages import LoadFailed, Ready, Serve
+
+worker_log = logging.getLogger("modelhost.worker")
+
+STOP_GRACE_SECONDS = 5.0
+LONGEST_LOG_LINE = 65536
+
+
+@dataclass(frozen=True)
+class Exit:
+    """How a worker process ended: ``label`` for metrics ("SIGKILL", "status 7", "timeout"), and in words."""
+
+    label: str
+    description: str
+
+    def __str__(self) -> str:
+        return self.description
+
+
+@dataclass(frozen=True)
+class Crashed:
+    """The worker died before it could say whether the model loads: worth starting again."""
+
+    reason: str
+
+
+Started = Union[Ready, LoadFailed, Crashed]
+
+
+class WorkerProcess:
+    """One worker process, from its start to its exit."""
+
+    def __init__(self, spec: PluginSpec, replica: int):
+        self.spec = spec
+        self.replica = replica
+        self.process: Optional[asyncio.subprocess.Process] = None
+        self.channel: Optional[AsyncChannel] = None
+        self.output: list[asyncio.Task] = []
+
+    @property
+    def label(self) -> str:
+        return f"{self.spec.name}[{self.replica}] pid {self.process.pid if self.process else '-'}"
+
+    async def start(self, command_line: dict) -> Started:
+        """Start the worker and have it load the model with the command line's settings."""
+        ours, theirs = socket.socketpair()
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "modelhost.runtime.worker", "--fd", str(theirs.fileno()),
+            "--name", self.spec.name, "--target", self.spec.target,
+            "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
+            pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        theirs.close()
+        self.output = [
+            asyncio.create_task(self.forward(self.process.stdout, logging.INFO)),
+            asyncio.create_task(self.forward(self.process.stderr, logging.WARNING)),
+        ]
+        self.channel = await AsyncChannel.open(ours)
+        try:
+            await self.channel.send(Serve(command_line))
+            return await self.channel.receive()
+        except (EOFError, ConnectionError):
+            return Crashed(f"its worker {await self.exit_cause()} while loading")
+
+    async def exit_cause(self) -> Exit:
+        try:
+            code = await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+        except asyncio.TimeoutError:  # it closed its channel yet lives on
+            self.process.kill()
+            code = await self.process.wait()
+        if code < 0:
+            signame = signal.Signals(-code).name
+            return Exit(signame, f"was killed by {signame}")
+        return Exit(f"status {code}", f"exited with status {code}")
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    async def stop(self) -> None:
+        """Close the channel (the worker exits on EOF), then kill it if it does not."""
+        if self.channel:
+            self.channel.close()
+        if self.process and self.process.returncode is None:
+            try:
+                await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+            except asyncio.TimeoutError:
+                self.process.kill()
+                await self.process.wait()
+        if self.process:
+            forget_process(self.process.pid)  # a plugin's own live gauges, if it keeps any
+        await asyncio.gather(*self.output, return_exceptions=True)
+
+    async def forward(self, stream: asyncio.StreamReader, level: int) -> None:
+        """The worker's stdout or stderr into the server's log, a line at a time, tagged."""
+        pending = b""
+        while chunk := await stream.read(LONGEST_LOG_LINE):
+            *lines, pending = (pending + chunk).split(b"\n")
+            if len(pending) >= LONGEST_LOG_LINE:
+                lines, pending = [*lines, pending], b""
+            for line in lines:
+                worker_log.log(level, "%s: %s", self.label, line.decode("utf-8", "replace"))
+        if pending:
+            worker_log.log(level, "%s: %s", self.label, pending.decode("utf-8", "replace"))
