@@ -4,7 +4,6 @@ The server closes a connection only when it must: when it answered before readin
 """
 
 import re
-import socket
 
 import orjson
 import pytest

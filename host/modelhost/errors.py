@@ -38,10 +38,17 @@ class ModelNotFound(ModelhostError):
 
 
 class MethodNotAllowed(ModelhostError):
-    """An inference path takes POST only (405)."""
+    """A path does not take the request's method (405); ``Allow`` names those it takes, as RFC 9110 asks."""
 
     status = 405
-    headers = {"Allow": "POST"}
+
+    def __init__(self, allowed: list[str]):
+        super().__init__("Method Not Allowed")
+        self.allowed = allowed
+        self.headers = {"Allow": ", ".join(allowed)}
+
+    def __reduce__(self):
+        return (type(self), (self.allowed,))
 
 
 class PayloadTooLarge(ModelhostError):

@@ -10,10 +10,14 @@ import contextvars
 import logging
 import sys
 import time
+from dataclasses import dataclass
+from typing import Optional
 
 import orjson
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
+access_log = logging.getLogger("modelhost.access")
+log = logging.getLogger("modelhost")
 
 TEXT_FORMAT = "%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s%(request_tag)s"
 FORMATS = ("text", "json")
@@ -95,6 +99,44 @@ def buffered(stream):
     except (AttributeError, OSError, ValueError):  # not a file (a test's capture): as it is
         return stream
     return open(fd, "w", buffering=1 << 16, encoding=stream.encoding, errors="backslashreplace", closefd=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """A request as the lines logged about it name it, whatever front end it came by."""
+
+    method: str  # "POST", or over gRPC the method's name
+    path: str
+    peer: str
+    request_id: str
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} ({self.peer})"
+
+
+def refused(status: int, message: str, origin: Origin) -> None:
+    """A request answered with an error of its own (4xx, or a 5xx the host understands): why, and to whom."""
+    log.warning("%d %s: %s", status, origin, message, extra={"request_id": origin.request_id})
+
+
+def access(origin: Origin, status: int, seconds: float, model: Optional[str] = None,
+           timings: Optional[dict] = None) -> None:
+    """The access line: status, request, model, latency and the time each stage took, with the request's id."""
+    if not access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
+        return
+    milliseconds = 1000 * seconds
+    stages = {stage: round(1000 * spent, 3) for stage, spent in (timings or {}).items()}
+    fields = {"status": status, "method": origin.method, "path": origin.path,
+              "remote_ip": origin.peer, "latency_ms": round(milliseconds, 3)}
+    if model:
+        fields.update(model=model, stages_ms=stages)
+    # Logger.info would also look up its caller's file and line, which say nothing here: the record is made directly.
+    access_log.handle(access_log.makeRecord(
+        access_log.name, logging.INFO, "", 0, "%d %s%s %.2fms%s",
+        (status, origin, f" model={model}" if model else "", milliseconds,
+         "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items())),
+        None, extra={"fields": fields, "request_id": origin.request_id},
+    ))
 
 
 def configure(level: str, log_format: str = "text", text_format: str = TEXT_FORMAT) -> None:

@@ -1,30 +1,23 @@
-"""The models this server process serves, by name, and the inference requests in flight for them.
+"""The models this server process serves, by name: loaded, upgraded and unloaded while it runs.
 
-While the server runs, models are loaded, upgraded and unloaded here (the Open
-Inference Protocol's model repository extension). A request is routed by name
-when it arrives, so replacing a runner in ``runners`` is what moves the
-traffic; the runner it replaced is stopped once the requests it already holds
-are answered.
+The Open Inference Protocol's model repository extension changes what is
+served. A request is routed by name when it arrives, so replacing a runner in
+``runners`` is what moves the traffic; the runner it replaced is stopped once
+the requests that may hold it (``inflight``) are answered.
 """
 
 import asyncio
 import logging
-from typing import Callable, Optional, Protocol
+from typing import Callable, Optional
 
 from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
+from .inflight import InFlight
 from .model import served_versions
 from .plugins import PluginSpec, discover
 from .protocol.v2 import LOADING, READY, UNAVAILABLE, UNLOADING
 
 log = logging.getLogger("modelhost")
 
-
-
-class Admitted(Protocol):
-    """An inference request as the repository tracks it: its HTTP exchange (``inference.Exchange``)."""
-
-    def answer_late(self) -> None:
-        """Answer 503 now: the server stops and will not wait for the model any longer."""
 
 
 class ModelLoadFailed(ModelhostError):
@@ -34,13 +27,15 @@ class ModelLoadFailed(ModelhostError):
 
 
 class ModelRepository:
-    def __init__(self, specs: list[PluginSpec], make_runner: Callable, drain_timeout: float, changeable: bool):
+    def __init__(self, specs: list[PluginSpec], make_runner: Callable, in_flight: InFlight, drain_timeout: float,
+                 changeable: bool):
         """``make_runner(spec, in_flight)`` builds a runner, not started, that can ask ``in_flight()`` how many
         requests for its model are in flight; ``drain_timeout`` bounds the wait for a retired
         runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
         (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then.
         """
         self.make_runner = make_runner
+        self.in_flight = in_flight
         self.drain_timeout = drain_timeout
         self.changeable = changeable
         self.runners = {spec.name: self.new_runner(spec) for spec in specs}
@@ -51,13 +46,9 @@ class ModelRepository:
         self.not_served: dict[str, dict] = {}
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
-        self.stopping = False
-        # Each inference request from its headers until it is answered or its client leaves: its exchange,
-        # which can answer it 503 (``answer_late``), and the model it names.
-        self.in_flight: dict[Admitted, str] = {}
 
     def new_runner(self, spec: PluginSpec):
-        return self.make_runner(spec, lambda: sum(1 for model in self.in_flight.values() if model == spec.name))
+        return self.make_runner(spec, lambda: self.in_flight.count(spec.name))
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -81,10 +72,10 @@ class ModelRepository:
         return runner
 
     def all_ready(self) -> bool:
-        return not self.stopping and bool(self.runners) and all(runner.ready for runner in self.runners.values())
+        return not self.in_flight.stopping and bool(self.runners) and all(r.ready for r in self.runners.values())
 
     def is_ready(self, name: str, version: Optional[str] = None) -> bool:
-        return not self.stopping and self.get(name, version).ready
+        return not self.in_flight.stopping and self.get(name, version).ready
 
     async def index(self, ready_only: bool = False) -> list[dict]:
         """Every model known here, served or not, as the repository extension's index lists them."""
@@ -136,7 +127,7 @@ class ModelRepository:
     def change(self, name: str) -> asyncio.Lock:
         if not self.changeable:
             raise InvalidInput("models cannot be loaded or unloaded with several server processes (--workers)")
-        if self.stopping:
+        if self.in_flight.stopping:
             raise ServerShuttingDown("the server is shutting down")
         return self.changing.setdefault(name, asyncio.Lock())
 
@@ -170,41 +161,8 @@ class ModelRepository:
         A request is admitted before it takes its model's runner, so only those admitted for ``name``
         until now can hold this one. Any still unanswered after ``drain_timeout`` get 503, as at shutdown.
         """
-        holders = [request for request, model in self.in_flight.items() if model == name]
-        await self.until_answered(holders, self.drain_timeout)
+        await self.in_flight.until_answered(self.in_flight.of(name), self.drain_timeout)
         await runner.stop()
-
-    def admit(self, request: "Admitted", model: str) -> None:
-        """Count a request for ``model`` in flight until ``release``; once stopping, refuse it (503)."""
-        if self.stopping:
-            raise ServerShuttingDown("the server is shutting down")
-        self.in_flight[request] = model
-
-    def release(self, request: "Admitted") -> None:
-        self.in_flight.pop(request, None)
-
-    async def until_answered(self, requests: list["Admitted"], timeout: float) -> None:
-        # Polled: only shutdown and upgrades wait, while every request would pay for a future to wait on.
-        deadline = asyncio.get_running_loop().time() + timeout
-        while any(request in self.in_flight for request in requests):
-            if asyncio.get_running_loop().time() >= deadline:
-                return
-            await asyncio.sleep(0.01)
-
-    async def drain(self, timeout: float) -> None:
-        """Refuse new requests and let those in flight finish; answer any left after ``timeout`` seconds with 503.
-
-        Readiness turns false at once, so a load balancer stops sending here;
-        the caller keeps listening meanwhile, so that what still comes gets 503
-        rather than a refused connection.
-        """
-        self.stopping = True
-        log.info("shutting down: waiting up to %gs for %d request(s) in flight", timeout, len(self.in_flight))
-        await self.until_answered(list(self.in_flight), timeout)
-        late = list(self.in_flight)
-        for request in late:
-            request.answer_late()
-        log.info("drained: every request answered, %d of them with 503 after the graceful timeout", len(late))
 
     async def start(self) -> None:
         await asyncio.gather(*(runner.start() for runner in self.runners.values()))

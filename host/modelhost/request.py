@@ -17,8 +17,7 @@ class InferenceRequest:
     ``requested_outputs`` names the V2 outputs the client asked for (None: all).
     ``request_id`` is the ``x-request-id`` the request is logged under, and
     ``timings`` the seconds it spent in each stage (``queue``, ``preprocess``,
-    ``predict``, ``postprocess``), filled in by the host. ``withdrawn`` turns
-    true in the server process when the client disconnects.
+    ``predict``, ``postprocess``), filled in by the host.
     """
 
     protocol: str
@@ -30,4 +29,3 @@ class InferenceRequest:
     requested_outputs: Optional[list[str]] = None
     request_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
-    withdrawn: bool = False

@@ -11,6 +11,8 @@ from typing import NoReturn, Optional
 import tornado.netutil
 
 from .http.app import make_app
+from .inference import Inference
+from .inflight import InFlight
 from .errors import CannotServe
 from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
@@ -101,12 +103,14 @@ async def _serve(config: ServerConfig, sockets) -> int:
         loop.add_signal_handler(signum, stopping.set)
 
     metrics = Metrics()
+    in_flight = InFlight()
     repository = ModelRepository(
-        config.specs, lambda spec, in_flight: make_runner(spec, in_flight, config, metrics, executor),
+        config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor), in_flight,
         config.graceful_timeout, changeable=config.workers == 1,
     )
     server = HTTPServer(
-        make_app(repository, metrics, config.max_buffer_size, config.auth_token, config.body_timeout),
+        make_app(Inference(repository, in_flight, metrics), config.max_buffer_size, config.auth_token,
+                 config.body_timeout),
         max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
     )
@@ -114,7 +118,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
     await repository.start()
     if any(runner.ready for runner in repository.runners.values()):
         await stopping.wait()
-        await repository.drain(config.graceful_timeout)
+        await in_flight.drain(config.graceful_timeout)
         status = 0
     else:
         log.error("no model could be loaded: %s", "; ".join(r.reason for r in repository.runners.values()))

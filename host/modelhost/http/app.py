@@ -10,13 +10,12 @@ from typing import Optional
 
 import tornado.web
 
-from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
-from .exchange import V1, V2, InferenceRoute
-from ..metrics import Metrics
+from ..inference import Inference
 from ..model import served_versions
 from ..protocol import v2
 from ..protocol.openapi import openapi_document
-from ..repository import ModelRepository
+from .exchange import V1, V2, InferenceRoute
+from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
 
 MODEL = r"(?P<name>[^/:]+)"
 VERSION = r"(?:/versions/(?P<version>[^/]+))?"
@@ -105,11 +104,11 @@ class OpenAPIHandler(BaseHandler):
         self.write_json(openapi_document(self.repository.names()))
 
 
-def make_app(repository: ModelRepository, metrics: Metrics, max_buffer_size: int,
-             auth_token: Optional[str] = None, body_timeout: float = 60.0) -> tornado.web.Application:
+def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[str] = None,
+             body_timeout: float = 60.0) -> tornado.web.Application:
     # Made here, in the serving process: forked ones need their own ids and deadlines.
-    serving = Serving(repository, metrics, max_buffer_size, auth_token,
-                      request_ids=request_id_source(), body_deadlines=BodyDeadlines(body_timeout))
+    serving = Serving(inference, max_buffer_size, auth_token, request_ids=request_id_source(),
+                      body_deadlines=BodyDeadlines(body_timeout))
     context = {"serving": serving}
     handlers = [
         (r"/", LiveHandler),

@@ -1,15 +1,14 @@
-"""What every HTTP request goes through, whatever its endpoint.
+"""HTTP's rules for every request, whatever its endpoint, stated once.
 
-Bodies read in chunks up to ``max_buffer_size``, a request id for the logs, the
-optional bearer token, errors as ``{"error": "..."}`` with their status and
-headers, and the access line. ``BaseHandler`` applies them to the routes that
-Tornado's RequestHandlers serve; ``inference.Exchange`` applies the same
-functions to the inference routes.
+Bodies gathered up to ``max_buffer_size`` (``Body``), a request id for the
+logs, the optional bearer token, errors as ``{"error": "..."}`` with their
+status and headers (a 405 names the methods its path takes), body deadlines,
+and the access line. ``BaseHandler`` applies them to the routes that Tornado's
+RequestHandlers serve; ``exchange.Exchange`` to the inference routes.
 """
 
 import hmac
 import itertools
-import logging
 import os
 import time
 from dataclasses import dataclass
@@ -20,21 +19,18 @@ import tornado.ioloop
 import tornado.web
 
 from .. import logs
-from ..errors import ModelhostError, PayloadTooLarge, Unauthorized
-from ..metrics import Metrics
+from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge, Unauthorized
+from ..inference import Inference
 from ..protocol import jsonio
-from ..repository import ModelRepository
 
-access_log = logging.getLogger("modelhost.access")
-log = logging.getLogger("modelhost")
+VERBS = ("get", "head", "post", "delete", "patch", "put", "options")
 
 
 @dataclass
 class Serving:
     """What handling a request needs of the server; ``make_app`` builds one per serving process."""
 
-    repository: ModelRepository
-    metrics: Metrics
+    inference: Inference  # the model repository and the metrics with it
     max_buffer_size: int
     auth_token: Optional[str]
     request_ids: Iterator[str]
@@ -54,15 +50,13 @@ class BaseHandler(tornado.web.RequestHandler):
     open_to_all = False
 
     def initialize(self, serving: Serving):
-        self.repository = serving.repository
-        self.metrics = serving.metrics
+        self.repository = serving.inference.repository
+        self.metrics = serving.inference.metrics
         self.max_buffer_size = serving.max_buffer_size
         self.auth_token = serving.auth_token
         self.body_deadlines = serving.body_deadlines
-        self.chunks: list[bytes] = []
-        self.received = 0
-        # Answered before the handler is done: a body found too large.
-        self.answered_early = False
+        self.gathered = Body(serving.max_buffer_size)
+        self.refused = False  # answered while its body arrives: the body is too large
 
     def set_default_headers(self):
         # Called before initialize, and again when send_error clears the headers: the id is made once.
@@ -73,28 +67,35 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def prepare(self):
         self.body_deadlines.expect(self)
-        # Every line logged while this request is handled carries its id (logs.RequestIdFilter).
+        # Every line logged while this request is handled carries its id (logs.RequestIdFilter): each request
+        # runs in a task of its own here, so the id can live in a context variable.
         logs.request_id.set(self.request_id)
         if self.auth_token and not self.open_to_all:
             check_token(self.request.headers, self.auth_token)
         check_length(self.request.headers, self.max_buffer_size)
 
     def data_received(self, chunk: bytes):
-        self.received += len(chunk)
-        if self.received <= self.max_buffer_size:
-            self.chunks.append(chunk)
-        elif not self.answered_early:  # a chunked body, its size unknown until now
-            self.answered_early = True
-            error = too_large(self.max_buffer_size)
-            log_refused(error, self.request, self.request_id)
-            self.send_error(error.status, exc_info=(type(error), error, None))
+        refusal = self.gathered.add(chunk)
+        if refusal and not self.refused:  # a chunked body, its size unknown until now
+            self.refused = True
+            logs.refused(refusal.status, refusal.message, origin_of(self.request, self.request_id))
+            self.send_error(refusal.status, exc_info=(type(refusal), refusal, None))
 
     @property
     def body(self) -> bytes:
         self.body_deadlines.received(self)
-        if self.answered_early:
+        if self.refused:
             raise tornado.web.Finish()
-        return b"".join(self.chunks)
+        return bytes(self.gathered.whole())
+
+    def refuse_method(self, *args, **kwargs):
+        """Every verb a handler does not define: 405, naming those it does (RFC 9110)."""
+        raise MethodNotAllowed(self.allowed_methods())
+
+    get = head = post = delete = patch = put = options = refuse_method
+
+    def allowed_methods(self) -> list[str]:
+        return [verb.upper() for verb in VERBS if getattr(type(self), verb) is not getattr(BaseHandler, verb)]
 
     def on_finish(self):
         self.body_deadlines.received(self)
@@ -115,17 +116,13 @@ class BaseHandler(tornado.web.RequestHandler):
             message = error.log_message % error.args
         else:
             message = self._reason
-        if self.get_status() == 405:  # RFC 9110: a 405 names the methods the path takes
-            self.set_header("Allow", ", ".join(method for method in self.SUPPORTED_METHODS if self.takes(method)))
+        if self.get_status() == 405 and not isinstance(error, MethodNotAllowed):  # a verb Tornado does not know
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.write_json({"error": message}, self.get_status())
-
-    def takes(self, method: str) -> bool:
-        name = method.lower()
-        return getattr(type(self), name) is not getattr(tornado.web.RequestHandler, name)
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, ModelhostError):
-            log_refused(value, self.request, self.request_id)
+            logs.refused(value.status, value.message, origin_of(self.request, self.request_id))
         else:
             super().log_exception(typ, value, tb)
 
@@ -157,37 +154,40 @@ def error_body(message: str) -> bytes:
     return jsonio.dumps({"error": message})
 
 
-def request_summary(request: tornado.httputil.HTTPServerRequest) -> str:
-    return f"{request.method} {request.uri} ({request.remote_ip})"
-
-
-def log_refused(error: ModelhostError, request: tornado.httputil.HTTPServerRequest, request_id: str) -> None:
-    log.warning("%d %s: %s", error.status, request_summary(request), error.message, extra={"request_id": request_id})
+def origin_of(request: tornado.httputil.HTTPServerRequest, request_id: str) -> logs.Origin:
+    return logs.Origin(request.method, request.uri, request.remote_ip, request_id)
 
 
 def log_request(handler: BaseHandler) -> None:
     """The application's access line for the routes its RequestHandlers serve."""
-    log_access(handler.request, handler.get_status(), getattr(handler, "request_id", ""))
+    origin = origin_of(handler.request, getattr(handler, "request_id", ""))
+    logs.access(origin, handler.get_status(), handler.request.request_time())
 
 
-def log_access(request: tornado.httputil.HTTPServerRequest, status: int, request_id: str,
-               model: Optional[str] = None, timings: Optional[dict] = None) -> None:
-    """The access line: status, request, model, latency and the time each stage took, with the request's id."""
-    if not access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
-        return
-    milliseconds = 1000 * request.request_time()
-    stages = {stage: round(1000 * spent, 3) for stage, spent in (timings or {}).items()}
-    fields = {"status": status, "method": request.method, "path": request.uri,
-              "remote_ip": request.remote_ip, "latency_ms": round(milliseconds, 3)}
-    if model:
-        fields.update(model=model, stages_ms=stages)
-    # Logger.info would also look up its caller's file and line, which say nothing here: the record is made directly.
-    access_log.handle(access_log.makeRecord(
-        access_log.name, logging.INFO, "", 0, "%d %s%s %.2fms%s",
-        (status, request_summary(request), f" model={model}" if model else "", milliseconds,
-         "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items())),
-        None, extra={"fields": fields, "request_id": request_id},
-    ))
+class Body:
+    """A request's body, gathered up to ``max_buffer_size``; what comes past it is dropped and refused."""
+
+    def __init__(self, max_buffer_size: int):
+        self.max_buffer_size = max_buffer_size
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> Optional[PayloadTooLarge]:
+        """Keep the chunk; or, once the body is larger than allowed, the refusal that answers it."""
+        self.size += len(chunk)
+        if self.size > self.max_buffer_size:
+            return too_large(self.max_buffer_size)
+        self.chunks.append(chunk)
+        return None
+
+    def whole(self) -> bytearray:
+        """The body in one writable buffer, so that the binary tensors viewing it are a plugin's to change.
+
+        A body of known length comes as one (``httpserver.WholeBodyConnection``); a chunked one, in pieces.
+        """
+        if len(self.chunks) == 1 and isinstance(self.chunks[0], bytearray):
+            return self.chunks[0]
+        return bytearray().join(self.chunks)
 
 
 def request_id_source() -> Iterator[str]:

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..errors import ClientGone, ModelBusy
+from ..errors import ModelBusy
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 
@@ -81,10 +81,7 @@ class RequestQueue:
             left = self.waiting.qsize()
             share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
-        # A request already answered (by a timeout) or whose client has gone is not run.
-        for pending in batch:
-            if pending.request.withdrawn:
-                settle(pending.answer, error=ClientGone("the client left before its request was run"))
+        # A request already answered (by a timeout), or withdrawn by its client (cancelled), is not run.
         batch = [pending for pending in batch if not pending.answer.done()]
         taken = time.perf_counter()
         for pending in batch:

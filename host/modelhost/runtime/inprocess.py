@@ -1,11 +1,8 @@
-"""Model runners: where a model's hooks execute, seen from the event loop.
+"""The in-process runner: a model's hooks in the server process, on its thread pool or its event loop.
 
-A runner loads its model, says whether it is ready and runs requests through
-it without ever blocking the loop: ``submit`` queues one and returns the
-future of its outcome. ``InProcessRunner`` runs the hooks on the
-server's thread pool; ``pool.WorkerPoolRunner`` offers the same interface for
-models served from worker processes. Both take requests from a
-``RequestQueue``, in batches when the model's settings ask for them.
+Requests wait in the model's ``RequestQueue`` for a hook thread, in batches
+when the model's settings ask for them. A model whose settings say ``inline``
+is run on the event loop itself, at once, with no queue and no thread.
 """
 
 import asyncio
@@ -13,12 +10,13 @@ import logging
 from concurrent.futures import Executor
 from typing import Callable, Optional
 
-from .batching import RequestQueue, settle, settle_batch
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
 from ..metrics import Metrics
 from ..model import Model, load_model
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
+from .batching import RequestQueue, settle, settle_batch
+from .runner import report_ready
 
 log = logging.getLogger("modelhost")
 
@@ -68,16 +66,20 @@ class InProcessRunner:
 
     @property
     def inline(self) -> bool:
-        """Whether its hooks run on the event loop (cheaper than the trip to a thread and back): ``infer_now``."""
+        """Whether its hooks run on the event loop: cheaper than the trip to a thread and back."""
         return self.model is not None and self.model.settings.inline
 
-    def infer_now(self, request: InferenceRequest):
-        return self.model.infer(request)
-
     def submit(self, request: InferenceRequest) -> asyncio.Future:
-        """The future of the request's outcome, for a model that is not inline."""
+        """The future of the request's outcome; already done for an inline model, which runs it now."""
         self.require_ready()
-        return self.queue.submit(request)
+        if not self.inline:
+            return self.queue.submit(request)
+        outcome = asyncio.get_running_loop().create_future()
+        try:
+            outcome.set_result(self.model.infer(request))
+        except Exception as error:  # the caller answers it
+            outcome.set_exception(error)
+        return outcome
 
     async def consume(self) -> None:
         loop = asyncio.get_running_loop()
@@ -102,6 +104,3 @@ class InProcessRunner:
         self.reason = "stopped"
         self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
 
-
-def report_ready(spec: PluginSpec, where: str, hooks: list[str]) -> None:
-    log.info("model %r is ready in %s (%s, hooks: %s)", spec.name, where, spec.distribution or spec.target, ", ".join(hooks))

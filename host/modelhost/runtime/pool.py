@@ -15,17 +15,15 @@ from ..plugins import PluginSpec
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import RequestQueue
-from .inprocess import report_ready
 from .messages import LoadFailed, Ready
 from .process import Exit
 from .replica import Replica
+from .runner import report_ready
 
 log = logging.getLogger("modelhost")
 
 
 class WorkerPoolRunner:
-    inline = False  # its hooks run in other processes
-
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int]):
         self.spec = spec
         self.name = spec.name

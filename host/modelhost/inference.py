@@ -1,0 +1,145 @@
+"""The inference call below the front ends: one request from its arrival to its answer, whatever carried it.
+
+A front end (HTTP, and later gRPC) begins a call when a request arrives, admits
+it once it knows the model's name, runs it once it has decoded it, and is told
+the outcome through the ``respond`` function it gave: a result to encode, or an
+error to map to its own status. It then finishes the call with the status it
+answered. Everything else is done here, once for every front end: admission
+(refused while the server drains), in-flight accounting, the model's runner and
+version, withdrawal when the client leaves, the 503 of a drain that will not
+wait any longer, the log line of a refusal, the metrics and the access line.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Callable, Optional
+
+from . import logs
+from .errors import ClientGone, ModelhostError, ServerShuttingDown
+from .inflight import InFlight
+from .metrics import Metrics
+from .model import served_versions
+from .repository import ModelRepository
+from .request import InferenceRequest
+
+log = logging.getLogger("modelhost")
+
+# Told the outcome: (result, None), or (None, the error that answers the request).
+Respond = Callable[[object, Optional[BaseException]], None]
+
+
+class Inference:
+    """What an inference call needs of its serving process; the front ends hold one and begin calls with it."""
+
+    def __init__(self, repository: ModelRepository, in_flight: InFlight, metrics: Metrics):
+        self.repository = repository
+        self.in_flight = in_flight
+        self.metrics = metrics
+
+    def begin(self, protocol: str, origin: logs.Origin, respond: Respond) -> "InferenceCall":
+        return InferenceCall(self, protocol, origin, respond)
+
+
+class InferenceCall:
+    """One inference request. It is told its outcome once, and finished once."""
+
+    __slots__ = ("inference", "protocol", "origin", "respond", "started", "name", "model", "request", "version",
+                 "outcome", "responded", "finished")
+
+    def __init__(self, inference: Inference, protocol: str, origin: logs.Origin, respond: Respond):
+        self.inference = inference
+        self.protocol = protocol  # "v1" or "v2": the metrics' label
+        self.origin = origin
+        self.respond = respond
+        self.started = time.perf_counter()
+        self.name = ""  # the model it asks for
+        self.model: Optional[str] = None  # once admitted for a model served here: counted in its metrics
+        self.request: Optional[InferenceRequest] = None
+        self.version: Optional[str] = None  # the model's version that answers
+        self.outcome: Optional[asyncio.Future] = None  # the runner's
+        self.responded = False
+        self.finished = False
+
+    def admit(self, name: str) -> None:
+        """Count the call in flight for model ``name``; ServerShuttingDown once the server drains."""
+        inference = self.inference
+        inference.in_flight.admit(self, name)
+        self.name = name
+        if name in inference.repository.runners:
+            self.model = name
+            inference.metrics.request_started(name)
+
+    def run(self, version: Optional[str], decode: Callable[[], InferenceRequest]) -> None:
+        """Find the model's runner (``version`` of it, when one is named), then decode the request and hand it over.
+
+        In that order: a request for a model not served here is 404, whatever its body holds.
+        """
+        runner = self.inference.repository.get(self.name, version)
+        request = decode()
+        request.request_id = self.origin.request_id
+        self.request = request
+        self.version = version or next(iter(served_versions(runner.spec, runner.metadata)), None)
+        outcome = runner.submit(request)
+        self.outcome = outcome
+        if outcome.done():  # an inline model answered at once: so does the call, in this turn of the loop
+            self.settle(outcome)
+        else:
+            outcome.add_done_callback(self.settle)
+
+    def settle(self, outcome: asyncio.Future) -> None:
+        if outcome.cancelled():
+            self.fail(ClientGone("the client left before its request was answered"))
+            return
+        error = outcome.exception()
+        if error is None:
+            self.deliver(outcome.result(), None)
+        else:
+            self.fail(error)
+
+    def fail(self, error: BaseException) -> None:
+        """The error is the request's answer: logged here, mapped to a status by the front end."""
+        if not self.responded:
+            self.log_failure(error)
+            self.deliver(None, error)
+
+    def deliver(self, result, error: Optional[BaseException]) -> None:
+        if self.responded:  # a 503 from a stopping server went first
+            return
+        self.responded = True
+        try:
+            self.respond(result, error)
+        except Exception as encoding_error:  # the front end could not encode the result: that is the answer
+            self.log_failure(encoding_error)
+            self.respond(None, encoding_error)
+
+    def log_failure(self, error: BaseException) -> None:
+        if isinstance(error, ModelhostError):
+            logs.refused(error.status, error.message, self.origin)
+        else:
+            log.error("Uncaught exception %s", self.origin, exc_info=error,
+                      extra={"request_id": self.origin.request_id})
+
+    def withdraw(self) -> None:
+        """The client left: the request is not run if it has not started, and answered 499 either way."""
+        if self.outcome is not None and not self.outcome.done():
+            self.outcome.cancel()  # the runner's queue skips it; settle answers it
+        elif self.outcome is None:
+            self.fail(ClientGone("the client left before its request was run"))
+
+    def expire(self) -> None:
+        """503 now, whether the body is still arriving or the model still busy: the server will not wait."""
+        self.fail(ServerShuttingDown("the server stopped before this request was answered"))
+
+    def finish(self, status: int) -> None:
+        """The front end answered with ``status``: out of flight, into the metrics and the access line."""
+        if self.finished:
+            return
+        self.finished = True
+        inference = self.inference
+        inference.in_flight.release(self)
+        seconds = time.perf_counter() - self.started
+        timings = self.request.timings if self.request else {}
+        if self.model:
+            inference.metrics.request_done(self.model, self.protocol, status, seconds, timings)
+        logs.access(self.origin, status, seconds, self.model, timings)

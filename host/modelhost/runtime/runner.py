@@ -1,0 +1,46 @@
+"""The runner interface: where a model's hooks run, as the repository and the inference call see it.
+
+A runner loads its model, says whether it is ready and runs requests through
+it without ever blocking the event loop: ``submit`` returns the future of a
+request's outcome (already done when the model answered at once). The
+in-process runner (``inprocess``) and the worker pool (``pool``) implement it;
+another runner is one more module that does.
+"""
+
+import asyncio
+import logging
+from typing import Protocol
+
+from ..plugins import PluginSpec
+from ..request import InferenceRequest
+
+log = logging.getLogger("modelhost")
+
+
+class Runner(Protocol):
+    spec: PluginSpec
+    reason: str  # why it is not ready, while it is not
+
+    @property
+    def ready(self) -> bool:
+        """Whether it takes requests now."""
+
+    @property
+    def metadata(self) -> dict:
+        """What the plugin's ``metadata`` hook declared ({} until it is loaded)."""
+
+    async def start(self) -> None:
+        """Load the model; a model that cannot load leaves the runner not ready, with the reason."""
+
+    def require_ready(self) -> None:
+        """Raise ModelNotReady, with the reason, unless ready."""
+
+    def submit(self, request: InferenceRequest) -> asyncio.Future:
+        """The future of the request's outcome: its result, or the error that answers it."""
+
+    async def stop(self) -> None:
+        """Stop taking requests; those still waiting get 503."""
+
+
+def report_ready(spec: PluginSpec, where: str, hooks: list[str]) -> None:
+    log.info("model %r is ready in %s (%s, hooks: %s)", spec.name, where, spec.distribution or spec.target, ", ".join(hooks))
