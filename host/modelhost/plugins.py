@@ -24,7 +24,8 @@ from .defaults import DefaultHooks
 from .errors import PluginLoadError
 
 ENTRY_POINT_GROUP = "modelhost.models"
-HOOK_NAMES = ("load", "metadata", "settings", "preprocess", "predict", "postprocess")
+# The contract's hooks, in the order hookspecs.py states them.
+HOOK_NAMES = tuple(name for name, value in vars(hookspecs).items() if hasattr(value, "modelhost_spec"))
 
 log = logging.getLogger("modelhost")
 
