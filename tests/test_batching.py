@@ -170,7 +170,7 @@ def test_a_batch_waits_for_as_many_as_the_batch_before_it_held_within_its_window
         queue.configure(ServingSettings(max_batch_size=8, max_batch_wait_ms=window_ms), consumers=1)
         earlier = [queue.submit(v1([index])) for index in range(before)]
         for pending in await queue.next_batch():
-            pending.answer.set_result(None)
+            pending.outcome.set_result(None)
         await asyncio.sleep(0)  # all answered: nothing is out, nothing arriving
         # The clients answered together come back, the first one's body a moment before the next one's headers.
         first = queue.submit(v1([0]))

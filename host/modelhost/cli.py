@@ -10,7 +10,7 @@ from . import __version__, logs, settings
 from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
-from .server import ServerConfig, default_asyncio_workers, serve
+from .server import ServerConfig, default_hook_threads, serve
 from .settings import Bounded
 
 log = logging.getLogger("modelhost")
@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest request body in bytes; larger ones get 413 (default: 10485760, 10 MiB)",
     )
     serve_parser.add_argument(
-        "--max_asyncio_workers", "--max-asyncio-workers", type=COUNT, default=default_asyncio_workers(),
+        "--max_asyncio_workers", "--max-asyncio-workers", type=COUNT, default=default_hook_threads(),
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
     )
     for setting, metavar, help_text in MODEL_SETTINGS:
@@ -159,9 +159,9 @@ def serve_command(args: argparse.Namespace) -> int:
         specs=specs,
         host=args.host,
         http_port=args.http_port,
-        workers=args.workers,
+        server_processes=args.workers,
         max_buffer_size=args.max_buffer_size,
-        max_asyncio_workers=args.max_asyncio_workers,
+        hook_threads=args.max_asyncio_workers,
         timeout=args.timeout,
         graceful_timeout=args.graceful_timeout,
         idle_timeout=args.idle_timeout,

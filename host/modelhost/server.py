@@ -29,7 +29,7 @@ log = logging.getLogger("modelhost")
 EXIT_NO_MODEL = 3
 
 
-def default_asyncio_workers() -> int:
+def default_hook_threads() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
@@ -38,9 +38,9 @@ class ServerConfig:
     specs: list[PluginSpec] = field(default_factory=list)
     host: str = "0.0.0.0"
     http_port: int = 8080
-    workers: int = 1
+    server_processes: int = 1  # --workers: server processes forked to share the port
     max_buffer_size: int = 10 * 1024 * 1024
-    max_asyncio_workers: int = field(default_factory=default_asyncio_workers)
+    hook_threads: int = field(default_factory=default_hook_threads)  # --max_asyncio_workers, per server process
     timeout: float = 120.0
     # Seconds SIGTERM waits for the requests in flight before answering the rest with 503.
     graceful_timeout: float = 30.0
@@ -53,7 +53,7 @@ class ServerConfig:
 
 
 def serve(config: ServerConfig) -> NoReturn:
-    """Bind the port, then serve in this process or in ``config.workers`` forked ones.
+    """Bind the port, then serve in this process or in ``config.server_processes`` forked ones.
 
     Models load in each serving process after the fork, never before, so no
     process inherits another's threads or sessions.
@@ -63,12 +63,12 @@ def serve(config: ServerConfig) -> NoReturn:
     except OSError as exc:
         raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror}") from None
     host, port = sockets[0].getsockname()[:2]
-    log.info("listening on http://%s:%d with %d process(es)", host, port, config.workers)
+    log.info("listening on http://%s:%d with %d process(es)", host, port, config.server_processes)
     # Shared files cost each request several microseconds; one process keeps its metrics in memory.
-    shared = share_between_processes() if config.workers > 1 else None
+    shared = share_between_processes() if config.server_processes > 1 else None
     try:
-        if config.workers > 1:
-            status = run_forked(config.workers, lambda: exit_now(serve_here(config, sockets)), EXIT_NO_MODEL)
+        if config.server_processes > 1:
+            status = run_forked(config.server_processes, lambda: exit_now(serve_here(config, sockets)), EXIT_NO_MODEL)
         else:
             status = serve_here(config, sockets)
     finally:
@@ -90,14 +90,14 @@ def exit_now(status: int) -> NoReturn:
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
     settings = command_line_for(config.model_settings, spec.name)
     if settings.get("replicas") == 0:
-        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.max_asyncio_workers, in_flight)
+        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.hook_threads, in_flight)
     return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight)
 
 
 async def _serve(config: ServerConfig, sockets) -> int:
     loop = asyncio.get_running_loop()
     # In-process plugin hooks are synchronous; they run here, off the event loop.
-    executor = ThreadPoolExecutor(config.max_asyncio_workers, thread_name_prefix="modelhost-hooks")
+    executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
@@ -106,7 +106,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
     in_flight = InFlight()
     repository = ModelRepository(
         config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor), in_flight,
-        config.graceful_timeout, changeable=config.workers == 1,
+        config.graceful_timeout, changeable=config.server_processes == 1,
     )
     server = HTTPServer(
         make_app(Inference(repository, in_flight, metrics), config.max_buffer_size, config.auth_token,

@@ -24,7 +24,7 @@ from ..settings import ServingSettings
 @dataclass
 class Pending:
     request: InferenceRequest
-    answer: asyncio.Future
+    outcome: asyncio.Future  # the runner's future of the request's result
     submitted: float = field(default_factory=time.perf_counter)
 
 
@@ -60,13 +60,13 @@ class RequestQueue:
         if self.waiting.qsize() - self.idle >= self.max_waiting:
             raise ModelBusy(f"model {self.name!r} has {self.max_waiting} requests waiting, its "
                             "max_queue_size; try again shortly")
-        answer = asyncio.get_running_loop().create_future()
-        self.waiting.put_nowait(Pending(request, answer))
+        outcome = asyncio.get_running_loop().create_future()
+        self.waiting.put_nowait(Pending(request, outcome))
         self.outstanding += 1
-        answer.add_done_callback(self.answered)
-        return answer
+        outcome.add_done_callback(self.settled)
+        return outcome
 
-    def answered(self, answer: asyncio.Future) -> None:
+    def settled(self, outcome: asyncio.Future) -> None:
         self.outstanding -= 1
 
     async def next_batch(self) -> list[Pending]:
@@ -82,7 +82,7 @@ class RequestQueue:
             share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
         # A request already answered (by a timeout), or withdrawn by its client (cancelled), is not run.
-        batch = [pending for pending in batch if not pending.answer.done()]
+        batch = [pending for pending in batch if not pending.outcome.done()]
         taken = time.perf_counter()
         for pending in batch:
             pending.request.timings["queue"] = taken - pending.submitted
@@ -116,23 +116,23 @@ class RequestQueue:
 
     def fail_all(self, error: Exception) -> None:
         while not self.waiting.empty():
-            settle(self.waiting.get_nowait().answer, error=error)
+            settle(self.waiting.get_nowait().outcome, error=error)
 
 
-def settle(answer: asyncio.Future, result=None, error=None) -> None:
-    """Answer a request, unless it has been answered already."""
-    if answer.done():
+def settle(outcome: asyncio.Future, result=None, error=None) -> None:
+    """Settle a request's outcome, unless it has been settled (or withdrawn) already."""
+    if outcome.done():
         return
     if error is not None:
-        answer.set_exception(error)
+        outcome.set_exception(error)
     else:
-        answer.set_result(result)
+        outcome.set_result(result)
 
 
 def settle_batch(batch: list[Pending], outcomes: list, error_type: type) -> None:
     """Each request its own outcome: a result, or an error instance answering it alone."""
     for pending, outcome in zip(batch, outcomes):
         if isinstance(outcome, error_type):
-            settle(pending.answer, error=outcome)
+            settle(pending.outcome, error=outcome)
         else:
-            settle(pending.answer, result=outcome)
+            settle(pending.outcome, result=outcome)

@@ -93,7 +93,7 @@ class InProcessRunner:
             except asyncio.TimeoutError:
                 # A thread cannot be stopped: the hook runs on, but its requests are answered.
                 for pending in batch:
-                    settle(pending.answer, error=ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
+                    settle(pending.outcome, error=ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
                 continue
             settle_batch(batch, outcomes, ModelhostError)
 

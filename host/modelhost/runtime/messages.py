@@ -1,7 +1,7 @@
 """What the server and a worker process say to each other over their channel, in the order they say it.
 
 The server sends ``Serve`` once; the worker loads the model and answers ``Ready``
-or ``LoadFailed`` (and exits). Then each ``Batch`` gets its ``Answers``, until the
+or ``LoadFailed`` (and exits). Then each ``Batch`` gets its ``Outcomes``, until the
 server closes the channel.
 """
 
@@ -44,7 +44,7 @@ class Batch:
 
 
 @dataclass(frozen=True)
-class Answers:
+class Outcomes:
     """Worker to server: each request's outcome (a result, or the error that answers it) and stage timings."""
 
     batch_id: int

@@ -90,14 +90,14 @@ class Replica:
                         fail(batch, ModelTimeout(f"model {self.pool.name!r} did not answer within "
                                                  f"{self.pool.timeout:g}s; its worker is being replaced"))
                         return Exit("timeout", f"was stuck in a hook for more than {self.pool.timeout:g}s")
-                    answers = replies.result()
+                    outcomes = replies.result()
                 except (EOFError, ConnectionError):
                     cause = await self.worker.exit_cause()
                     fail(batch, ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
                     return cause
-                for pending, spent in zip(batch, answers.timings):
+                for pending, spent in zip(batch, outcomes.timings):
                     pending.request.timings.update(spent)
-                settle_batch(batch, answers.outcomes, ModelhostError)
+                settle_batch(batch, outcomes.outcomes, ModelhostError)
                 batch = []
                 replies = asyncio.ensure_future(channel.receive())
         finally:
@@ -109,4 +109,4 @@ class Replica:
 
 def fail(batch: list[Pending], error: Exception) -> None:
     for pending in batch:
-        settle(pending.answer, error=error)
+        settle(pending.outcome, error=error)

@@ -21,7 +21,7 @@ from ..model import load_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import BlockingChannel
-from .messages import Answers, LoadFailed, Ready
+from .messages import LoadFailed, Outcomes, Ready
 
 
 def main(argv=None) -> int:
@@ -55,9 +55,9 @@ def main(argv=None) -> int:
         outcomes = model.infer_batch(batch.requests)
         timings = [request.timings for request in batch.requests]
         try:
-            channel.send(Answers(batch.id, outcomes, timings))
+            channel.send(Outcomes(batch.id, outcomes, timings))
         except (pickle.PicklingError, TypeError, AttributeError):
-            channel.send(Answers(batch.id, [picklable(outcome, args.name) for outcome in outcomes], timings))
+            channel.send(Outcomes(batch.id, [picklable(outcome, args.name) for outcome in outcomes], timings))
 
 
 def picklable(outcome, name: str):
