@@ -16,7 +16,7 @@ from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import RequestQueue
 from .messages import LoadFailed, Ready
-from .process import Exit
+from .process import Exit, WorkerProcess
 from .replica import Replica
 from .runner import report_ready
 
@@ -24,6 +24,8 @@ log = logging.getLogger("modelhost")
 
 
 class WorkerPoolRunner:
+    new_worker = WorkerProcess  # how a replica starts its worker (a test puts a fake one here)
+
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int]):
         self.spec = spec
         self.name = spec.name

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout
 from .batching import Pending, settle, settle_batch
 from .messages import Batch, Ready
-from .process import Crashed, Exit, Started, WorkerProcess
+from .process import Crashed, Exit, Started
 
 if TYPE_CHECKING:
     from .pool import WorkerPoolRunner
@@ -30,7 +30,7 @@ class Replica:
     def __init__(self, pool: "WorkerPoolRunner", index: int):
         self.pool = pool
         self.index = index
-        self.worker = WorkerProcess(pool.spec, index)
+        self.worker = pool.new_worker(pool.spec, index)
         self.batches_sent = 0
 
     async def run(self, started: Started) -> None:
@@ -58,7 +58,7 @@ class Replica:
                 log.info("model %r: starting replica %d in %gs", self.pool.name, self.index, delay)
                 await asyncio.sleep(delay)
                 self.pool.metrics.restarts.labels(self.pool.name).inc()
-                self.worker = WorkerProcess(self.pool.spec, self.index)
+                self.worker = self.pool.new_worker(self.pool.spec, self.index)
                 started = await self.worker.start(self.pool.options)
         finally:
             self.pool.left(self)

@@ -1,0 +1,98 @@
+"""The model repository on its own, with fake runners: load, upgrade, unload and their waiting, without processes."""
+
+import asyncio
+
+import pytest
+
+from modelhost.errors import InvalidInput, ServerShuttingDown
+from modelhost.inflight import InFlight
+from modelhost.plugins import PluginSpec
+from modelhost.repository import ModelLoadFailed, ModelRepository
+
+
+class FakeRunner:
+    made: list["FakeRunner"] = []
+    fail_from = 99  # the runners made from this one on cannot load
+
+    def __init__(self, spec: PluginSpec, in_flight):
+        self.spec, self.in_flight = spec, in_flight
+        self.index = len(FakeRunner.made)
+        self.ready, self.reason, self.metadata, self.stopped = False, "loading", {}, False
+        FakeRunner.made.append(self)
+
+    async def start(self):
+        self.ready = self.index < FakeRunner.fail_from
+        self.reason = "" if self.ready else "load hook raised OSError: no weights"
+
+    async def stop(self):
+        self.ready, self.stopped = False, True
+
+
+class Call:
+    def expire(self):
+        pass
+
+
+@pytest.fixture
+def repository():
+    FakeRunner.made, FakeRunner.fail_from = [], 99
+    in_flight = InFlight()
+    return ModelRepository([PluginSpec("m", "fake:M")], FakeRunner, in_flight, drain_timeout=5, changeable=True)
+
+
+def test_an_upgrade_switches_to_the_new_runner_and_stops_the_old_once_its_calls_are_answered(repository):
+    async def scenario():
+        await repository.start()
+        old = repository.runners["m"]
+        call = Call()
+        repository.in_flight.admit(call, "m")  # admitted before the upgrade: it may hold the old runner
+        loading = asyncio.create_task(repository.load("m"))
+        while repository.runners["m"] is old:
+            await asyncio.sleep(0.005)
+        assert not old.stopped  # the call it may hold is still in flight
+        repository.in_flight.release(call)
+        await loading
+        return old, repository.runners["m"]
+
+    old, new = asyncio.run(scenario())
+    assert old.stopped and new.ready and new is not old
+
+
+def test_a_failed_upgrade_keeps_the_old_runner_serving(repository):
+    async def scenario():
+        await repository.start()
+        old = repository.runners["m"]
+        FakeRunner.fail_from = 1
+        with pytest.raises(ModelLoadFailed, match="no weights"):
+            await repository.load("m")
+        return old
+
+    old = asyncio.run(scenario())
+    assert repository.runners["m"] is old and old.ready and FakeRunner.made[1].stopped
+
+
+def test_an_unload_takes_the_model_out_at_once_and_lists_it_unloaded(repository):
+    async def scenario():
+        await repository.start()
+        runner = repository.runners["m"]
+        await repository.unload("m")
+        return runner, await repository.index()
+
+    runner, index = asyncio.run(scenario())
+    assert runner.stopped and "m" not in repository.runners
+    assert [(entry["name"], entry["state"], entry["reason"]) for entry in index if entry["name"] == "m"] == [
+        ("m", "UNAVAILABLE", "unloaded")]
+
+
+def test_nothing_changes_while_the_server_drains_or_with_several_server_processes(repository):
+    async def scenario():
+        await repository.start()
+        repository.in_flight.stopping = True
+        with pytest.raises(ServerShuttingDown):
+            await repository.load("m")
+        several = ModelRepository([PluginSpec("m", "fake:M")], FakeRunner, InFlight(), 5, changeable=False)
+        with pytest.raises(InvalidInput, match="several server processes"):
+            await several.unload("m")
+
+    asyncio.run(scenario())
+    assert not repository.all_ready()
