@@ -136,6 +136,7 @@ class InferenceCall:
         if self.finished:
             return
         self.finished = True
+        self.respond = None  # its front end holds the call: no cycle left for the garbage collector to find
         inference = self.inference
         inference.in_flight.release(self)
         seconds = time.perf_counter() - self.started
