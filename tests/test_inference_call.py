@@ -76,7 +76,7 @@ def test_a_call_is_in_flight_from_admission_to_its_answer_and_answered_with_the_
         call.admit("m")
         assert inference.in_flight.count("m") == 1
         call.run(None, lambda: v1([1]))
-        assert responses.told == [] and call.version == "2"
+        assert responses.told == [] and call.model_version() == "2"
         runner.outcomes[0].set_result("done")
         await asyncio.sleep(0)
         return inference, responses

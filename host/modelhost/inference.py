@@ -22,6 +22,7 @@ from .metrics import Metrics
 from .model import served_versions
 from .repository import ModelRepository
 from .request import InferenceRequest
+from .runtime.runner import Runner
 
 log = logging.getLogger("modelhost")
 
@@ -45,7 +46,7 @@ class InferenceCall:
     """One inference request. It is told its outcome once, and finished once."""
 
     __slots__ = ("inference", "protocol", "origin", "respond", "started", "name", "model", "request", "version",
-                 "outcome", "responded", "finished")
+                 "runner", "outcome", "responded", "finished")
 
     def __init__(self, inference: Inference, protocol: str, origin: logs.Origin, respond: Respond):
         self.inference = inference
@@ -56,7 +57,8 @@ class InferenceCall:
         self.name = ""  # the model it asks for
         self.model: Optional[str] = None  # once admitted for a model served here: counted in its metrics
         self.request: Optional[InferenceRequest] = None
-        self.version: Optional[str] = None  # the model's version that answers
+        self.version: Optional[str] = None  # the version the request named
+        self.runner: Optional[Runner] = None
         self.outcome: Optional[asyncio.Future] = None  # the runner's
         self.responded = False
         self.finished = False
@@ -79,13 +81,18 @@ class InferenceCall:
         request = decode()
         request.request_id = self.origin.request_id
         self.request = request
-        self.version = version or next(iter(served_versions(runner.spec, runner.metadata)), None)
+        self.version = version
+        self.runner = runner
         outcome = runner.submit(request)
         self.outcome = outcome
         if outcome.done():  # an inline model answered at once: so does the call, in this turn of the loop
             self.settle(outcome)
         else:
             outcome.add_done_callback(self.settle)
+
+    def model_version(self) -> Optional[str]:
+        """The version of the model that answers: the one the request named, else the one served."""
+        return self.version or next(iter(served_versions(self.runner.spec, self.runner.metadata)), None)
 
     def settle(self, outcome: asyncio.Future) -> None:
         if outcome.cancelled():

@@ -15,6 +15,7 @@ from .inflight import InFlight
 from .model import served_versions
 from .plugins import PluginSpec, discover
 from .protocol.v2 import LOADING, READY, UNAVAILABLE, UNLOADING
+from .runtime.runner import Runner
 
 log = logging.getLogger("modelhost")
 
@@ -27,8 +28,8 @@ class ModelLoadFailed(ModelhostError):
 
 
 class ModelRepository:
-    def __init__(self, specs: list[PluginSpec], make_runner: Callable, in_flight: InFlight, drain_timeout: float,
-                 changeable: bool):
+    def __init__(self, specs: list[PluginSpec], make_runner: Callable[[PluginSpec, Callable[[], int]], Runner],
+                 in_flight: InFlight, drain_timeout: float, changeable: bool):
         """``make_runner(spec, in_flight)`` builds a runner, not started, that can ask ``in_flight()`` how many
         requests for its model are in flight; ``drain_timeout`` bounds the wait for a retired
         runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
@@ -38,7 +39,7 @@ class ModelRepository:
         self.in_flight = in_flight
         self.drain_timeout = drain_timeout
         self.changeable = changeable
-        self.runners = {spec.name: self.new_runner(spec) for spec in specs}
+        self.runners: dict[str, Runner] = {spec.name: self.new_runner(spec) for spec in specs}
         # Plugins served by import path (--plugin) have no entry point to find again: a load reuses their spec.
         self.import_paths = {spec.name: spec for spec in specs if spec.distribution is None}
         # The index entries of models known here but not served: loading for the first time, unloading,
@@ -47,13 +48,13 @@ class ModelRepository:
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
 
-    def new_runner(self, spec: PluginSpec):
+    def new_runner(self, spec: PluginSpec) -> Runner:
         return self.make_runner(spec, lambda: self.in_flight.count(spec.name))
 
     def names(self) -> list[str]:
         return list(self.runners)
 
-    def get(self, name: str, version: Optional[str] = None):
+    def get(self, name: str, version: Optional[str] = None) -> Runner:
         """The runner serving ``name``, and ``version`` of it when one is named; else ModelNotFound."""
         try:
             runner = self.runners[name]
@@ -66,7 +67,7 @@ class ModelRepository:
                                     f"(served: {', '.join(versions) or 'none named'})")
         return runner
 
-    def get_ready(self, name: str, version: Optional[str] = None):
+    def get_ready(self, name: str, version: Optional[str] = None) -> Runner:
         runner = self.get(name, version)
         runner.require_ready()
         return runner
@@ -143,7 +144,7 @@ class ModelRepository:
         installed = await asyncio.to_thread(discover)
         return {**{spec.name: spec for spec in installed}, **self.import_paths}
 
-    async def start_runner(self, spec: PluginSpec):
+    async def start_runner(self, spec: PluginSpec) -> Runner:
         """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""
         runner = self.new_runner(spec)
         try:
@@ -155,7 +156,7 @@ class ModelRepository:
             raise
         return runner
 
-    async def retire(self, name: str, runner) -> None:
+    async def retire(self, name: str, runner: Runner) -> None:
         """Stop a runner that ``runners`` no longer holds, once the requests that may use it are answered.
 
         A request is admitted before it takes its model's runner, so only those admitted for ``name``

@@ -20,6 +20,7 @@ import tornado.httputil
 import tornado.routing
 
 from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
+from ..inference import InferenceCall
 from ..protocol import v1, v2
 from ..request import InferenceRequest
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
@@ -33,12 +34,13 @@ class Codec:
 
     name: str
     decode: Callable[[bytes, tornado.httputil.HTTPHeaders], InferenceRequest]
-    # (what Model.respond made of the result, request, model name, model version) -> (body, headers)
-    encode: Callable[[object, InferenceRequest, str, Optional[str]], tuple[bytes, dict]]
+    # (what Model.respond made of the result, the call it answers) -> (body, headers)
+    encode: Callable[[object, InferenceCall], tuple[bytes, dict]]
 
 
-V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, request, name, version: (body, JSON))
-V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)), v2.encode_response)
+V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, call: (body, JSON))
+V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)),
+           lambda outputs, call: v2.encode_response(outputs, call.request, call.name, call.model_version()))
 
 
 class InferenceRoute(tornado.routing.Router):
@@ -115,19 +117,18 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
     def respond(self, result, error: Optional[BaseException]) -> None:
         """Write the outcome the call was told (an encoding error raises, and the call responds with it)."""
         if error is None:
-            call = self.call
-            body, headers = self.route.codec.encode(result, call.request, call.name, call.version)
+            body, headers = self.route.codec.encode(result, self.call)
             status = 200
         elif isinstance(error, ModelhostError):
             status, body, headers = error.status, error_body(error.message), {**error.headers, **JSON}
         else:
             status, body, headers = 500, error_body("Internal Server Error"), JSON
-        self.route.serving.body_deadlines.received(self)
         if not self.closed:
             self.write(status, body, headers)
         self.call.finish(status)
 
     def write(self, status: int, body: bytes, headers: dict) -> None:
+        self.route.serving.body_deadlines.received(self)  # answered before its body came, perhaps
         connection = self.request.connection
         headers = tornado.httputil.HTTPHeaders(headers)
         headers["Content-Length"] = str(len(body))

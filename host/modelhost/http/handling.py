@@ -167,6 +167,8 @@ def log_request(handler: BaseHandler) -> None:
 class Body:
     """A request's body, gathered up to ``max_buffer_size``; what comes past it is dropped and refused."""
 
+    __slots__ = ("max_buffer_size", "chunks", "size")
+
     def __init__(self, max_buffer_size: int):
         self.max_buffer_size = max_buffer_size
         self.chunks: list[bytes] = []
