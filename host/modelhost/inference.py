@@ -95,14 +95,14 @@ class InferenceCall:
         return self.version or next(iter(served_versions(self.runner.spec, self.runner.metadata)), None)
 
     def settle(self, outcome: asyncio.Future) -> None:
-        if outcome.cancelled():
+        try:
+            result = outcome.result()
+        except asyncio.CancelledError:
             self.fail(ClientGone("the client left before its request was answered"))
-            return
-        error = outcome.exception()
-        if error is None:
-            self.deliver(outcome.result(), None)
-        else:
+        except Exception as error:
             self.fail(error)
+        else:
+            self.deliver(result, None)
 
     def fail(self, error: BaseException) -> None:
         """The error is the request's answer: logged here, mapped to a status by the front end."""
