@@ -38,6 +38,20 @@ def load(name, settings):
     """
 
 
+@hookspec
+def unload(name):
+    """Release what ``load`` took (sessions, GPU memory, files) once the model stops serving here.
+
+    Receives ``name``, the model's name as served. Returns nothing. Called once
+    in each process that loaded the model, when it stops serving it: a
+    repository unload, the old version after an upgrade, the server's
+    shutdown. It has 5 seconds (a worker process is then killed; in the server
+    process the host stops waiting); an exception is logged, never fatal. A
+    worker that died or was killed for a stuck hook is not called.
+    Default: nothing to do.
+    """
+
+
 @hookspec(firstresult=True)
 def metadata(name):
     """Describe the model for ``GET /v2/models/NAME``.

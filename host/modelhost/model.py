@@ -37,6 +37,13 @@ class Model:
         self.call("load", name=self.name, settings=settings.as_dict())
         self.metadata = self.call("metadata", name=self.name) or {}
 
+    def unload(self) -> None:
+        """Call the plugin's ``unload``; its exception is logged (by ``call``), never raised."""
+        try:
+            self.call("unload", name=self.name)
+        except ModelhostError:
+            pass
+
     def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = self.timed([request], "preprocess", request=request)

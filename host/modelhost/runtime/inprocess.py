@@ -20,6 +20,8 @@ from .runner import report_ready
 
 log = logging.getLogger("modelhost")
 
+UNLOAD_SECONDS = 5.0  # as long as a worker process gets to exit (process.STOP_GRACE_SECONDS)
+
 
 class InProcessRunner:
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, executor: Executor,
@@ -100,7 +102,13 @@ class InProcessRunner:
     async def stop(self) -> None:
         for consumer in self.consumers:
             consumer.cancel()
-        self.model = None
+        model, self.model = self.model, None
         self.reason = "stopped"
         self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
+        if model is not None:
+            unloading = asyncio.get_running_loop().run_in_executor(self.executor, model.unload)
+            try:
+                await asyncio.wait_for(unloading, UNLOAD_SECONDS)
+            except asyncio.TimeoutError:  # a thread cannot be stopped: it unloads on, unwaited for
+                log.error("model %r: unload did not return within %gs", self.name, UNLOAD_SECONDS)
 

@@ -20,6 +20,7 @@ from ..plugins import PluginSpec
 from .channel import AsyncChannel
 from .messages import LoadFailed, Ready, Serve
 
+log = logging.getLogger("modelhost")
 worker_log = logging.getLogger("modelhost.worker")
 
 STOP_GRACE_SECONDS = 5.0
@@ -106,6 +107,8 @@ class WorkerProcess:
             try:
                 await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
             except asyncio.TimeoutError:
+                log.error("worker %s did not exit within %gs of being stopped (in its unload hook?); killing it",
+                          self.label, STOP_GRACE_SECONDS)
                 self.process.kill()
                 await self.process.wait()
         if self.process:

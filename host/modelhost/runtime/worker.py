@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     while True:
         try:
             batch = channel.receive()
-        except EOFError:
+        except EOFError:  # the server stops serving the model here; it kills this process after 5 s
+            model.unload()
             return 0
         outcomes = model.infer_batch(batch.requests)
         timings = [request.timings for request in batch.requests]
