@@ -61,6 +61,12 @@ class PluginError(ModelhostError):
     status = 500
 
 
+class NotImplementedByModel(ModelhostError):
+    """The model does not do what the request asks (an explanation, say): 501, as KServe answers."""
+
+    status = 501
+
+
 class ModelNotReady(ModelhostError):
     status = 503
 

@@ -108,6 +108,18 @@ def predict(inputs):
 
 
 @hookspec(firstresult=True)
+def explain(inputs):
+    """Explain the model's predictions for a batch: KServe V1's ``:explain`` verb.
+
+    Receives ``inputs``, what ``preprocess`` returned, as ``predict`` does. Returns
+    the explanations, one row per instance, which ``postprocess`` then sees as
+    its ``outputs`` (``request.verb`` is ``"explain"``); the answer carries them as
+    ``{"explanations": [...]}``. Default: none; a model without it answers
+    ``POST /v1/models/NAME:explain`` with 501, as KServe does.
+    """
+
+
+@hookspec(firstresult=True)
 def postprocess(outputs, request):
     """Turn the model's outputs for one request into the response.
 

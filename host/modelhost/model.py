@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from . import logs
-from .errors import ModelhostError, PluginError, PluginLoadError
+from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
 from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks,
                       make_plugin_manager, summarize)
 from .protocol import v1, v2
@@ -26,8 +26,6 @@ class Model:
         self.plugin = plugin
         self.pm = make_plugin_manager(name, plugin)
         self.hooks = implemented_hooks(self.pm, plugin)
-        # The host's own postprocess hands predict's outputs on: what a response carries is the last hook's.
-        self.answering_hook = "postprocess" if "postprocess" in self.hooks else "predict"
         self.callers = {hook: firstresult_caller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.metadata: dict = {}
         self.settings = ServingSettings()
@@ -47,9 +45,15 @@ class Model:
     def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = self.timed([request], "preprocess", request=request)
-        outputs = self.timed([request], "predict", inputs=inputs)
-        self.check_rows(outputs, rows(inputs))
+        outputs = self.timed([request], self.verb(request), inputs=inputs)
+        self.check_rows(outputs, rows(inputs), request.verb)
         return self.respond(self.timed([request], "postprocess", outputs=outputs, request=request), request)
+
+    def verb(self, request: InferenceRequest) -> str:
+        """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
+        if request.verb == "explain" and "explain" not in self.hooks:
+            raise NotImplementedByModel(f"model {self.name!r} does not explain its predictions (no explain hook)")
+        return request.verb
 
     def respond(self, result, request: InferenceRequest):
         """The result as the request's protocol carries it: a V1 response body, or V2 output tensors by name.
@@ -59,18 +63,20 @@ class Model:
         """
         try:
             if request.protocol == "v1":
-                return v1.encode_response(result)
+                return v1.encode_response(result, "explanations" if request.verb == "explain" else "predictions")
             return v2.output_tensors(result, self.metadata)
         except (TypeError, ValueError) as exc:
-            raise PluginError(f"model {self.name!r}: {self.answering_hook} returned {exc}") from None
+            # The host's own postprocess hands the verb's outputs on: what a response carries is the last hook's.
+            hook = "postprocess" if "postprocess" in self.hooks else request.verb
+            raise PluginError(f"model {self.name!r}: {hook} returned {exc}") from None
 
-    def check_rows(self, outputs, expected) -> None:
-        """predict answers each instance it was given with one row: other counts are the plugin's bug."""
+    def check_rows(self, outputs, expected, hook: str) -> None:
+        """predict (or explain) answers each instance it was given with one row: other counts are the plugin's bug."""
         produced = rows(outputs)
         if expected is not None and produced != expected:
             produced_text = "no rows (not an array, or arrays of different lengths)" if produced is None else \
                 f"{produced} rows"
-            raise PluginError(f"model {self.name!r}: predict returned {produced_text} for {expected} inputs")
+            raise PluginError(f"model {self.name!r}: {hook} returned {produced_text} for {expected} inputs")
 
     def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
@@ -91,7 +97,7 @@ class Model:
         for index, request in enumerate(requests):
             try:
                 inputs = self.timed([request], "preprocess", request=request)
-                prepared[index] = (inputs, rows(inputs))
+                prepared[index] = (inputs, rows(inputs), self.verb(request))
             except ModelhostError as error:
                 outcomes[index] = error
         for group in groups_that_concatenate(prepared):
@@ -109,18 +115,20 @@ class Model:
         return outcomes
 
     def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
+        """Run the group's verb (each group has one) once for all its requests' inputs."""
+        hook = prepared[0][2]
         if len(prepared) == 1:
-            outputs = self.timed(requests, "predict", inputs=prepared[0][0])
-            self.check_rows(outputs, prepared[0][1])
+            outputs = self.timed(requests, hook, inputs=prepared[0][0])
+            self.check_rows(outputs, prepared[0][1], hook)
             return [outputs]
-        sizes = [size for _, size in prepared]
+        sizes = [size for _, size, _ in prepared]
         log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
         try:
-            batch = concatenate([inputs for inputs, _ in prepared])
+            batch = concatenate([inputs for inputs, _, _ in prepared])
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-        outputs = self.timed(requests, "predict", inputs=batch)
-        self.check_rows(outputs, sum(sizes))
+        outputs = self.timed(requests, hook, inputs=batch)
+        self.check_rows(outputs, sum(sizes), hook)
         return split(outputs, sizes)
 
     def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
@@ -167,10 +175,11 @@ def rows(batch) -> int:
 
 
 def groups_that_concatenate(prepared: dict) -> list[list[int]]:
-    """Request indices grouped so that each group's inputs concatenate along the first dimension."""
+    """Request indices grouped so that each group's inputs concatenate along the first dimension, and its verb
+    is one."""
     groups: dict = {}
-    for index, (inputs, size) in prepared.items():
-        key = layout(inputs) if size is not None else ("alone", index)
+    for index, (inputs, size, verb) in prepared.items():
+        key = (verb, layout(inputs)) if size is not None else ("alone", index)
         groups.setdefault(key, []).append(index)
     return list(groups.values())
 

@@ -12,6 +12,8 @@ class InferenceRequest:
 
     ``instances`` holds a V1 request's ``instances`` (or ``inputs``) as sent;
     ``inputs`` holds a V2 request's tensors by name, shaped as declared.
+    ``verb`` is what the request asks of the model: ``predict``, or (KServe V1's
+    ``:explain``) ``explain``.
     ``parameters`` are the request's parameters and ``input_parameters`` each
     V2 input's own. ``id`` is the V2 request id, if the client gave one.
     ``requested_outputs`` names the V2 outputs the client asked for (None: all).
@@ -21,6 +23,7 @@ class InferenceRequest:
     """
 
     protocol: str
+    verb: str = "predict"
     instances: Optional[list] = None
     inputs: dict[str, np.ndarray] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)

@@ -135,3 +135,19 @@ class Talks:
     def predict(self, inputs):
         logging.getLogger("talks").info("predicting %d instances", len(inputs))
         return inputs
+
+
+class Explains:
+    """Predicts twice its inputs and explains each prediction as ten times them; postprocess sees which."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs * 2
+
+    @hookimpl
+    def explain(self, inputs):
+        return inputs * 10
+
+    @hookimpl
+    def postprocess(self, outputs, request):
+        return {"value": outputs, "verb": [request.verb] * len(outputs)}

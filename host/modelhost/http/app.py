@@ -14,7 +14,7 @@ from ..inference import Inference
 from ..model import served_versions
 from ..protocol import v2
 from ..protocol.openapi import openapi_document
-from .exchange import V1, V2, InferenceRoute
+from .exchange import V1, V1_EXPLAIN, V2, InferenceRoute
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
 
 MODEL = r"(?P<name>[^/:]+)"
@@ -128,6 +128,7 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
     # The inference routes first: the application tries its routes in order, and they take most requests.
     inference = [
         (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),
+        (rf"/v1/models/{MODEL}:explain", InferenceRoute(V1_EXPLAIN, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/infer", InferenceRoute(V2, serving)),
     ]
     return tornado.web.Application(

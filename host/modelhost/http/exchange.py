@@ -39,6 +39,7 @@ class Codec:
 
 
 V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, call: (body, JSON))
+V1_EXPLAIN = Codec("v1", lambda body, headers: v1.decode_request(body, "explain"), V1.encode)
 V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)),
            lambda outputs, call: v2.encode_response(outputs, call.request, call.name, call.model_version()))
 

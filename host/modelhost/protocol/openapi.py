@@ -20,6 +20,7 @@ ERRORS = {
     413: "The request body is larger than --max_buffer_size",
     500: "The model's hook raised, or returned something the protocol cannot carry",
     503: "The model is not ready",
+    501: "The model has no explain hook",
     504: "The model's hooks ran past --timeout",
 }
 MODEL_ERRORS = [400, 404, 413, 500, 503, 504]
@@ -45,6 +46,10 @@ def openapi_document(model_names: list[str]) -> dict:
         ),
         "/v1/models/{name}:predict": _post(
             "v1Predict", "Predict (KServe V1)", "V1PredictRequest", V1_EXAMPLE, "V1PredictResponse"
+        ),
+        "/v1/models/{name}:explain": _post(
+            "v1Explain", "Explain the model's predictions (KServe V1)", "V1PredictRequest", V1_EXAMPLE,
+            "V1ExplainResponse", errors=(501,),
         ),
         "/v2": _get("v2ServerMetadata", "Server metadata", "ServerMetadataResponse"),
         "/v2/health/live": _get("v2ServerLive", "Server liveness", "ServerLiveResponse"),
@@ -108,8 +113,10 @@ def _get(operation_id: str, summary: str, answer: str, errors=(), not_ready: boo
     return {"get": {"operationId": operation_id, "summary": summary, "responses": {**responses, **_errors(errors)}}}
 
 
-def _post(operation_id: str, summary: str, request: str, example: dict, answer: str, binary: bool = False) -> dict:
-    """A predict or infer operation; ``binary`` adds the binary tensor extension of V2."""
+def _post(operation_id: str, summary: str, request: str, example: dict, answer: str, binary: bool = False,
+          errors: tuple = ()) -> dict:
+    """A predict, explain or infer operation; ``binary`` adds the binary tensor extension of V2, ``errors``
+    statuses of its own."""
     media = {"application/json": {"schema": _ref(request), "example": example}}
     ok = _response("OK", _ref(answer))
     operation = {"operationId": operation_id, "summary": summary}
@@ -124,7 +131,7 @@ def _post(operation_id: str, summary: str, request: str, example: dict, answer: 
             "schema": {"type": "integer", "minimum": 0},
         }]
     operation["requestBody"] = {"required": True, "content": media}
-    operation["responses"] = {"200": ok, **_errors(MODEL_ERRORS)}
+    operation["responses"] = {"200": ok, **_errors(sorted([*MODEL_ERRORS, *errors]))}
     return {"post": operation}
 
 
@@ -188,6 +195,7 @@ def _schemas() -> dict:
             ],
         },
         "V1PredictResponse": _object(["predictions"], predictions={}),
+        "V1ExplainResponse": _object(["explanations"], explanations={}),
         "ServerMetadataResponse": _object(["name", "version", "extensions"], name=STRING, version=STRING,
                                           extensions=_array(STRING)),
         "ServerLiveResponse": _object(["live"], live=BOOLEAN),

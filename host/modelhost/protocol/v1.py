@@ -5,7 +5,7 @@ from ..request import InferenceRequest
 from . import jsonio
 
 
-def decode_request(body: bytes) -> InferenceRequest:
+def decode_request(body: bytes, verb: str = "predict") -> InferenceRequest:
     payload = jsonio.load_object(body)
     key = "instances" if "instances" in payload else "inputs"
     instances = payload.get(key)
@@ -14,11 +14,12 @@ def decode_request(body: bytes) -> InferenceRequest:
     parameters = payload.get("parameters")
     if parameters is not None and not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be a JSON object")
-    return InferenceRequest(protocol="v1", instances=instances, parameters=parameters or {})
+    return InferenceRequest(protocol="v1", verb=verb, instances=instances, parameters=parameters or {})
 
 
-def encode_response(result: object) -> bytes:
-    """``predictions`` as returned; a dict of columns becomes one object per instance.
+def encode_response(result: object, key: str = "predictions") -> bytes:
+    """``{key: result}``: ``predictions`` as returned (or an explain's ``explanations``); a dict of columns
+    becomes one object per instance.
 
     TypeError or ValueError says what in the result JSON cannot carry. Floats that are not finite (NaN,
     infinities) become ``null``, as JSON has no such numbers.
@@ -32,9 +33,9 @@ def encode_response(result: object) -> bytes:
         names = list(result)
         result = [dict(zip(names, row)) for row in zip(*(result[name] for name in names))]
     try:
-        return jsonio.dumps({"predictions": result})
+        return jsonio.dumps({key: result})
     except TypeError as exc:
-        raise TypeError(f"predictions that JSON cannot carry: {exc}") from None
+        raise TypeError(f"{key} that JSON cannot carry: {exc}") from None
 
 
 def _rows(column: object):
