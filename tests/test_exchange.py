@@ -21,11 +21,8 @@ class FakeConnection:
     def set_close_callback(self, callback):
         self.close_callback = callback
 
-    def write_headers(self, start_line, headers, chunk=None):
-        self.written.append((start_line.code, headers, chunk))
-
-    def finish(self):
-        pass
+    def write_answer(self, status, reason, headers, body):
+        self.written.append((status, tornado.httputil.HTTPHeaders(headers), body))
 
 
 class FakeRunner:

@@ -131,13 +131,9 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
     def write(self, status: int, body: bytes, headers: dict) -> None:
         self.route.serving.body_deadlines.received(self)  # answered before its body came, perhaps
         connection = self.request.connection
-        headers = tornado.httputil.HTTPHeaders(headers)
-        headers["Content-Length"] = str(len(body))
-        headers["Date"] = self.route.http_date()
-        headers["x-request-id"] = self.request_id
-        reason = tornado.httputil.responses.get(status, "Unknown")
-        connection.write_headers(tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason), headers, body)
-        connection.finish()
+        lines = [*headers.items(), ("Content-Length", str(len(body))), ("Date", self.route.http_date()),
+                 ("X-Request-Id", self.request_id)]
+        connection.write_answer(status, tornado.httputil.responses.get(status, "Unknown"), lines, body)
         connection.set_close_callback(None)
 
     def on_connection_close(self) -> None:
