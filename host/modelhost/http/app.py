@@ -126,13 +126,13 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (r"/openapi.json", OpenAPIHandler),
     ]
     # The inference routes first: the application tries its routes in order, and they take most requests.
-    inference = [
+    inference_routes = [
         (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),
         (rf"/v1/models/{MODEL}:explain", InferenceRoute(V1_EXPLAIN, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/infer", InferenceRoute(V2, serving)),
     ]
     return tornado.web.Application(
-        inference + [(pattern, handler, context) for pattern, handler in handlers],
+        inference_routes + [(pattern, handler, context) for pattern, handler in handlers],
         default_handler_class=NotFoundHandler,
         default_handler_args=context,
         log_function=log_request,

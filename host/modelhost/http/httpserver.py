@@ -2,12 +2,13 @@
 
 Three take out per-request work that showed in profiles (bench/README.md):
 Nagle's algorithm toggled twice a request, a large body copied three times on
-its way in, and an answer's headers built twice over on their way out. The others are about answers given before a body is
-read (an error found in the headers): such an answer says ``Connection:
-close`` and the body is never read, while an answer to a request that has no
-body keeps the connection, as any other does. Tornado builds its connection
-objects itself, so the request loop that makes them is restated here,
-naming another class.
+its way in, and an answer's headers built twice over on their way out. The
+others are about answers given before a body is read (an error found in the
+headers): such an answer says ``Connection: close`` and the body is never
+read, while an answer to a request that has no body keeps the connection, as
+any other does. Tornado builds its connection objects itself, so the request
+loop that makes them is restated here, naming another class;
+tests/test_tornado_guard.py fails when the Tornado code it builds on changes.
 """
 
 import asyncio
