@@ -89,7 +89,8 @@ def preprocess(request):
     ``request.protocol`` is ``"v1"`` or ``"v2"``; V1 requests carry
     ``request.instances`` (the JSON list as sent), V2 requests carry
     ``request.inputs`` (input name -> ``numpy.ndarray``, BYTES as an object
-    array of ``bytes``). Returns an array, or a dict of arrays, whose leading
+    array of ``bytes``); ``request.headers`` its HTTP headers, names lower-cased.
+    Returns an array, or a dict of arrays, whose leading
     dimension counts the instances in this request. Raise
     :class:`modelhost.InvalidInput` for input the model cannot take (answered
     with 400). Default: V1 instances as one array (an object array when they

@@ -1,9 +1,50 @@
 """The request as a plugin sees it, whichever protocol it arrived on."""
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
+
+
+class Headers(Mapping[str, str]):
+    """The request's headers as a read-only mapping, names lower-cased; a name sent twice has its values
+    joined with ", ", as HTTP allows.
+
+    Made from the front end's (name, value) pairs when first read, so that a
+    request whose hooks never look costs one small object; it crosses to a
+    worker process as a plain dict.
+    """
+
+    __slots__ = ("pairs", "by_name")
+
+    def __init__(self, pairs: Iterable[tuple[str, str]] = ()):
+        self.pairs = pairs
+        self.by_name: Optional[dict[str, str]] = None
+
+    def lowered(self) -> dict[str, str]:
+        if self.by_name is None:
+            by_name: dict[str, str] = {}
+            for name, value in self.pairs:
+                name = name.lower()
+                by_name[name] = f"{by_name[name]}, {value}" if name in by_name else value
+            self.by_name, self.pairs = by_name, ()
+        return self.by_name
+
+    def __getitem__(self, name: str) -> str:
+        return self.lowered()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.lowered())
+
+    def __len__(self) -> int:
+        return len(self.lowered())
+
+    def __repr__(self) -> str:
+        return f"Headers({self.lowered()!r})"
+
+    def __reduce__(self):
+        return (Headers, (list(self.lowered().items()),))
 
 
 @dataclass
@@ -12,6 +53,8 @@ class InferenceRequest:
 
     ``instances`` holds a V1 request's ``instances`` (or ``inputs``) as sent;
     ``inputs`` holds a V2 request's tensors by name, shaped as declared.
+    ``headers`` are its HTTP headers (read-only, names lower-cased), as KServe
+    passes them to ``predict``.
     ``verb`` is what the request asks of the model: ``predict``, or (KServe V1's
     ``:explain``) ``explain``.
     ``parameters`` are the request's parameters and ``input_parameters`` each
@@ -32,3 +75,4 @@ class InferenceRequest:
     requested_outputs: Optional[list[str]] = None
     request_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=Headers)

@@ -151,3 +151,16 @@ class Explains:
     @hookimpl
     def postprocess(self, outputs, request):
         return {"value": outputs, "verb": [request.verb] * len(outputs)}
+
+
+class ReadsHeaders:
+    """Answers with the value of the request's X-Hint header, which it reads by its lower-cased name."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs
+
+    @hookimpl
+    def postprocess(self, outputs, request):
+        hint = request.headers.get("x-hint", "none")
+        return [hint] * len(outputs) if request.protocol == "v1" else {"hint": np.array([hint] * len(outputs))}

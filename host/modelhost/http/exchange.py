@@ -22,7 +22,7 @@ import tornado.routing
 from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
 from ..inference import InferenceCall
 from ..protocol import v1, v2
-from ..request import InferenceRequest
+from ..request import Headers, InferenceRequest
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
 
 JSON = {"Content-Type": "application/json"}
@@ -111,9 +111,15 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             return
         try:
             version = None if self.version_in_path is None else path_part(self.version_in_path, "model version")
-            self.call.run(version, lambda: self.route.codec.decode(self.body.whole(), self.request.headers))
+            self.call.run(version, self.decoded)
         except Exception as error:
             self.call.fail(error)
+
+    def decoded(self) -> InferenceRequest:
+        headers = self.request.headers
+        request = self.route.codec.decode(self.body.whole(), headers)
+        request.headers = Headers(headers.get_all())
+        return request
 
     def respond(self, result, error: Optional[BaseException]) -> None:
         """Write the outcome the call was told (an encoding error raises, and the call responds with it)."""
