@@ -14,17 +14,23 @@ the hooks may run in another process than the HTTP server.
 
 Hooks are plain synchronous functions. The host calls them from a thread pool,
 never on the event loop, and may call them from several threads at once.
-An implementation may accept any subset of a hook's arguments.
+An implementation may accept any subset of a hook's arguments. The type
+hints say what the host passes and takes; ``Any`` is whatever the plugin's
+own hooks agree on (arrays, dicts of arrays, lists).
 """
 
+from typing import Any, Optional
+
 import pluggy
+
+from .request import InferenceRequest
 
 hookspec = pluggy.HookspecMarker("modelhost")
 hookimpl = pluggy.HookimplMarker("modelhost")
 
 
 @hookspec
-def load(name, settings):
+def load(name: str, settings: dict[str, Any]) -> None:
     """Prepare the model before it serves any request: read weights, build sessions.
 
     Receives ``name``, the model's name as served, and ``settings``, how the
@@ -39,7 +45,7 @@ def load(name, settings):
 
 
 @hookspec
-def unload(name):
+def unload(name: str) -> None:
     """Release what ``load`` took (sessions, GPU memory, files) once the model stops serving here.
 
     Receives ``name``, the model's name as served. Returns nothing. Called once
@@ -53,7 +59,7 @@ def unload(name):
 
 
 @hookspec(firstresult=True)
-def metadata(name):
+def metadata(name: str) -> Optional[dict[str, Any]]:
     """Describe the model for ``GET /v2/models/NAME``.
 
     Receives ``name``. Returns a dict with any of ``inputs`` and ``outputs``
@@ -65,7 +71,7 @@ def metadata(name):
 
 
 @hookspec(firstresult=True)
-def settings(name):
+def settings(name: str) -> Optional[dict[str, Any]]:
     """The plugin's own defaults for how the host serves it; the command line wins.
 
     Receives ``name``. Returns a dict with any of ``replicas`` (worker
@@ -82,7 +88,7 @@ def settings(name):
 
 
 @hookspec(firstresult=True)
-def preprocess(request):
+def preprocess(request: InferenceRequest) -> Any:
     """Turn one request into the model's input batch.
 
     Receives ``request``, a :class:`modelhost.InferenceRequest`:
@@ -99,7 +105,7 @@ def preprocess(request):
 
 
 @hookspec(firstresult=True)
-def predict(inputs):
+def predict(inputs: Any) -> Any:
     """Run the model on a batch. The one hook every plugin must implement.
 
     Receives ``inputs``, what ``preprocess`` returned, possibly several
@@ -109,7 +115,7 @@ def predict(inputs):
 
 
 @hookspec(firstresult=True)
-def explain(inputs):
+def explain(inputs: Any) -> Any:
     """Explain the model's predictions for a batch: KServe V1's ``:explain`` verb.
 
     Receives ``inputs``, what ``preprocess`` returned, as ``predict`` does. Returns
@@ -121,7 +127,7 @@ def explain(inputs):
 
 
 @hookspec(firstresult=True)
-def postprocess(outputs, request):
+def postprocess(outputs: Any, request: InferenceRequest) -> Any:
     """Turn the model's outputs for one request into the response.
 
     Receives ``outputs``, this request's rows of what ``predict`` returned, and

@@ -30,6 +30,10 @@ log = logging.getLogger("modelhost")
 Respond = Callable[[object, Optional[BaseException]], None]
 
 
+def ignore(result, error: Optional[BaseException]) -> None:
+    """What a finished call's respond becomes: nothing more reaches its front end."""
+
+
 class Inference:
     """What an inference call needs of its serving process; the front ends hold one and begin calls with it."""
 
@@ -92,7 +96,9 @@ class InferenceCall:
 
     def model_version(self) -> Optional[str]:
         """The version of the model that answers: the one the request named, else the one served."""
-        return self.version or next(iter(served_versions(self.runner.spec, self.runner.metadata)), None)
+        if self.version or self.runner is None:
+            return self.version
+        return next(iter(served_versions(self.runner.spec, self.runner.metadata)), None)
 
     def settle(self, outcome: asyncio.Future) -> None:
         try:
@@ -143,7 +149,7 @@ class InferenceCall:
         if self.finished:
             return
         self.finished = True
-        self.respond = None  # its front end holds the call: no cycle left for the garbage collector to find
+        self.respond = ignore  # its front end holds the call: no cycle left for the garbage collector to find
         inference = self.inference
         inference.in_flight.release(self)
         seconds = time.perf_counter() - self.started

@@ -28,8 +28,9 @@ class RequestIdFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):  # an access line names its request itself
-            record.request_id = request_id.get()
-        record.request_tag = f" request_id={record.request_id}" if record.request_id else ""
+            setattr(record, "request_id", request_id.get())
+        tagged = getattr(record, "request_id")
+        setattr(record, "request_tag", f" request_id={tagged}" if tagged else "")
         return True
 
 
@@ -44,8 +45,8 @@ class JSONFormatter(logging.Formatter):
             "pid": record.process,
             "message": record.getMessage(),
         }
-        if record.request_id:
-            line["request_id"] = record.request_id
+        if getattr(record, "request_id", ""):
+            line["request_id"] = getattr(record, "request_id")
         line.update(getattr(record, "fields", {}))
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)

@@ -6,7 +6,7 @@ the server or in a worker process; nothing here knows about HTTP.
 
 import logging
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -163,7 +163,7 @@ def outcome(infer: Callable[[InferenceRequest], object], request: InferenceReque
         return error
 
 
-def rows(batch) -> int:
+def rows(batch) -> Optional[int]:
     """The leading dimension of an array, a list, or a dict of them (None when it has none)."""
     if isinstance(batch, dict):
         counts = {rows(value) for value in batch.values()}

@@ -89,7 +89,7 @@ def installed_distributions() -> list[importlib_metadata.Distribution]:
 def installed_at(dist: importlib_metadata.Distribution) -> float:
     """When the install wrote this copy's METADATA file (0 when its RECORD does not list it)."""
     metadata = next((path for path in dist.files or [] if path.name == "METADATA"), None)
-    return os.stat(dist.locate_file(metadata)).st_mtime if metadata else 0.0
+    return os.stat(str(dist.locate_file(metadata))).st_mtime if metadata else 0.0
 
 
 def import_plugin(spec: PluginSpec) -> object:
@@ -142,7 +142,7 @@ def firstresult_caller(hook: pluggy.HookCaller) -> Callable[..., object]:
     A hook with wrappers keeps pluggy's own caller.
     """
     implementations = hook.get_hookimpls()
-    if not hook.spec.opts.get("firstresult") or any(impl.hookwrapper or impl.wrapper for impl in implementations):
+    if hook.spec is None or not hook.spec.opts.get("firstresult") or any(impl.hookwrapper or impl.wrapper for impl in implementations):
         return hook
     in_call_order = [(impl.function, impl.argnames) for impl in reversed(implementations)]
 
@@ -165,10 +165,10 @@ def implemented_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 def explain_validation_error(exc: pluggy.PluginValidationError) -> str:
     message = " ".join(str(exc).split())
     unknown = re.match(r"unknown hook '(\w+)'", message)
-    close = difflib.get_close_matches(unknown[1], HOOK_NAMES, n=1) if unknown else []
-    if close:
-        return f"unknown hook {unknown[1]!r} (did you mean {close[0]!r}?)"
-    return message
+    if unknown is None:
+        return message
+    close = difflib.get_close_matches(unknown[1], HOOK_NAMES, n=1)
+    return f"unknown hook {unknown[1]!r} (did you mean {close[0]!r}?)" if close else message
 
 
 def summarize(exc: BaseException) -> str:

@@ -175,7 +175,7 @@ class ModelRepository:
 
 def entry(spec: PluginSpec, state: str, reason: str = "", versions: Optional[list[str]] = None) -> dict:
     """A model as the repository index lists it: its served version, else its distribution's, when it has one."""
-    version = (versions or [spec.version])[0]
+    version = versions[0] if versions else spec.version
     return {"name": spec.name, **({"version": version} if version else {}), "state": state, "reason": reason}
 
 

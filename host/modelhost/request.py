@@ -72,7 +72,7 @@ class InferenceRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     input_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
     id: Optional[str] = None
-    requested_outputs: Optional[list[str]] = None
+    requested_outputs: Optional[dict[str, dict[str, Any]]] = None  # name -> that output's parameters
     request_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=Headers)

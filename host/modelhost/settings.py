@@ -7,7 +7,7 @@ when the model loads.
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from .errors import PluginLoadError
 
@@ -88,7 +88,7 @@ def boolean(value) -> bool:
 
 
 # What each setting may be, from the command line or a plugin.
-RANGES = {"replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
+RANGES: dict[str, Callable[[object], object]] = {"replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
           "max_queue_size": Bounded(int, 0), "inline": boolean}
 # The settings the command line gives, every model's (None) or one model's by name: setting -> {name: value}.
 CommandLineSettings = dict[str, dict[Optional[str], float]]

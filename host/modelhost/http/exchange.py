@@ -14,7 +14,7 @@ its ``inference.InferenceCall``.
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, Protocol, cast
 
 import tornado.httputil
 import tornado.routing
@@ -22,6 +22,7 @@ import tornado.routing
 from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
 from ..inference import InferenceCall
 from ..protocol import v1, v2
+from ..protocol.jsonio import Buffer
 from ..request import Headers, InferenceRequest
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
 
@@ -33,15 +34,27 @@ class Codec:
     """A protocol's request decoder and response encoder; ``name`` labels its metrics."""
 
     name: str
-    decode: Callable[[bytes, tornado.httputil.HTTPHeaders], InferenceRequest]
+    decode: Callable[[Buffer, tornado.httputil.HTTPHeaders], InferenceRequest]
     # (what Model.respond made of the result, the call it answers) -> (body, headers)
-    encode: Callable[[object, InferenceCall], tuple[bytes, dict]]
+    encode: Callable[[Any, InferenceCall], tuple[bytes, dict]]
+
+
+def encode_v2(outputs: dict, call: InferenceCall) -> tuple[bytes, dict]:
+    assert call.request is not None  # a call that has a result has run its request
+    return v2.encode_response(outputs, call.request, call.name, call.model_version())
 
 
 V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, call: (body, JSON))
 V1_EXPLAIN = Codec("v1", lambda body, headers: v1.decode_request(body, "explain"), V1.encode)
-V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)),
-           lambda outputs, call: v2.encode_response(outputs, call.request, call.name, call.model_version()))
+V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)), encode_v2)
+
+
+class Connection(Protocol):
+    """The request's connection as an exchange uses it: ``httpserver.WholeBodyConnection``."""
+
+    def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None: ...
+
+    def write_answer(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None: ...
 
 
 class InferenceRoute(tornado.routing.Router):
@@ -53,9 +66,9 @@ class InferenceRoute(tornado.routing.Router):
         self.date = ""
         self.date_second = 0
 
-    def find_handler(self, request: tornado.httputil.HTTPServerRequest, path_kwargs: dict, **_) -> "Exchange":
-        # The path's bytes, percent-decoded.
-        return Exchange(self, request, path_kwargs["name"], path_kwargs.get("version"))
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> "Exchange":
+        path = kwargs["path_kwargs"]  # the path's parts, as bytes, percent-decoded
+        return Exchange(self, request, path["name"], path.get("version"))
 
     def http_date(self) -> str:
         # Formatting the date costs more than the rest of the headers; it changes once a second.
@@ -85,7 +98,9 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
         self.call = serving.inference.begin(route.codec.name, origin_of(request, self.request_id), self.respond)
         self.body = Body(serving.max_buffer_size)
         self.closed = False
-        request.connection.set_close_callback(self.on_connection_close)
+        # Tornado's type is the abstract HTTPConnection; the server's connections are WholeBodyConnections.
+        self.connection = cast(Connection, request.connection)
+        self.connection.set_close_callback(self.on_connection_close)
 
     def headers_received(self, start_line, headers) -> None:
         serving = self.route.serving
@@ -136,11 +151,10 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
 
     def write(self, status: int, body: bytes, headers: dict) -> None:
         self.route.serving.body_deadlines.received(self)  # answered before its body came, perhaps
-        connection = self.request.connection
         lines = [*headers.items(), ("Content-Length", str(len(body))), ("Date", self.route.http_date()),
                  ("X-Request-Id", self.request_id)]
-        connection.write_answer(status, tornado.httputil.responses.get(status, "Unknown"), lines, body)
-        connection.set_close_callback(None)
+        self.connection.write_answer(status, tornado.httputil.responses.get(status, "Unknown"), lines, body)
+        self.connection.set_close_callback(None)
 
     def on_connection_close(self) -> None:
         self.closed = True

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional, Protocol
 
+import tornado.http1connection
 import tornado.httputil
 import tornado.ioloop
 import tornado.web
@@ -155,7 +156,7 @@ def error_body(message: str) -> bytes:
 
 
 def origin_of(request: tornado.httputil.HTTPServerRequest, request_id: str) -> logs.Origin:
-    return logs.Origin(request.method, request.uri, request.remote_ip, request_id)
+    return logs.Origin(request.method or "", request.uri or "", request.remote_ip or "", request_id)
 
 
 def log_request(handler: BaseHandler) -> None:
@@ -228,4 +229,6 @@ class BodyDeadlines:
         now = time.monotonic()
         for handler in [handler for handler, deadline in self.deadlines.items() if deadline < now]:
             del self.deadlines[handler]
-            handler.request.connection.close()
+            connection = handler.request.connection
+            if isinstance(connection, tornado.http1connection.HTTP1Connection):
+                connection.close()

@@ -98,6 +98,7 @@ class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
 
     def answering(self) -> None:
         if not self.is_client and not self._read_finished:
+            assert self._request_headers is not None  # a server answers a request it has read the headers of
             if has_body(self._request_headers):
                 self._disconnect_on_finish = True  # "Connection: close" is said for it
             else:
@@ -112,12 +113,13 @@ class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
         three microseconds of every inference answer. A HEAD gets no body.
         """
         self.answering()
-        request_line = self._request_start_line
+        request_line, request_headers = self._request_start_line, self._request_headers
+        assert request_line is not None and request_headers is not None
         lines = [b"HTTP/1.1 %d %s" % (status, reason.encode("latin1"))]
         lines += [f"{name}: {value}".encode("latin1") for name, value in headers]
         if request_line.version == "HTTP/1.1" and self._disconnect_on_finish:
             lines.append(b"Connection: close")
-        elif request_line.version == "HTTP/1.0" and self._request_headers.get("Connection", "").lower() == "keep-alive":
+        elif request_line.version == "HTTP/1.0" and request_headers.get("Connection", "").lower() == "keep-alive":
             lines.append(b"Connection: Keep-Alive")
         self._response_start_line = tornado.httputil.ResponseStartLine("HTTP/1.1", status, reason)
         self._chunking_output = False

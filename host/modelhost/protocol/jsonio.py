@@ -1,19 +1,25 @@
 """JSON in and out, with NumPy arrays written natively (orjson)."""
 
+from typing import Union
+
 import numpy as np
 import orjson
 
 from ..errors import InvalidInput
 
 
-def loads(body: bytes) -> object:
+# What a request body arrives as: bytes, a bytearray read whole, or a view of part of one.
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+def loads(body: Buffer) -> object:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"malformed JSON: {exc}") from None
 
 
-def load_object(body: bytes) -> dict:
+def load_object(body: Buffer) -> dict:
     payload = loads(body)
     if not isinstance(payload, dict):
         raise InvalidInput(f"the request body must be a JSON object, not {type(payload).__name__}")

@@ -97,6 +97,7 @@ def openapi_document(model_names: list[str]) -> dict:
 
 def _path_parameter(name: str, model_names: Optional[list[str]]) -> dict:
     # Tornado's routes: a model name has no '/' or ':', a version no '/'.
+    schema: dict[str, object]
     if name != "name":
         schema = {"type": "string", "pattern": "^[^/]+$"}
     elif model_names is None:
@@ -119,7 +120,7 @@ def _post(operation_id: str, summary: str, request: str, example: dict, answer: 
     statuses of its own."""
     media = {"application/json": {"schema": _ref(request), "example": example}}
     ok = _response("OK", _ref(answer))
-    operation = {"operationId": operation_id, "summary": summary}
+    operation: dict[str, object] = {"operationId": operation_id, "summary": summary}
     if binary:
         binary_body = {"schema": {"type": "string", "format": "binary"}}
         media["application/octet-stream"] = binary_body

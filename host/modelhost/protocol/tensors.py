@@ -101,7 +101,7 @@ def _numbers_from_json(name: str, datatype: str, data: list, array: np.ndarray) 
     elif array.size and array.dtype.kind not in ACCEPTED_KINDS[datatype.rstrip("0123456789")]:
         raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {_describe(array)}")
     if array.size and dtype.kind in "iu":
-        limits = np.iinfo(dtype)
+        limits = np.iinfo(dtype.type)  # type: ignore[type-var]  # an integer dtype, as its kind says
         if array.min() < limits.min or array.max() > limits.max:
             raise InvalidInput(f"input {name!r}: values outside the range of {datatype}")
     return array.astype(dtype, copy=False)

@@ -1,11 +1,15 @@
 """KServe's V1 protocol: ``{"instances": [...]}`` in, ``{"predictions": [...]}`` out."""
 
+from typing import Optional
+
+import numpy as np
+
 from ..errors import InvalidInput
 from ..request import InferenceRequest
 from . import jsonio
 
 
-def decode_request(body: bytes, verb: str = "predict") -> InferenceRequest:
+def decode_request(body: jsonio.Buffer, verb: str = "predict") -> InferenceRequest:
     payload = jsonio.load_object(body)
     key = "instances" if "instances" in payload else "inputs"
     instances = payload.get(key)
@@ -38,7 +42,7 @@ def encode_response(result: object, key: str = "predictions") -> bytes:
         raise TypeError(f"{key} that JSON cannot carry: {exc}") from None
 
 
-def _rows(column: object):
-    if isinstance(column, (list, tuple)) or getattr(column, "ndim", 0) > 0:
+def _rows(column: object) -> Optional[int]:
+    if isinstance(column, (list, tuple)) or (isinstance(column, np.ndarray) and column.ndim > 0):
         return len(column)
     return None

@@ -58,7 +58,7 @@ def _repository_request(body: bytes) -> dict:
     return jsonio.load_object(body) if body else {}
 
 
-def decode_request(body: bytes, header_length: Optional[str]) -> InferenceRequest:
+def decode_request(body: jsonio.Buffer, header_length: Optional[str]) -> InferenceRequest:
     json_part, binary = _split(body, header_length)
     payload = jsonio.load_object(json_part)
     raw_inputs = payload.get("inputs")
@@ -89,7 +89,7 @@ def decode_request(body: bytes, header_length: Optional[str]) -> InferenceReques
     return request
 
 
-def _split(body: bytes, header_length: Optional[str]) -> tuple[bytes, memoryview]:
+def _split(body: jsonio.Buffer, header_length: Optional[str]) -> tuple[jsonio.Buffer, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
     try:
@@ -141,7 +141,7 @@ def output_tensors(result: object, declared: dict) -> dict[str, np.ndarray]:
     A dict names its outputs; a bare array is the one output the model declares, or ``output-0``.
     """
     if isinstance(result, dict):
-        items = result.items()
+        items = list(result.items())
     else:
         outputs = declared.get("outputs", [])
         items = [(outputs[0]["name"] if len(outputs) == 1 else "output-0", result)]
@@ -175,7 +175,7 @@ def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, m
     described, chunks = [], []
     for name, array in outputs.items():
         datatype = tensors.datatype_of(array)
-        output = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        output: dict[str, object] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         if (wanted or {}).get(name, {}).get("binary_data", binary_default):
             chunks.append(tensors.to_binary(datatype, array))
             output["parameters"] = {"binary_data_size": len(chunks[-1])}

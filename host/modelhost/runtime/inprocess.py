@@ -74,22 +74,26 @@ class InProcessRunner:
     def submit(self, request: InferenceRequest) -> asyncio.Future:
         """The future of the request's outcome; already done for an inline model, which runs it now."""
         self.require_ready()
-        if not self.inline:
+        model = self.model
+        assert model is not None  # require_ready says so
+        if not model.settings.inline:
             return self.queue.submit(request)
         outcome = asyncio.get_running_loop().create_future()
         try:
-            outcome.set_result(self.model.infer(request))
+            outcome.set_result(model.infer(request))
         except Exception as error:  # the caller answers it
             outcome.set_exception(error)
         return outcome
 
     async def consume(self) -> None:
         loop = asyncio.get_running_loop()
+        model = self.model  # loaded before consumers start; stop cancels them before letting go of it
+        assert model is not None
         while True:
             batch = await self.queue.next_batch()
             if not batch:
                 continue
-            running = loop.run_in_executor(self.executor, self.model.infer_batch, [p.request for p in batch])
+            running = loop.run_in_executor(self.executor, model.infer_batch, [p.request for p in batch])
             try:
                 outcomes = await asyncio.wait_for(running, self.timeout)
             except asyncio.TimeoutError:

@@ -65,7 +65,7 @@ class WorkerProcess:
     async def start(self, command_line: dict) -> Started:
         """Start the worker and have it load the model with the command line's settings."""
         ours, theirs = socket.socketpair()
-        self.process = await asyncio.create_subprocess_exec(
+        self.process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "modelhost.runtime.worker", "--fd", str(theirs.fileno()),
             "--name", self.spec.name, "--target", self.spec.target,
             "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
@@ -74,30 +74,38 @@ class WorkerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         theirs.close()
+        assert process.stdout is not None and process.stderr is not None  # piped, as asked
         self.output = [
-            asyncio.create_task(self.forward(self.process.stdout, logging.INFO)),
-            asyncio.create_task(self.forward(self.process.stderr, logging.WARNING)),
+            asyncio.create_task(self.forward(process.stdout, logging.INFO)),
+            asyncio.create_task(self.forward(process.stderr, logging.WARNING)),
         ]
-        self.channel = await AsyncChannel.open(ours)
+        self.channel = channel = await AsyncChannel.open(ours)
         try:
-            await self.channel.send(Serve(command_line))
-            return await self.channel.receive()
+            await channel.send(Serve(command_line))
+            started = await channel.receive()
+            assert isinstance(started, (Ready, LoadFailed))
+            return started
         except (EOFError, ConnectionError):
             return Crashed(f"its worker {await self.exit_cause()} while loading")
 
     async def exit_cause(self) -> Exit:
+        process = self.started()
         try:
-            code = await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+            code = await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
         except asyncio.TimeoutError:  # it closed its channel yet lives on
-            self.process.kill()
-            code = await self.process.wait()
+            process.kill()
+            code = await process.wait()
         if code < 0:
             signame = signal.Signals(-code).name
             return Exit(signame, f"was killed by {signame}")
         return Exit(f"status {code}", f"exited with status {code}")
 
     def kill(self) -> None:
-        self.process.kill()
+        self.started().kill()
+
+    def started(self) -> asyncio.subprocess.Process:
+        assert self.process is not None, "the worker process was never started"
+        return self.process
 
     async def stop(self) -> None:
         """Close the channel (the worker exits on EOF), then kill it if it does not."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout
 from .batching import Pending, settle, settle_batch
-from .messages import Batch, Ready
+from .messages import Batch, Outcomes, Ready
 from .process import Crashed, Exit, Started
 
 if TYPE_CHECKING:
@@ -67,6 +67,7 @@ class Replica:
     async def serve(self) -> Exit:
         """Take batches from the pool's queue until the worker dies or gets stuck; returns how it ended."""
         channel = self.worker.channel
+        assert channel is not None  # the worker said it is ready over it
         replies = asyncio.ensure_future(channel.receive())
         batch: list[Pending] = []
         try:
@@ -90,14 +91,15 @@ class Replica:
                         fail(batch, ModelTimeout(f"model {self.pool.name!r} did not answer within "
                                                  f"{self.pool.timeout:g}s; its worker is being replaced"))
                         return Exit("timeout", f"was stuck in a hook for more than {self.pool.timeout:g}s")
-                    outcomes = replies.result()
+                    reply = replies.result()
+                    assert isinstance(reply, Outcomes)
                 except (EOFError, ConnectionError):
                     cause = await self.worker.exit_cause()
                     fail(batch, ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this request"))
                     return cause
-                for pending, spent in zip(batch, outcomes.timings):
+                for pending, spent in zip(batch, reply.timings):
                     pending.request.timings.update(spent)
-                settle_batch(batch, outcomes.outcomes, ModelhostError)
+                settle_batch(batch, reply.outcomes, ModelhostError)
                 batch = []
                 replies = asyncio.ensure_future(channel.receive())
         finally:

@@ -21,7 +21,7 @@ from ..model import load_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import BlockingChannel
-from .messages import LoadFailed, Outcomes, Ready
+from .messages import Batch, LoadFailed, Outcomes, Ready, Serve
 
 
 def main(argv=None) -> int:
@@ -40,6 +40,7 @@ def main(argv=None) -> int:
     channel = BlockingChannel(socket.socket(fileno=args.fd))
     try:
         serve = channel.receive()
+        assert isinstance(serve, Serve)
         model = load_model(PluginSpec(name=args.name, target=args.target), serve.command_line)
     except EOFError:
         return 0
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
         except EOFError:  # the server stops serving the model here; it kills this process after 5 s
             model.unload()
             return 0
+        assert isinstance(batch, Batch)
         outcomes = model.infer_batch(batch.requests)
         timings = [request.timings for request in batch.requests]
         try:
