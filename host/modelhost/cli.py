@@ -4,12 +4,14 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Callable, Optional
 
 from . import __version__, logs, settings
 from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
+from .scaffold import write_plugin
 from .server import ServerConfig, default_hook_threads, serve
 from .settings import Bounded
 
@@ -114,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines as text, or as one JSON object each (default: text)",
     )
 
+    new_parser = commands.add_parser("new", help="write a new plugin package, with a test, into the folder NAME")
+    new_parser.add_argument("name", metavar="NAME", help="the model's name, which is also the package's")
+    new_parser.add_argument("--log-level", "--log_level", default="WARNING", help=argparse.SUPPRESS)
+    new_parser.add_argument("--log-format", "--log_format", default="text", help=argparse.SUPPRESS)
+
     list_parser = commands.add_parser("list", help="list the installed model plugins and the hooks each implements")
     list_parser.add_argument("--log-level", "--log_level", default="WARNING", help=argparse.SUPPRESS)
     list_parser.add_argument("--log-format", "--log_format", default="text", help=argparse.SUPPRESS)
@@ -208,5 +215,16 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"serve": serve_command, "list": list_command}
+def new_command(args: argparse.Namespace) -> int:
+    try:
+        folder = write_plugin(args.name, Path.cwd())
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    print(f"wrote {folder}: install it with `pip install -e '{folder}[test]'`, test it with "
+          f"`python -m pytest {folder}`, serve it with `modelhost serve --model {args.name}`")
+    return 0
+
+
+COMMANDS = {"serve": serve_command, "list": list_command, "new": new_command}
 

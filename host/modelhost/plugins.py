@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
 import importlib_metadata
@@ -32,12 +32,17 @@ log = logging.getLogger("modelhost")
 
 @dataclass(frozen=True)
 class PluginSpec:
-    """Where a model's plugin lives: ``target`` is ``module`` or ``module:attribute``."""
+    """Where a model's plugin lives: ``target`` is ``module`` or ``module:attribute``.
+
+    ``instance`` is a plugin object already made, for a model served in this
+    process only (``modelhost.testing``); ``target`` then only names it.
+    """
 
     name: str
     target: str
     distribution: Optional[str] = None
     version: Optional[str] = None
+    instance: Optional[object] = field(default=None, compare=False)
 
     @classmethod
     def from_import_path(cls, text: str) -> "PluginSpec":
@@ -94,6 +99,8 @@ def installed_at(dist: importlib_metadata.Distribution) -> float:
 
 def import_plugin(spec: PluginSpec) -> object:
     """Import a plugin; a class is instantiated once, a module or object is used as is."""
+    if spec.instance is not None:
+        return spec.instance
     module_name, _, attribute = spec.target.partition(":")
     try:
         plugin = importlib.import_module(module_name)

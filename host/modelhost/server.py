@@ -6,7 +6,7 @@ import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import NoReturn, Optional
+from typing import Callable, NoReturn, Optional
 
 import tornado.netutil
 
@@ -96,12 +96,20 @@ def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metr
 
 async def _serve(config: ServerConfig, sockets) -> int:
     loop = asyncio.get_running_loop()
-    # In-process plugin hooks are synchronous; they run here, off the event loop.
-    executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    return await serve_until(config, sockets, stopping)
 
+
+async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
+                      started: Callable[[ModelRepository], None] = lambda repository: None) -> int:
+    """One serving process: load the models, serve until ``stopping`` is set, drain, stop; the exit status.
+
+    ``started`` is told the repository once every model has loaded, or failed to.
+    """
+    # In-process plugin hooks are synchronous; they run here, off the event loop.
+    executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
     metrics = Metrics()
     in_flight = InFlight()
     repository = ModelRepository(
@@ -116,6 +124,7 @@ async def _serve(config: ServerConfig, sockets) -> int:
     )
     server.add_sockets(sockets)
     await repository.start()
+    started(repository)
     if any(runner.ready for runner in repository.runners.values()):
         await stopping.wait()
         await in_flight.drain(config.graceful_timeout)
