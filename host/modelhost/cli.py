@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="also serve a plugin that is not installed, by import path; installed models are then "
         "served only when named with --model",
     )
+    serve_parser.add_argument(
+        "--reload", action="store_true",
+        help="during development: serve a plugin's changed code as soon as its source files change, through "
+        "the repository's upgrade (worker processes only, one server process)",
+    )
     serve_parser.add_argument("--log-level", "--log_level", default="INFO", help="logging level (default: INFO)")
     serve_parser.add_argument(
         "--log-format", "--log_format", choices=logs.FORMATS, default="text",
@@ -162,6 +167,10 @@ def serve_command(args: argparse.Namespace) -> int:
             ENTRY_POINT_GROUP,
         )
         return 2
+    if args.reload and (args.workers > 1 or (None, 0) in args.replicas):
+        log.error("--reload loads changed code into new worker processes: it needs one server process "
+                  "(--workers 1) and worker processes (not --replicas 0)")
+        return 2
     config = ServerConfig(
         specs=specs,
         host=args.host,
@@ -177,6 +186,7 @@ def serve_command(args: argparse.Namespace) -> int:
         model_settings={
             setting: dict(getattr(args, setting)) for setting, *_ in MODEL_SETTINGS if getattr(args, setting)
         },
+        reload=args.reload,
     )
     serve(config)
 

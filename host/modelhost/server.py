@@ -17,6 +17,7 @@ from .errors import CannotServe
 from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
+from .reload import reload_on_change
 from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
@@ -50,6 +51,7 @@ class ServerConfig:
     auth_token: Optional[str] = None  # a bearer token every request but the health checks must carry
     # Model settings given on the command line; "replicas" 0 serves a model in the server process.
     model_settings: CommandLineSettings = field(default_factory=dict)
+    reload: bool = False  # serve a plugin's changed code as soon as its source files change (reload.py)
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -126,7 +128,10 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     await repository.start()
     started(repository)
     if any(runner.ready for runner in repository.runners.values()):
+        watching = asyncio.create_task(reload_on_change(repository, config.specs, stopping)) if config.reload else None
         await stopping.wait()
+        if watching:
+            await watching
         await in_flight.drain(config.graceful_timeout)
         status = 0
     else:
