@@ -134,5 +134,7 @@ def postprocess(outputs: Any, request: InferenceRequest) -> Any:
     the ``request`` as ``preprocess`` saw it. Returns what the protocol sends:
     an array or list (V1 ``predictions``; one V2 output tensor) or a dict of
     output name -> array (V2 output tensors; V1 rows of objects).
+    Or a :class:`modelhost.Response` holding that with V2 response and
+    per-output parameters and HTTP headers for the answer.
     Default: ``outputs`` unchanged.
     """

@@ -5,8 +5,10 @@ the server or in a worker process; nothing here knows about HTTP.
 """
 
 import logging
+import re
 import time
-from typing import Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -15,7 +17,7 @@ from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLo
 from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks,
                       make_plugin_manager, summarize)
 from .protocol import v1, v2
-from .request import InferenceRequest
+from .request import InferenceRequest, Response
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
@@ -61,10 +63,18 @@ class Model:
         Checked here, where the plugin runs, so that a result no protocol can carry is named as the plugin's
         error, with the hook that returned it, whichever process it runs in.
         """
+        more = result if isinstance(result, Response) else None
         try:
+            if more is not None:
+                result = more.outputs
             if request.protocol == "v1":
-                return v1.encode_response(result, "explanations" if request.verb == "explain" else "predictions")
-            return v2.output_tensors(result, self.metadata)
+                payload: Any = v1.encode_response(result, "explanations" if request.verb == "explain" else "predictions")
+            else:
+                payload = v2.output_tensors(result, self.metadata)
+            if more is None:
+                return payload
+            return Reply(payload, *v2.response_parameters(more.parameters, more.output_parameters, payload),
+                         answer_headers(more.headers))
         except (TypeError, ValueError) as exc:
             # The host's own postprocess hands the verb's outputs on: what a response carries is the last hook's.
             hook = "postprocess" if "postprocess" in self.hooks else request.verb
@@ -153,6 +163,31 @@ class Model:
         except Exception as exc:
             log.exception("model %r: %s hook raised", self.name, hook)
             raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A result that says more than its outputs (``postprocess`` returned a ``Response``), as its protocol
+    carries it: ``payload`` is what a bare result would have been."""
+
+    payload: Any
+    parameters: dict[str, Any]
+    output_parameters: dict[str, dict[str, Any]]
+    headers: dict[str, str]
+
+
+SERVERS_HEADERS = {"content-length", "transfer-encoding", "connection"}
+TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def answer_headers(headers: dict) -> dict[str, str]:
+    """HTTP headers a plugin gives its answer; ValueError for one HTTP cannot carry or the server's own."""
+    for name, value in headers.items():
+        if not isinstance(name, str) or not TOKEN.fullmatch(name) or name.lower() in SERVERS_HEADERS:
+            raise ValueError(f"header {name!r}, which is not one a plugin can set")
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise ValueError(f"header {name!r} with a value that is not one line of text: {value!r}")
+    return dict(headers)
 
 
 def outcome(infer: Callable[[InferenceRequest], object], request: InferenceRequest):

@@ -1,4 +1,4 @@
-"""The request as a plugin sees it, whichever protocol it arrived on."""
+"""The request as a plugin sees it, whichever protocol it arrived on, and the response it may give."""
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -76,3 +76,19 @@ class InferenceRequest:
     request_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=Headers)
+
+
+@dataclass
+class Response:
+    """What ``postprocess`` may return to say more than its outputs; bare outputs work as ever.
+
+    ``outputs`` is what it would otherwise return. ``parameters`` are the V2
+    response's own, ``output_parameters`` each V2 output's, by output name: any
+    JSON values. ``headers`` go on the HTTP answer, V1 or V2 (not
+    Content-Length, Transfer-Encoding or Connection, which are the server's).
+    """
+
+    outputs: Any
+    parameters: dict[str, Any] = field(default_factory=dict)
+    output_parameters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from modelhost import InvalidInput, hookimpl
+from modelhost import InvalidInput, Response, hookimpl
 
 
 class Doubler:
@@ -164,3 +164,21 @@ class ReadsHeaders:
     def postprocess(self, outputs, request):
         hint = request.headers.get("x-hint", "none")
         return [hint] * len(outputs) if request.protocol == "v1" else {"hint": np.array([hint] * len(outputs))}
+
+
+class Parameters:
+    """Answers with its request's parameters as the response's, a parameter on each output, and a header;
+    or, asked with the 'bad_header' parameter, with a header HTTP cannot carry."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs
+
+    @hookimpl
+    def postprocess(self, outputs, request):
+        if "bad_header" in request.parameters:
+            return Response(outputs, headers={"X-Note": "two\r\nlines"})
+        own = {name: {"unit": "m", "index": index} for index, name in enumerate(outputs)} \
+            if isinstance(outputs, dict) else {}
+        return Response(outputs, parameters=dict(request.parameters), output_parameters=own,
+                        headers={"X-Model-Note": "echoed"})

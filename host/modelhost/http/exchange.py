@@ -21,6 +21,7 @@ import tornado.routing
 
 from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
 from ..inference import InferenceCall
+from ..model import Reply
 from ..protocol import v1, v2
 from ..protocol.jsonio import Buffer
 from ..request import Headers, InferenceRequest
@@ -39,12 +40,22 @@ class Codec:
     encode: Callable[[Any, InferenceCall], tuple[bytes, dict]]
 
 
-def encode_v2(outputs: dict, call: InferenceCall) -> tuple[bytes, dict]:
+def encode_v1(result: Any, call: InferenceCall) -> tuple[bytes, dict]:
+    if isinstance(result, Reply):
+        return result.payload, {**result.headers, **JSON}
+    return result, JSON
+
+
+def encode_v2(result: Any, call: InferenceCall) -> tuple[bytes, dict]:
     assert call.request is not None  # a call that has a result has run its request
-    return v2.encode_response(outputs, call.request, call.name, call.model_version())
+    if not isinstance(result, Reply):
+        return v2.encode_response(result, call.request, call.name, call.model_version())
+    body, headers = v2.encode_response(result.payload, call.request, call.name, call.model_version(),
+                                       result.parameters, result.output_parameters)
+    return body, {**result.headers, **headers}
 
 
-V1 = Codec("v1", lambda body, headers: v1.decode_request(body), lambda body, call: (body, JSON))
+V1 = Codec("v1", lambda body, headers: v1.decode_request(body), encode_v1)
 V1_EXPLAIN = Codec("v1", lambda body, headers: v1.decode_request(body, "explain"), V1.encode)
 V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)), encode_v2)
 

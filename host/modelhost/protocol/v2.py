@@ -6,7 +6,7 @@ binary input says its ``binary_data_size``. Outputs come back as binary when the
 request asks for it, per output (``binary_data``) or for all (``binary_data_output``).
 """
 
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -156,8 +156,27 @@ def output_tensors(result: object, declared: dict) -> dict[str, np.ndarray]:
     return named
 
 
+def response_parameters(parameters: dict, output_parameters: dict,
+                        outputs: object) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A plugin's response and per-output parameters, checked: JSON objects of JSON values, for outputs it gave.
+
+    ValueError or TypeError says what is wrong.
+    """
+    if not isinstance(parameters, dict) or not isinstance(output_parameters, dict):
+        raise ValueError("parameters that are not dicts")
+    jsonio.dumps(parameters)  # TypeError for what JSON cannot carry
+    for name, its_own in output_parameters.items():
+        if not isinstance(outputs, dict) or name not in outputs or not isinstance(its_own, dict):
+            raise ValueError(f"parameters for output {name!r}, which it did not give as a dict's entry")
+        if "binary_data_size" in its_own:
+            raise ValueError(f"output {name!r}'s parameter binary_data_size, which is the server's to set")
+        jsonio.dumps(its_own)
+    return parameters, output_parameters
+
+
 def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str,
-                    model_version: Optional[str]) -> tuple[bytes, dict]:
+                    model_version: Optional[str], parameters: Optional[dict[str, Any]] = None,
+                    output_parameters: Optional[dict[str, dict[str, Any]]] = None) -> tuple[bytes, dict]:
     """The response body and its headers: JSON, or JSON followed by binary outputs.
 
     ``outputs`` come from ``output_tensors``. Floats that are not finite (NaN, infinities) are ``null`` in JSON
@@ -176,16 +195,21 @@ def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, m
     for name, array in outputs.items():
         datatype = tensors.datatype_of(array)
         output: dict[str, object] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        its_own = (output_parameters or {}).get(name)
+        if its_own:
+            output["parameters"] = its_own
         if (wanted or {}).get(name, {}).get("binary_data", binary_default):
             chunks.append(tensors.to_binary(datatype, array))
-            output["parameters"] = {"binary_data_size": len(chunks[-1])}
+            output["parameters"] = {**(its_own or {}), "binary_data_size": len(chunks[-1])}
         else:
             try:
                 output["data"] = tensors.to_json_data(name, datatype, array)
             except PluginError as error:
                 raise PluginError(f"model {model_name!r}: {error.message}") from None
         described.append(output)
-    response = {"model_name": model_name, "outputs": described}
+    response: dict[str, object] = {"model_name": model_name, "outputs": described}
+    if parameters:
+        response["parameters"] = parameters
     if model_version is not None:
         response["model_version"] = model_version
     if request.id is not None:
