@@ -11,7 +11,9 @@ import tornado.httputil
 import tornado.netutil
 import tornado.web
 
+from fixture_plugins import behaving
 from modelhost.http.httpserver import HTTPServer
+from modelhost.testing import served
 from support import running_server
 from test_hostile_clients import closed_by_server
 
@@ -89,8 +91,8 @@ def test_a_large_v2_binary_tensor_arriving_in_pieces_comes_back_right():
     body, headers = binary_infer(x)
     head = b"POST /v2/models/echo/infer HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: %d\r\n" % len(body)
     head += b"".join(b"%s: %s\r\n" % (name.encode(), value.encode()) for name, value in headers.items()) + b"\r\n"
-    with running_server("--replicas", "0", "--plugin", "echo=fixture_plugins.behaving:Doubler") as server:
-        connection = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=30)
+    with served(behaving.Doubler(), "echo") as server:
+        connection = socket.create_connection(("127.0.0.1", server.port), timeout=30)
         connection.sendall(head)
         for start in range(0, len(body), 2**20):
             connection.sendall(body[start:start + 2**20])
