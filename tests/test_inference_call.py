@@ -68,6 +68,16 @@ def v1(instances) -> InferenceRequest:
     return InferenceRequest(protocol="v1", instances=instances)
 
 
+def running_call(inline=False):
+    """A call admitted for model 'm' and handed to its (fake) runner: (inference, runner, responses, call)."""
+    inference, runner = serving(inline)
+    responses = Responses()
+    call = begin(inference, responses)
+    call.admit("m")
+    call.run(None, lambda: v1([1]))
+    return inference, runner, responses, call
+
+
 def test_a_call_is_in_flight_from_admission_to_its_answer_and_answered_with_the_served_version():
     async def scenario():
         inference, runner = serving()
@@ -87,14 +97,10 @@ def test_a_call_is_in_flight_from_admission_to_its_answer_and_answered_with_the_
 
 def test_an_inline_model_is_answered_in_the_same_turn():
     async def scenario():
-        inference, _ = serving(inline=True)
-        responses = Responses()
-        call = begin(inference, responses)
-        call.admit("m")
-        call.run(None, lambda: v1([7]))
-        return responses.told
+        _, _, responses, _ = running_call(inline=True)
+        return responses.told  # told before the loop has turned once
 
-    assert asyncio.run(scenario()) == [("answered [7]", None)]
+    assert asyncio.run(scenario()) == [("answered [1]", None)]
 
 
 def test_an_unknown_model_is_404_before_its_body_is_decoded():
@@ -113,11 +119,7 @@ def test_an_unknown_model_is_404_before_its_body_is_decoded():
 
 def test_a_client_that_leaves_withdraws_its_request_which_is_answered_499_once():
     async def scenario():
-        inference, runner = serving()
-        responses = Responses()
-        call = begin(inference, responses)
-        call.admit("m")
-        call.run(None, lambda: v1([1]))
+        inference, runner, responses, call = running_call()
         call.withdraw()
         await asyncio.sleep(0)
         assert runner.outcomes[0].cancelled()
@@ -129,11 +131,7 @@ def test_a_client_that_leaves_withdraws_its_request_which_is_answered_499_once()
 
 def test_a_drain_answers_what_is_left_with_503_and_the_late_outcome_is_dropped():
     async def scenario():
-        inference, runner = serving()
-        responses = Responses()
-        call = begin(inference, responses)
-        call.admit("m")
-        call.run(None, lambda: v1([1]))
+        inference, runner, responses, call = running_call()
         await inference.in_flight.drain(timeout=0.05)
         runner.outcomes[0].set_result("too late")
         await asyncio.sleep(0)
