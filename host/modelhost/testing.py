@@ -156,8 +156,10 @@ def served(plugin: object, name: str = "model", **settings: Any) -> Iterator[Cli
         loaded.set()
 
     async def run() -> None:
-        await serve_until(config, sockets, stopping, started)
-        loaded.set()  # also when it ends before loading: its start failed
+        try:
+            await serve_until(config, sockets, stopping, started)
+        finally:
+            loaded.set()  # also when it ends, or fails, before it has loaded the model
 
     thread = threading.Thread(target=loop.run_until_complete, args=(run(),), name="modelhost-testing", daemon=True)
     thread.start()
