@@ -38,11 +38,15 @@ async def reload_on_change(repository: ModelRepository, specs: list[PluginSpec],
         return
     log.info("reloading models when their source changes: %s",
              ", ".join(f"{name} ({folder})" for name, folder in folders.items()))
-    async for changes in awatch(*set(folders.values()), stop_event=stop, watch_filter=PythonFilter()):
-        changed = [Path(path).resolve() for _, path in changes]
-        for name, folder in folders.items():
-            if any(folder in path.parents for path in changed):
-                await reload(repository, name)
+    try:
+        async for changes in awatch(*set(folders.values()), stop_event=stop, watch_filter=PythonFilter()):
+            changed = [Path(path).resolve() for _, path in changes]
+            for name, folder in folders.items():
+                if any(folder in path.parents for path in changed):
+                    await reload(repository, name)
+    except Exception:
+        log.exception("--reload stopped watching; the models serve on as they are")
+        raise
 
 
 async def reload(repository: ModelRepository, name: str) -> None:

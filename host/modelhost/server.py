@@ -130,8 +130,8 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     if any(runner.ready for runner in repository.runners.values()):
         watching = asyncio.create_task(reload_on_change(repository, config.specs, stopping)) if config.reload else None
         await stopping.wait()
-        if watching:
-            await watching
+        if watching:  # it stops with the same event; what it raised has been logged
+            await asyncio.gather(watching, return_exceptions=True)
         await in_flight.drain(config.graceful_timeout)
         status = 0
     else:
