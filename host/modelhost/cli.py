@@ -167,7 +167,7 @@ def serve_command(args: argparse.Namespace) -> int:
             ENTRY_POINT_GROUP,
         )
         return 2
-    if args.reload and (args.workers > 1 or (None, 0) in args.replicas):
+    if args.reload and (args.workers > 1 or any(count == 0 for _, count in args.replicas)):
         log.error("--reload loads changed code into new worker processes: it needs one server process "
                   "(--workers 1) and worker processes (not --replicas 0)")
         return 2

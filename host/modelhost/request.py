@@ -13,7 +13,7 @@ class Headers(Mapping[str, str]):
 
     Made from the front end's (name, value) pairs when first read, so that a
     request whose hooks never look costs one small object; it crosses to a
-    worker process as a plain dict.
+    worker process as its lower-cased pairs.
     """
 
     __slots__ = ("pairs", "by_name")

@@ -100,18 +100,10 @@ class Client:
 
 
 def v2_request(inputs: dict[str, np.ndarray], binary: bool, parameters: dict) -> tuple[bytes, dict[str, str]]:
-    described, chunks = [], []
-    for name, value in inputs.items():
-        array = np.asarray(value)
+    arrays = {name: np.asarray(value) for name, value in inputs.items()}
+    for name, array in arrays.items():
         tensors.check_output(name, array)
-        datatype = tensors.datatype_of(array)
-        tensor: dict[str, Any] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        if binary:
-            chunks.append(tensors.to_binary(datatype, array))
-            tensor["parameters"] = {"binary_data_size": len(chunks[-1])}
-        else:
-            tensor["data"] = tensors.to_json_data(name, datatype, array)
-        described.append(tensor)
+    described, chunks = v2.write_tensors(arrays, lambda name: binary, {})
     header = orjson.dumps({"inputs": described, "parameters": {**parameters, "binary_data_output": binary}},
                           option=orjson.OPT_SERIALIZE_NUMPY)
     if not binary:
@@ -122,16 +114,8 @@ def v2_request(inputs: dict[str, np.ndarray], binary: bool, parameters: dict) ->
 
 def v2_outputs(answer: Answer) -> dict[str, np.ndarray]:
     json_length = int(answer.headers.get(v2.HEADER_LENGTH.lower(), len(answer.body)))
-    binary = memoryview(answer.body)[json_length:]
-    outputs, offset = {}, 0
-    for output in orjson.loads(answer.body[:json_length])["outputs"]:
-        name, datatype, shape = output["name"], output["datatype"], tuple(output["shape"])
-        size = output.get("parameters", {}).get("binary_data_size")
-        if size is None:
-            outputs[name] = tensors.from_json(name, datatype, shape, output["data"])
-        else:
-            outputs[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size])
-            offset += size
+    outputs, _ = v2.read_tensors(orjson.loads(answer.body[:json_length])["outputs"],
+                                 memoryview(answer.body)[json_length:])
     return outputs
 
 

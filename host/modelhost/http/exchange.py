@@ -128,7 +128,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
 
     def data_received(self, chunk: bytes) -> None:
         refusal = self.body.add(chunk)
-        if refusal and not self.call.responded:  # a chunked body, its size unknown until now
+        if refusal:  # a chunked body, its size unknown until now
             self.call.fail(refusal)
 
     def finish(self) -> None:

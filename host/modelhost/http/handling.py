@@ -57,7 +57,6 @@ class BaseHandler(tornado.web.RequestHandler):
         self.auth_token = serving.auth_token
         self.body_deadlines = serving.body_deadlines
         self.gathered = Body(serving.max_buffer_size)
-        self.refused = False  # answered while its body arrives: the body is too large
 
     def set_default_headers(self):
         # Called before initialize, and again when send_error clears the headers: the id is made once.
@@ -77,15 +76,14 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def data_received(self, chunk: bytes):
         refusal = self.gathered.add(chunk)
-        if refusal and not self.refused:  # a chunked body, its size unknown until now
-            self.refused = True
+        if refusal:  # a chunked body, its size unknown until now
             logs.refused(refusal.status, refusal.message, origin_of(self.request, self.request_id))
             self.send_error(refusal.status, exc_info=(type(refusal), refusal, None))
 
     @property
     def body(self) -> bytes:
         self.body_deadlines.received(self)
-        if self.refused:
+        if self.gathered.overflowed:  # answered 413 as it arrived
             raise tornado.web.Finish()
         return bytes(self.gathered.whole())
 
@@ -176,12 +174,17 @@ class Body:
         self.size = 0
 
     def add(self, chunk: bytes) -> Optional[PayloadTooLarge]:
-        """Keep the chunk; or, once the body is larger than allowed, the refusal that answers it."""
+        """Keep the chunk; or, the moment the body grows larger than allowed, the refusal that answers it."""
+        overflowed_before = self.overflowed
         self.size += len(chunk)
-        if self.size > self.max_buffer_size:
-            return too_large(self.max_buffer_size)
-        self.chunks.append(chunk)
-        return None
+        if not self.overflowed:
+            self.chunks.append(chunk)
+            return None
+        return None if overflowed_before else too_large(self.max_buffer_size)
+
+    @property
+    def overflowed(self) -> bool:
+        return self.size > self.max_buffer_size
 
     def whole(self) -> bytearray:
         """The body in one writable buffer, so that the binary tensors viewing it are a plugin's to change.

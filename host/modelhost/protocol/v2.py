@@ -6,7 +6,7 @@ binary input says its ``binary_data_size``. Outputs come back as binary when the
 request asks for it, per output (``binary_data``) or for all (``binary_data_output``).
 """
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -64,29 +64,61 @@ def decode_request(body: jsonio.Buffer, header_length: Optional[str]) -> Inferen
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
-    request = InferenceRequest(
+    inputs, input_parameters = read_tensors(raw_inputs, binary)
+    return InferenceRequest(
         protocol="v2",
+        inputs=inputs,
+        input_parameters=input_parameters,
         id=_optional(payload, "id", str),
         parameters=_optional(payload, "parameters", dict) or {},
         requested_outputs=_requested_outputs(payload),
     )
+
+
+def read_tensors(described: list, binary: memoryview) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Tensors by name from their JSON descriptions, with their data inline or in ``binary``, and each one's
+    parameters; InvalidInput says what does not add up. A request's inputs, or (to a client) a response's outputs.
+    """
+    arrays: dict[str, np.ndarray] = {}
+    parameters_by_name: dict[str, dict] = {}
     offset = 0
-    for raw in raw_inputs:
+    for raw in described:
         name, datatype, shape, parameters = _input_header(raw)
-        if name in request.inputs:
+        if name in arrays:
             raise InvalidInput(f"input {name!r} is given twice")
         size = parameters.get("binary_data_size")
         if size is None:
-            request.inputs[name] = tensors.from_json(name, datatype, shape, raw.get("data"))
+            arrays[name] = tensors.from_json(name, datatype, shape, raw.get("data"))
         else:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body")
-            request.inputs[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size])
+            arrays[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size])
             offset += size
-        request.input_parameters[name] = parameters
+        parameters_by_name[name] = parameters
     if offset != len(binary):
         raise InvalidInput(f"the body has {len(binary) - offset} bytes that no input claims")
-    return request
+    return arrays, parameters_by_name
+
+
+def write_tensors(arrays: dict[str, np.ndarray], as_binary: Callable[[str], bool],
+                  parameters: dict[str, dict[str, Any]]) -> tuple[list[dict[str, object]], list[bytes]]:
+    """JSON descriptions of tensors (with ``parameters`` of their own), their data inline, or, for those
+    ``as_binary`` names, in the chunks that follow the JSON. PluginError for BYTES asked for as JSON that are
+    not text."""
+    described, chunks = [], []
+    for name, array in arrays.items():
+        datatype = tensors.datatype_of(array)
+        tensor: dict[str, object] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
+        its_own = parameters.get(name)
+        if its_own:
+            tensor["parameters"] = its_own
+        if as_binary(name):
+            chunks.append(tensors.to_binary(datatype, array))
+            tensor["parameters"] = {**(its_own or {}), "binary_data_size": len(chunks[-1])}
+        else:
+            tensor["data"] = tensors.to_json_data(name, datatype, array)
+        described.append(tensor)
+    return described, chunks
 
 
 def _split(body: jsonio.Buffer, header_length: Optional[str]) -> tuple[jsonio.Buffer, memoryview]:
@@ -191,22 +223,12 @@ def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, m
             )
         outputs = {name: outputs[name] for name in wanted}
     binary_default = bool(request.parameters.get("binary_data_output", False))
-    described, chunks = [], []
-    for name, array in outputs.items():
-        datatype = tensors.datatype_of(array)
-        output: dict[str, object] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
-        its_own = (output_parameters or {}).get(name)
-        if its_own:
-            output["parameters"] = its_own
-        if (wanted or {}).get(name, {}).get("binary_data", binary_default):
-            chunks.append(tensors.to_binary(datatype, array))
-            output["parameters"] = {**(its_own or {}), "binary_data_size": len(chunks[-1])}
-        else:
-            try:
-                output["data"] = tensors.to_json_data(name, datatype, array)
-            except PluginError as error:
-                raise PluginError(f"model {model_name!r}: {error.message}") from None
-        described.append(output)
+    try:
+        described, chunks = write_tensors(
+            outputs, lambda name: (wanted or {}).get(name, {}).get("binary_data", binary_default),
+            output_parameters or {})
+    except PluginError as error:
+        raise PluginError(f"model {model_name!r}: {error.message}") from None
     response: dict[str, object] = {"model_name": model_name, "outputs": described}
     if parameters:
         response["parameters"] = parameters
