@@ -103,6 +103,14 @@ def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0, **pr
         server.stop()
 
 
+def wait_until(condition, timeout: float = 30) -> None:
+    """Until ``condition()`` is true: for a state the server reaches on its own, such as a health check's."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{condition} never held"
+        time.sleep(0.02)
+
+
 def wait_for_file(path: Path, timeout: float = 30) -> None:
     """Until ``path`` exists: how a fixture plugin says it has reached a point, with no timing involved."""
     deadline = time.monotonic() + timeout

@@ -7,9 +7,10 @@ import pytest
 from modelhost import InferenceRequest, InvalidInput, hookimpl
 from modelhost.defaults import instances_as_array
 from modelhost.errors import PluginError, PluginLoadError
-from modelhost.model import Model, load_model
+from modelhost.hookcallers import HookCaller, run_sync
+from modelhost.model import Model, import_model
 from modelhost.settings import ServingSettings
-from modelhost.plugins import PluginSpec, firstresult_caller, import_plugin, make_plugin_manager
+from modelhost.plugins import PluginSpec, import_plugin, make_plugin_manager
 from fixture_plugins import behaving, broken, module_plugin
 
 
@@ -23,14 +24,14 @@ def v2(**inputs):
 
 def predictions(model: Model, request: InferenceRequest) -> list:
     """A V1 request's predictions: for V1, the model's pipeline ends in the response body."""
-    return orjson.loads(model.infer(request))["predictions"]
+    return orjson.loads(run_sync(model.infer(request)))["predictions"]
 
 
 def test_only_predict_is_needed_and_defaults_do_the_rest():
     model = Model("doubler", behaving.Doubler())
     assert model.hooks == ["predict"]
     assert predictions(model, v1([[1, 2], [3, 4]])) == [[2, 4], [6, 8]]
-    outputs = model.infer(v2(a=[1.5], b=[[1, 2]]))
+    outputs = run_sync(model.infer(v2(a=[1.5], b=[[1, 2]])))
     assert set(outputs) == {"a", "b"}
     np.testing.assert_array_equal(outputs["b"], [[2, 4]])
 
@@ -47,7 +48,7 @@ def test_default_preprocess_keeps_one_row_per_v1_instance():
 def test_a_plugins_own_hooks_answer_before_the_defaults():
     model = Model("declared", behaving.Declared())
     assert model.hooks == ["metadata", "preprocess", "predict"]
-    model.load(ServingSettings())
+    run_sync(model.load({}))
     assert model.metadata["outputs"][0]["name"] == "sum"
     assert predictions(model, v1([[1, 2, 3]])) == [6.0]
 
@@ -69,7 +70,8 @@ def test_a_class_plugin_is_instantiated_and_load_runs_once():
     spec = PluginSpec.from_import_path("fixture_plugins.behaving:Counter")
     assert spec.name == "Counter"
     before = behaving.Counter.loads
-    model = load_model(spec, {})
+    model = import_model(spec)
+    run_sync(model.load({}))
     assert isinstance(model.plugin, behaving.Counter)
     assert behaving.Counter.loads == before + 1
 
@@ -107,15 +109,15 @@ def test_an_import_failure_says_what_to_anyone_and_where_to_the_log():
 
 def test_a_failing_load_is_a_load_error_naming_the_hook():
     with pytest.raises(PluginLoadError, match=r"load hook raised FileNotFoundError: weights.bin is missing"):
-        load_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad"), {})
+        run_sync(import_model(PluginSpec.from_import_path("fixture_plugins.broken:FailsToLoad")).load({}))
 
 
 def test_invalid_input_passes_through_and_other_errors_name_the_hook():
     model = Model("picky", behaving.Picky())
     with pytest.raises(InvalidInput, match="'bad' is not an instance"):
-        model.infer(v1(["bad"]))
+        run_sync(model.infer(v1(["bad"])))
     with pytest.raises(PluginError, match=r"model 'picky': predict hook raised RuntimeError: the model blew up"):
-        model.infer(v1(["boom"]))
+        run_sync(model.infer(v1(["boom"])))
 
 
 def test_a_hook_may_take_a_subset_of_its_arguments():
@@ -146,8 +148,9 @@ def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
             return inputs
 
     model = Model("tuned", Tuned())
-    model.load(ServingSettings.resolve(model.call("settings", name="tuned"), {"replicas": 3}))
-    assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256, "inline": False}
+    run_sync(model.load({"replicas": 3}))
+    assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256,
+                                        "inline": False, "max_concurrency": 64, "health_interval_s": 5.0}
 
 
 @pytest.mark.parametrize("own, message", [
@@ -182,13 +185,15 @@ def test_hooks_resolved_once_answer_as_pluggy_would():
 
     model = Model("ordered", Late())
     model.pm.register(Early())
-    callers = {hook: firstresult_caller(getattr(model.pm.hook, hook)) for hook in ("preprocess", "postprocess")}
+    callers = {hook: HookCaller(getattr(model.pm.hook, hook)) for hook in ("preprocess", "postprocess", "load")}
     for instances in (["x"], ["late"]):  # the tryfirst hook answers; then passes (None) to the next
         request = v1(instances)
-        assert callers["preprocess"](request=request) == model.pm.hook.preprocess(request=request)
-    assert callers["preprocess"](request=v1(["x"])) == ["early"]
-    assert callers["preprocess"](request=v1(["late"])) == ["late"]
-    assert callers["postprocess"](outputs=[7], request=v1([1])) == [7]  # the host's default
+        assert run_sync(callers["preprocess"]({"request": request})) == model.pm.hook.preprocess(request=request)
+    assert run_sync(callers["preprocess"]({"request": v1(["x"])})) == ["early"]
+    assert run_sync(callers["preprocess"]({"request": v1(["late"])})) == ["late"]
+    assert run_sync(callers["postprocess"]({"outputs": [7], "request": v1([1])})) == [7]  # the host's default
+    # Not firstresult: every implementation's result counts, as pluggy's own call returns them.
+    assert run_sync(callers["load"]({"name": "ordered", "settings": {}})) == model.pm.hook.load(name="ordered", settings={})
 
 
 def test_hooks_with_wrappers_keep_pluggys_caller():
@@ -200,6 +205,4 @@ def test_hooks_with_wrappers_keep_pluggys_caller():
 
     model = Model("doubler", behaving.Doubler())
     model.pm.register(Wrapping())
-    hook = model.pm.hook.predict
-    assert firstresult_caller(hook) is hook
-    assert firstresult_caller(model.pm.hook.load) is model.pm.hook.load  # not firstresult: every result counts
+    assert run_sync(HookCaller(model.pm.hook.predict)({"inputs": np.array([1, 2])})).tolist() == [20, 40]

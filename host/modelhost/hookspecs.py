@@ -12,8 +12,12 @@ host gather several requests into one ``predict`` call. Every argument and
 return value must be picklable (NumPy arrays, lists, dicts, strings), because
 the hooks may run in another process than the HTTP server.
 
-Hooks are plain synchronous functions. The host calls them from a thread pool,
-never on the event loop, and may call them from several threads at once.
+A hook may be a plain function or ``async def``, and a plugin may mix them.
+The host calls a plain one from a thread pool, never on the event loop, and
+may call it from several threads at once. It awaits an ``async def`` one on
+the event loop of the process that serves the model (the server's, or its
+worker's), up to ``max_concurrency`` batches at once, so it must never block:
+await I/O, and hand heavy computation to a thread. Generators are refused.
 An implementation may accept any subset of a hook's arguments. The type
 hints say what the host passes and takes; ``Any`` is whatever the plugin's
 own hooks agree on (arrays, dicts of arrays, lists).
@@ -59,6 +63,22 @@ def unload(name: str) -> None:
 
 
 @hookspec(firstresult=True)
+def healthy(name: str) -> Optional[bool]:
+    """Whether the model can serve now: its own health, beyond having loaded.
+
+    Receives ``name``. Returns True when it can. Asked every
+    ``health_interval_s`` (5 by default) in each process that serves the
+    model, and once before it first serves; False, anything else that is not
+    true, an exception, or no answer within ``--timeout`` makes it not ready
+    (``/v2/models/NAME/ready``, ``/v1/models/NAME`` and ``/v2/health/ready``
+    answer 503, and requests get 503) until it answers True again; each change
+    is logged once, with the reason. In worker mode each replica answers for
+    itself, and one that is not healthy gets no requests.
+    Default: none; a model without it is healthy while it is loaded.
+    """
+
+
+@hookspec(firstresult=True)
 def metadata(name: str) -> Optional[dict[str, Any]]:
     """Describe the model for ``GET /v2/models/NAME``.
 
@@ -80,7 +100,9 @@ def settings(name: str) -> Optional[dict[str, Any]]:
     more), ``max_queue_size`` (requests that may wait; more get 503) and
     ``inline`` (true: in the server process, run the hooks on the event
     loop itself, for a model whose hooks take microseconds; a slow hook
-    then holds up every request and health check). Called before ``load``,
+    then holds up every request and health check), ``max_concurrency``
+    (batches a model with ``async def`` hooks runs at once in each process)
+    and ``health_interval_s`` (seconds between ``healthy`` checks). Called before ``load``,
     where the plugin runs: in worker mode, in the first worker, so the
     server never imports the plugin itself.
     Default: ``{}``: one worker, no batching, 256 requests may wait.

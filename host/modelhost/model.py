@@ -1,26 +1,30 @@
 """One loaded model: its plugin manager and the request pipeline through its hooks.
 
-Everything here is synchronous and runs where the plugin runs, in a thread of
-the server or in a worker process; nothing here knows about HTTP.
+The pipeline is written once, as coroutines, and runs where the plugin runs.
+A model whose hooks are all synchronous never waits, so its pipeline runs to
+its end in one thread (``hookcallers.run_sync``): a hook thread of the server,
+or a worker process. A model with an ``async def`` hook (``awaits``) runs it on
+an event loop, the server's or its worker's, its synchronous hooks sent to
+threads through ``offload``. Nothing here knows about HTTP.
 """
 
 import logging
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
-
-import numpy as np
+from typing import Any, Optional
 
 from . import logs
 from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
-from .plugins import (HOOK_NAMES, PluginSpec, firstresult_caller, import_plugin, implemented_hooks,
-                      make_plugin_manager, summarize)
+from .hookcallers import HookCaller, Offload
+from .plugins import HOOK_NAMES, PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .protocol import v1, v2
 from .request import InferenceRequest, Response
+from .rows import concatenate, groups_that_concatenate, rows, split
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
+
 
 class Model:
     def __init__(self, name: str, plugin: object):
@@ -28,29 +32,54 @@ class Model:
         self.plugin = plugin
         self.pm = make_plugin_manager(name, plugin)
         self.hooks = implemented_hooks(self.pm, plugin)
-        self.callers = {hook: firstresult_caller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
+        self.callers = {hook: HookCaller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
+        self.awaits = any(caller.awaits for caller in self.callers.values())
+        # How a synchronous hook leaves the event loop that an awaiting model's pipeline runs on; None: in place.
+        self.offload: Optional[Offload] = None
         self.metadata: dict = {}
         self.settings = ServingSettings()
 
-    def load(self, settings: ServingSettings) -> None:
-        self.settings = settings
-        self.call("load", name=self.name, settings=settings.as_dict())
-        self.metadata = self.call("metadata", name=self.name) or {}
+    async def load(self, command_line: dict) -> None:
+        """Resolve the plugin's ``settings`` under the command line's, then ``load`` and read its ``metadata``.
 
-    def unload(self) -> None:
+        PluginLoadError says why it cannot serve.
+        """
+        try:
+            own = await self.call("settings", name=self.name) or {}
+            self.settings = ServingSettings.resolve(own, command_line)
+            await self.call("load", name=self.name, settings=self.settings.as_dict())
+            self.metadata = await self.call("metadata", name=self.name) or {}
+        except ModelhostError as exc:
+            raise PluginLoadError(exc.message) from None
+        except PluginLoadError as exc:
+            raise PluginLoadError(f"model {self.name!r}: {exc}") from None
+
+    async def unload(self) -> None:
         """Call the plugin's ``unload``; its exception is logged (by ``call``), never raised."""
         try:
-            self.call("unload", name=self.name)
+            await self.call("unload", name=self.name)
         except ModelhostError:
             pass
 
-    def infer(self, request: InferenceRequest):
-        """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
-        inputs = self.timed([request], "preprocess", request=request)
-        outputs = self.timed([request], self.verb(request), inputs=inputs)
-        self.check_rows(outputs, rows(inputs), request.verb)
-        return self.respond(self.timed([request], "postprocess", outputs=outputs, request=request), request)
+    async def health(self) -> str:
+        """Why the model is not healthy now, as its ``healthy`` hook says; "" when it is, or has no such hook.
 
+        Not logged here: it is polled, and its callers log each change once.
+        """
+        if "healthy" not in self.hooks:
+            return ""
+        try:
+            healthy = await self.callers["healthy"]({"name": self.name}, self.offload)
+        except Exception as exc:
+            return f"its healthy hook raised {summarize(exc)}"
+        return "" if healthy else f"its healthy hook returned {healthy!r}"
+
+    async def infer(self, request: InferenceRequest):
+        """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
+        inputs = await self.timed([request], "preprocess", request=request)
+        outputs = await self.timed([request], self.verb(request), inputs=inputs)
+        self.check_rows(outputs, rows(inputs), request.verb)
+        return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
     def verb(self, request: InferenceRequest) -> str:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
         if request.verb == "explain" and "explain" not in self.hooks:
@@ -88,7 +117,7 @@ class Model:
                 f"{produced} rows"
             raise PluginError(f"model {self.name!r}: {hook} returned {produced_text} for {expected} inputs")
 
-    def infer_batch(self, requests: list[InferenceRequest]) -> list:
+    async def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
 
         With batching off (``max_batch_size`` 1), each request goes through
@@ -101,34 +130,41 @@ class Model:
         each of its requests.
         """
         if self.settings.max_batch_size <= 1:
-            return [outcome(self.infer, request) for request in requests]
+            return [await self.outcome(request) for request in requests]
         outcomes: list = [None] * len(requests)
         prepared = {}
         for index, request in enumerate(requests):
             try:
-                inputs = self.timed([request], "preprocess", request=request)
+                inputs = await self.timed([request], "preprocess", request=request)
                 prepared[index] = (inputs, rows(inputs), self.verb(request))
             except ModelhostError as error:
                 outcomes[index] = error
         for group in groups_that_concatenate(prepared):
             try:
-                parts = self.predict_together([prepared[index] for index in group], [requests[i] for i in group])
+                parts = await self.predict_together([prepared[index] for index in group], [requests[i] for i in group])
             except ModelhostError as error:
                 parts = [error] * len(group)
             for index, part in zip(group, parts):
                 try:
-                    outcomes[index] = part if isinstance(part, ModelhostError) else self.respond(self.timed(
+                    outcomes[index] = part if isinstance(part, ModelhostError) else self.respond(await self.timed(
                         [requests[index]], "postprocess", outputs=part, request=requests[index]
                     ), requests[index])
                 except ModelhostError as error:
                     outcomes[index] = error
         return outcomes
 
-    def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
+    async def outcome(self, request: InferenceRequest):
+        """The request's result, or the error that answers it."""
+        try:
+            return await self.infer(request)
+        except ModelhostError as error:
+            return error
+
+    async def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
         """Run the group's verb (each group has one) once for all its requests' inputs."""
         hook = prepared[0][2]
         if len(prepared) == 1:
-            outputs = self.timed(requests, hook, inputs=prepared[0][0])
+            outputs = await self.timed(requests, hook, inputs=prepared[0][0])
             self.check_rows(outputs, prepared[0][1], hook)
             return [outputs]
         sizes = [size for _, size, _ in prepared]
@@ -137,27 +173,27 @@ class Model:
             batch = concatenate([inputs for inputs, _, _ in prepared])
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-        outputs = self.timed(requests, hook, inputs=batch)
+        outputs = await self.timed(requests, hook, inputs=batch)
         self.check_rows(outputs, sum(sizes), hook)
         return split(outputs, sizes)
 
-    def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
+    async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines."""
         ids = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests if r.request_id)
         tag = logs.request_id.set(ids)
         started = time.perf_counter()
         try:
-            return self.call(hook, **kwargs)
+            return await self.call(hook, **kwargs)
         finally:
             spent = time.perf_counter() - started
             for request in requests:
                 request.timings[hook] = spent
             logs.request_id.reset(tag)
 
-    def call(self, hook: str, **kwargs):
+    async def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""
         try:
-            return self.callers[hook](**kwargs)
+            return await self.callers[hook](kwargs, self.offload)
         except ModelhostError:
             raise
         except Exception as exc:
@@ -190,76 +226,11 @@ def answer_headers(headers: dict) -> dict[str, str]:
     return dict(headers)
 
 
-def outcome(infer: Callable[[InferenceRequest], object], request: InferenceRequest):
-    """The request's result, or the error that answers it."""
-    try:
-        return infer(request)
-    except ModelhostError as error:
-        return error
-
-
-def rows(batch) -> Optional[int]:
-    """The leading dimension of an array, a list, or a dict of them (None when it has none)."""
-    if isinstance(batch, dict):
-        counts = {rows(value) for value in batch.values()}
-        return counts.pop() if len(counts) == 1 else None
-    if isinstance(batch, list):
-        return len(batch)
-    shape = getattr(batch, "shape", ())
-    return shape[0] if shape else None
-
-
-def groups_that_concatenate(prepared: dict) -> list[list[int]]:
-    """Request indices grouped so that each group's inputs concatenate along the first dimension, and its verb
-    is one."""
-    groups: dict = {}
-    for index, (inputs, size, verb) in prepared.items():
-        key = (verb, layout(inputs)) if size is not None else ("alone", index)
-        groups.setdefault(key, []).append(index)
-    return list(groups.values())
-
-
-def layout(inputs):
-    if isinstance(inputs, dict):
-        return tuple(sorted((name, layout(value)) for name, value in inputs.items()))
-    if isinstance(inputs, np.ndarray):
-        return ("array", inputs.dtype.str, inputs.shape[1:])
-    return ("list",)
-
-
-def concatenate(batches: list):
-    first = batches[0]
-    if isinstance(first, dict):
-        return {name: concatenate([batch[name] for batch in batches]) for name in first}
-    if isinstance(first, np.ndarray):
-        return np.concatenate(batches)
-    return [row for batch in batches for row in batch]
-
-
-def split(outputs, sizes: list[int]) -> list:
-    if isinstance(outputs, dict):
-        parts = {name: split(value, sizes) for name, value in outputs.items()}
-        return [{name: parts[name][index] for name in parts} for index in range(len(sizes))]
-    bounds = np.cumsum([0, *sizes])
-    return [outputs[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
-
-
 def served_versions(spec: PluginSpec, declared: dict) -> list[str]:
     """The versions a model answers to: the plugin's own (its metadata's ``versions``), else its distribution's."""
     return [str(version) for version in declared.get("versions") or []] or ([spec.version] if spec.version else [])
 
 
-def load_model(spec: PluginSpec, command_line: dict) -> Model:
-    """Import, validate and load a plugin, served with its own settings under the command line's.
-
-    PluginLoadError says why it cannot serve.
-    """
-    model = Model(spec.name, import_plugin(spec))
-    try:
-        own = model.call("settings", name=spec.name) or {}
-        model.load(ServingSettings.resolve(own, command_line))
-    except ModelhostError as exc:
-        raise PluginLoadError(exc.message) from None
-    except PluginLoadError as exc:
-        raise PluginLoadError(f"model {spec.name!r}: {exc}") from None
-    return model
+def import_model(spec: PluginSpec) -> Model:
+    """Import a plugin and check that it keeps the contract; PluginLoadError says why it cannot serve."""
+    return Model(spec.name, import_plugin(spec))

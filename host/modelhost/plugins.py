@@ -14,7 +14,7 @@ import os
 import re
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Iterable, Optional
 
 import importlib_metadata
 import pluggy
@@ -22,6 +22,7 @@ import pluggy
 from . import hookspecs
 from .defaults import DefaultHooks
 from .errors import PluginLoadError
+from .hookcallers import unrunnable
 
 ENTRY_POINT_GROUP = "modelhost.models"
 # The contract's hooks, in the order hookspecs.py states them.
@@ -116,7 +117,7 @@ def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
 
     Raises PluginLoadError when the plugin does not keep the contract: an
     unknown (misspelled) hook, a hook-named function without ``@hookimpl``,
-    arguments a hook does not have, or no ``predict``.
+    arguments a hook does not have, no ``predict``, or a hook the host cannot call (``hookcallers``).
     """
     pm = pluggy.PluginManager("modelhost")
     pm.add_hookspecs(hookspecs)
@@ -134,33 +135,10 @@ def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
         )
     if "predict" not in implemented:
         raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook")
+    problems = [problem for problem in (unrunnable(getattr(pm.hook, hook)) for hook in HOOK_NAMES) if problem]
+    if problems:
+        raise PluginLoadError(f"model {name!r}: {'; '.join(problems)}")
     return pm
-
-
-def firstresult_caller(hook: pluggy.HookCaller) -> Callable[..., object]:
-    """A function that calls a ``firstresult`` hook's implementations as pluggy would, without its per-call work.
-
-    pluggy checks the arguments and copies the implementation list on every
-    call: microseconds that a request pays three times (preprocess, predict,
-    postprocess). The implementations do not change once a model is loaded,
-    so they are resolved here, once: called last-registered first (tryfirst
-    ahead, trylast behind, as ``get_hookimpls`` orders them in reverse), each
-    with the arguments it names, until one returns something other than None.
-    A hook with wrappers keeps pluggy's own caller.
-    """
-    implementations = hook.get_hookimpls()
-    if hook.spec is None or not hook.spec.opts.get("firstresult") or any(impl.hookwrapper or impl.wrapper for impl in implementations):
-        return hook
-    in_call_order = [(impl.function, impl.argnames) for impl in reversed(implementations)]
-
-    def call(**kwargs):
-        for function, argnames in in_call_order:
-            result = function(*[kwargs[name] for name in argnames])
-            if result is not None:
-                return result
-        return None
-
-    return call
 
 
 def implemented_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:

@@ -127,7 +127,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     server.add_sockets(sockets)
     await repository.start()
     started(repository)
-    if any(runner.ready for runner in repository.runners.values()):
+    if any(runner.loaded for runner in repository.runners.values()):
         watching = asyncio.create_task(reload_on_change(repository, config.specs, stopping)) if config.reload else None
         await stopping.wait()
         if watching:  # it stops with the same event; what it raised has been logged

@@ -50,13 +50,16 @@ COUNT = Bounded(int, 1)
 class ServingSettings:
     """How one model is served. The defaults are the host's; ``resolve`` lays the plugin's and the command line's
     over them. ``replicas`` 0 serves the model in the server process; ``inline`` runs its hooks on the event loop
-    there."""
+    there. ``max_concurrency`` is how many batches a model with ``async def`` hooks runs at once in each process
+    that serves it; ``health_interval_s`` how often a model with a ``healthy`` hook is asked."""
 
     replicas: int = 1
     max_batch_size: int = 1
     max_batch_wait_ms: float = 5.0
     max_queue_size: int = 256
     inline: bool = False
+    max_concurrency: int = 64
+    health_interval_s: float = 5.0
 
     @classmethod
     def resolve(cls, plugin: dict, command_line: dict) -> "ServingSettings":
@@ -88,8 +91,11 @@ def boolean(value) -> bool:
 
 
 # What each setting may be, from the command line or a plugin.
-RANGES: dict[str, Callable[[object], object]] = {"replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
-          "max_queue_size": Bounded(int, 0), "inline": boolean}
+RANGES: dict[str, Callable[[object], object]] = {
+    "replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
+    "max_queue_size": Bounded(int, 0), "inline": boolean, "max_concurrency": COUNT,
+    "health_interval_s": Bounded(float, 0, low_included=False),
+}
 # The settings the command line gives, every model's (None) or one model's by name: setting -> {name: value}.
 CommandLineSettings = dict[str, dict[Optional[str], float]]
 

@@ -9,17 +9,21 @@ takes its fair share of what is waiting (never waiting for more), and the
 model runs them one at a time: the requests only share the trip to the thread
 or the worker process that runs them, which is what that trip costs under load.
 A share leaves each idle consumer as much as it takes, so two requests that
-arrive together for two idle replicas go one to each.
+arrive together for two idle replicas go one to each. A model with ``async
+def`` hooks has one consumer that runs each batch (with batching off, each
+request: no share) as a task of its own, ``max_concurrency`` at once
+(``run_batches``).
 """
 
 import asyncio
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ..errors import ModelBusy
 from ..request import InferenceRequest
 from ..settings import ServingSettings
+from .deadline import within
 
 @dataclass
 class Pending:
@@ -41,18 +45,20 @@ class RequestQueue:
         self.max_size = 1
         self.max_wait = 0.0
         self.consumers = 1
+        self.shares = True  # with batching off, a consumer takes its share of what waits, not one request
         self.idle = 0  # consumers waiting for a request
         self.outstanding = 0  # submitted and not yet answered
         # The size of the batch handed out before this one: clients answered together tend to come back
         # together, the next one's headers sometimes a moment after the first one's body.
         self.last_size = 1
 
-    def configure(self, settings: ServingSettings, consumers: int) -> None:
+    def configure(self, settings: ServingSettings, consumers: int, shares: bool = True) -> None:
         """Batching as the model's serving settings say; ``consumers`` take from this queue."""
         self.max_size = settings.max_batch_size
         self.max_wait = settings.max_batch_wait_ms / 1000
         self.max_waiting = settings.max_queue_size
         self.consumers = consumers
+        self.shares = shares
 
     def submit(self, request: InferenceRequest) -> asyncio.Future:
         """The future of the request's outcome, once a consumer has run it; ModelBusy at once when the queue is full."""
@@ -76,8 +82,12 @@ class RequestQueue:
         finally:
             self.idle -= 1
         if self.max_size > 1:
-            await self.gather(batch)
-        else:
+            try:
+                await self.gather(batch)
+            except asyncio.CancelledError:  # its consumer is going: what it took waits for another
+                self.put_back(batch)
+                raise
+        elif self.shares:
             left = self.waiting.qsize()
             share = min(-(-left // self.consumers), left // (self.idle + 1))
             batch += [self.waiting.get_nowait() for _ in range(share)]
@@ -104,7 +114,7 @@ class RequestQueue:
                 if remaining <= 0:
                     return
                 try:
-                    batch.append(await asyncio.wait_for(self.waiting.get(), remaining))
+                    batch.append(await within(remaining, self.waiting.get()))
                 except asyncio.TimeoutError:
                     return
             else:
@@ -119,6 +129,37 @@ class RequestQueue:
             settle(self.waiting.get_nowait().outcome, error=error)
 
 
+async def run_batches(take: Callable[[], Awaitable[list[Pending]]],
+                      run: Callable[[list[Pending]], Coroutine[Any, Any, None]], at_once: int) -> None:
+    """Take batches and run them until cancelled: one after another, or each as a task, ``at_once`` at a time."""
+    if at_once == 1:
+        while True:
+            batch = await take()
+            if batch:
+                await run(batch)
+    free = asyncio.Semaphore(at_once)
+    running: set[asyncio.Task] = set()
+
+    def done(task: asyncio.Task) -> None:
+        running.discard(task)
+        free.release()
+
+    try:
+        while True:
+            await free.acquire()
+            batch = await take()
+            if not batch:
+                free.release()
+                continue
+            task = asyncio.create_task(run(batch))
+            running.add(task)
+            task.add_done_callback(done)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
 def settle(outcome: asyncio.Future, result=None, error=None) -> None:
     """Settle a request's outcome, unless it has been settled (or withdrawn) already."""
     if outcome.done():
@@ -127,6 +168,11 @@ def settle(outcome: asyncio.Future, result=None, error=None) -> None:
         outcome.set_exception(error)
     else:
         outcome.set_result(result)
+
+
+def fail(batch: list[Pending], error: Exception) -> None:
+    for pending in batch:
+        settle(pending.outcome, error=error)
 
 
 def settle_batch(batch: list[Pending], outcomes: list, error_type: type) -> None:

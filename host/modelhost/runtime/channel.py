@@ -29,7 +29,7 @@ def encode(message: object) -> list:
 
 
 class AsyncChannel:
-    """The server's end, on the event loop."""
+    """An end on an event loop: the server's, and the worker's of a model with ``async def`` hooks."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader = reader
@@ -41,18 +41,22 @@ class AsyncChannel:
         return cls(reader, writer)
 
     async def send(self, message: object) -> None:
-        self.writer.writelines(encode(message))
+        await self.write(encode(message))
+
+    async def write(self, frames: list) -> None:
+        """Send a message already encoded."""
+        self.writer.writelines(frames)  # at once, whole: messages sent from several tasks never interleave
         await self.writer.drain()
 
     async def receive(self) -> object:
-        """The next message; raises EOFError when the worker has gone."""
+        """The next message; raises EOFError when the other end has gone."""
         try:
             count, length = PREFIX.unpack(await self.reader.readexactly(PREFIX.size))
             sizes = [LENGTH.unpack(await self.reader.readexactly(LENGTH.size))[0] for _ in range(count)]
             body = await self.reader.readexactly(length)
             buffers = [await self.reader.readexactly(size) for size in sizes]
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            raise EOFError("the worker closed its channel") from exc
+            raise EOFError("the other end closed the channel") from exc
         return pickle.loads(body, buffers=buffers)
 
     def close(self) -> None:
@@ -60,13 +64,17 @@ class AsyncChannel:
 
 
 class BlockingChannel:
-    """The worker's end: plain blocking calls on its one thread."""
+    """The worker's end for a model whose hooks are all synchronous: plain blocking calls on its one thread."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
 
     def send(self, message: object) -> None:
-        parts = [memoryview(part) for part in encode(message)]
+        self.write(encode(message))
+
+    def write(self, frames: list) -> None:
+        """Send a message already encoded."""
+        parts = [memoryview(part) for part in frames]
         while parts:  # sendmsg gathers the parts without joining them, but may send only some
             sent = self.sock.sendmsg(parts)
             while parts and sent >= parts[0].nbytes:

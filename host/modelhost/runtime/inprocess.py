@@ -1,22 +1,28 @@
 """The in-process runner: a model's hooks in the server process, on its thread pool or its event loop.
 
-Requests wait in the model's ``RequestQueue`` for a hook thread, in batches
-when the model's settings ask for them. A model whose settings say ``inline``
-is run on the event loop itself, at once, with no queue and no thread.
+Requests wait in the model's ``RequestQueue`` for a consumer, in batches when
+the model's settings ask for them. A consumer runs a synchronous model's
+pipeline on a hook thread, as many consumers as threads (one when batching, so
+that requests pile up into its next batch while it predicts); it awaits an
+awaiting model's pipeline on the event loop, ``max_concurrency`` consumers. A
+model whose settings say ``inline`` is run on the event loop itself, at once,
+with no queue and no thread.
 """
 
 import asyncio
 import logging
 from concurrent.futures import Executor
-from typing import Callable, Optional
+from typing import Any, Awaitable, Callable, Coroutine, Optional
 
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
+from ..hookcallers import offload_to, run_sync
 from ..metrics import Metrics
-from ..model import Model, load_model
+from ..model import Model, import_model
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
-from .batching import RequestQueue, settle, settle_batch
-from .runner import report_ready
+from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
+from .deadline import within
+from .runner import Health, report_ready
 
 log = logging.getLogger("modelhost")
 
@@ -35,41 +41,78 @@ class InProcessRunner:
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
-        self.reason = "loading"
+        self.why_no_model = "loading"
+        self.health = Health(f"model {spec.name!r}")
 
     @property
     def ready(self) -> bool:
+        return self.model is not None and self.health.ok
+
+    @property
+    def loaded(self) -> bool:
         return self.model is not None
+
+    @property
+    def reason(self) -> str:
+        return f"not healthy: {self.health.reason}" if self.model is not None else self.why_no_model
 
     @property
     def metadata(self) -> dict:
         return self.model.metadata if self.model else {}
 
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            self.model = await loop.run_in_executor(self.executor, load_model, self.spec, self.options)
+            model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec)
+            if model.awaits:
+                model.offload = offload_to(self.executor)
+            await self.run(model, model.load(self.options))
         except PluginLoadError as exc:
-            self.reason = str(exc)
+            self.why_no_model = str(exc)
             log.error("model %r is not ready: %s", self.name, exc.for_log())
             return
-        if self.inline:
-            report_ready(self.spec, "the server process, on its event loop", self.model.hooks)
+        settings = model.settings
+        if settings.inline:
+            model.offload = None
+        self.model = model
+        if "healthy" in model.hooks:
+            self.health.update(await self.probe(model))
+            self.consumers.append(asyncio.create_task(self.watch_health(model)))
+        if settings.inline:
+            report_ready(self.spec, "the server process, on its event loop", model.hooks)
             return
-        # Batching wants one consumer, so that requests pile up into its next batch while it predicts.
-        count = 1 if self.model.settings.max_batch_size > 1 else self.threads
-        self.queue.configure(self.model.settings, count)
-        self.consumers = [asyncio.create_task(self.consume()) for _ in range(count)]
-        report_ready(self.spec, "the server process", self.model.hooks)
+        if model.awaits:  # one consumer: each batch a task
+            self.queue.configure(settings, 1, shares=False)
+            self.consumers.append(asyncio.create_task(run_batches(self.queue.next_batch, self.run_batch,
+                                                                  settings.max_concurrency)))
+        else:  # batching wants one consumer, so that requests pile up into its next batch while it predicts
+            count = 1 if settings.max_batch_size > 1 else self.threads
+            self.queue.configure(settings, count)
+            self.consumers += [asyncio.create_task(run_batches(self.queue.next_batch, self.run_batch, 1))
+                               for _ in range(count)]
+        report_ready(self.spec, "the server process", model.hooks)
+
+    def run(self, model: Model, pipeline: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
+        """One of the model's coroutines, run where its hooks belong: an awaiting model's on the event loop, a
+        synchronous model's on a hook thread (an inline model's requests aside: ``submit`` runs those)."""
+        if model.awaits:
+            return pipeline
+        return asyncio.get_running_loop().run_in_executor(self.executor, run_sync, pipeline)
+
+    async def probe(self, model: Model) -> str:
+        try:
+            return await within(self.timeout, self.run(model, model.health()))
+        except asyncio.TimeoutError:
+            return f"its healthy hook did not answer within {self.timeout:g}s"
+
+    async def watch_health(self, model: Model) -> None:
+        while True:
+            await asyncio.sleep(model.settings.health_interval_s)
+            if self.health.update(await self.probe(model)) and not self.health.ok:
+                self.queue.fail_all(ModelNotReady(f"model {self.name!r} is not ready: {self.reason}"))
 
     def require_ready(self) -> None:
-        if self.model is None:
+        if not self.ready:
             raise ModelNotReady(f"model {self.name!r} is not ready: {self.reason}")
-
-    @property
-    def inline(self) -> bool:
-        """Whether its hooks run on the event loop: cheaper than the trip to a thread and back."""
-        return self.model is not None and self.model.settings.inline
 
     def submit(self, request: InferenceRequest) -> asyncio.Future:
         """The future of the request's outcome; already done for an inline model, which runs it now."""
@@ -78,41 +121,38 @@ class InProcessRunner:
         assert model is not None  # require_ready says so
         if not model.settings.inline:
             return self.queue.submit(request)
+        if model.awaits:
+            return asyncio.ensure_future(model.infer(request))
         outcome = asyncio.get_running_loop().create_future()
         try:
-            outcome.set_result(model.infer(request))
+            outcome.set_result(run_sync(model.infer(request)))
         except Exception as error:  # the caller answers it
             outcome.set_exception(error)
         return outcome
 
-    async def consume(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def run_batch(self, batch: list[Pending]) -> None:
         model = self.model  # loaded before consumers start; stop cancels them before letting go of it
         assert model is not None
-        while True:
-            batch = await self.queue.next_batch()
-            if not batch:
-                continue
-            running = loop.run_in_executor(self.executor, model.infer_batch, [p.request for p in batch])
-            try:
-                outcomes = await asyncio.wait_for(running, self.timeout)
-            except asyncio.TimeoutError:
-                # A thread cannot be stopped: the hook runs on, but its requests are answered.
-                for pending in batch:
-                    settle(pending.outcome, error=ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
-                continue
-            settle_batch(batch, outcomes, ModelhostError)
+        try:
+            outcomes = await within(self.timeout, self.run(model, model.infer_batch([p.request for p in batch])))
+        except asyncio.TimeoutError:
+            # An awaited hook is cancelled; a thread cannot be: its hook runs on, but its requests are answered.
+            fail(batch, ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
+            return
+        except asyncio.CancelledError:
+            fail(batch, ModelNotReady(f"model {self.name!r} is shutting down"))
+            raise
+        settle_batch(batch, outcomes, ModelhostError)
 
     async def stop(self) -> None:
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None
-        self.reason = "stopped"
+        self.why_no_model = "stopped"
         self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         if model is not None:
-            unloading = asyncio.get_running_loop().run_in_executor(self.executor, model.unload)
             try:
-                await asyncio.wait_for(unloading, UNLOAD_SECONDS)
+                await within(UNLOAD_SECONDS, self.run(model, model.unload()))
             except asyncio.TimeoutError:  # a thread cannot be stopped: it unloads on, unwaited for
                 log.error("model %r: unload did not return within %gs", self.name, UNLOAD_SECONDS)
 

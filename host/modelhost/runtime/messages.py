@@ -1,8 +1,10 @@
 """What the server and a worker process say to each other over their channel, in the order they say it.
 
 The server sends ``Serve`` once; the worker loads the model and answers ``Ready``
-or ``LoadFailed`` (and exits). Then each ``Batch`` gets its ``Outcomes``, until the
-server closes the channel.
+or ``LoadFailed`` (and exits). Then each ``Batch`` gets its ``Outcomes`` and each
+``Probe`` its ``ProbeResult``, answering the same ``id``, until the server closes
+the channel. A synchronous model answers in the order asked; an awaiting one
+(``Ready.awaits``) runs several at once and answers each when it is done.
 """
 
 from dataclasses import dataclass
@@ -20,11 +22,14 @@ class Serve:
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker to server: loaded, with the settings it resolved, the plugin's metadata and the hooks it implements."""
+    """Worker to server: loaded, with the settings it resolved, the plugin's metadata, the hooks it implements,
+    whether any of them is ``async def``, and its first health (why it is not healthy; "" when it is)."""
 
     settings: ServingSettings
     metadata: dict
     hooks: list[str]
+    awaits: bool = False
+    health: str = ""
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,21 @@ class Batch:
 class Outcomes:
     """Worker to server: each request's outcome (a result, or the error that answers it) and stage timings."""
 
-    batch_id: int
+    id: int
     outcomes: list
     timings: list[dict]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Server to worker: is the model healthy (its ``healthy`` hook)?"""
+
+    id: int
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Worker to server: why the model is not healthy; "" when it is."""
+
+    id: int
+    health: str

@@ -2,7 +2,7 @@
 
 Requests wait in one queue per model; each replica (``replica``) takes the next
 batch as soon as its worker is free, so one hop to a worker carries a whole
-batch. The model is ready while at least one replica's worker is up.
+batch. The model is ready while at least one replica's worker is up and healthy.
 """
 
 import asyncio
@@ -38,6 +38,7 @@ class WorkerPoolRunner:
         self.tasks: list[asyncio.Task] = []
         self.metadata: dict = {}
         self.reason = "loading"
+        self.loaded = False  # a worker has loaded the model
 
     @property
     def ready(self) -> bool:
@@ -57,14 +58,17 @@ class WorkerPoolRunner:
             return
         if isinstance(started, Ready):
             self.settings = started.settings
+            self.loaded = True
         count = self.settings.replicas
-        self.queue.configure(self.settings, count)
+        # An awaiting model's replicas run many batches at once: with batching off, each one request.
+        self.queue.configure(self.settings, count, shares=not (isinstance(started, Ready) and started.awaits))
         replicas = [first, *(Replica(self, index) for index in range(1, count))]
         startups = [started, *await asyncio.gather(*(replica.worker.start(self.options) for replica in replicas[1:]))]
         ready: Optional[Ready] = None
         for replica, replica_started in zip(replicas, startups):
             if isinstance(replica_started, Ready):
-                self.joined(replica, replica_started)  # ready when start returns, before its task first runs
+                # Up (if healthy) when start returns, before its task first runs.
+                replica.healthy(replica_started, replica_started.health)
                 ready = replica_started
             self.tasks.append(asyncio.create_task(replica.run(replica_started)))
         if ready:
@@ -78,6 +82,12 @@ class WorkerPoolRunner:
     def left(self, replica: Replica) -> None:
         self.up.discard(replica)
         self.count_up()
+
+    def unwell(self, replica: Replica, reason: str) -> None:
+        self.left(replica)
+        if not self.up:
+            self.reason = f"not healthy: {reason}"
+            self.queue.fail_all(ModelNotReady(f"model {self.name!r} is not ready: {self.reason}"))
 
     def lost(self, replica: Replica, cause: Exit) -> None:
         self.left(replica)

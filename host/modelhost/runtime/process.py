@@ -18,6 +18,7 @@ from typing import Optional, Union
 from ..metrics import forget_process
 from ..plugins import PluginSpec
 from .channel import AsyncChannel
+from .deadline import within
 from .messages import LoadFailed, Ready, Serve
 
 log = logging.getLogger("modelhost")
@@ -91,7 +92,7 @@ class WorkerProcess:
     async def exit_cause(self) -> Exit:
         process = self.started()
         try:
-            code = await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+            code = await within(STOP_GRACE_SECONDS, process.wait())
         except asyncio.TimeoutError:  # it closed its channel yet lives on
             process.kill()
             code = await process.wait()
@@ -113,7 +114,7 @@ class WorkerProcess:
             self.channel.close()
         if self.process and self.process.returncode is None:
             try:
-                await asyncio.wait_for(self.process.wait(), STOP_GRACE_SECONDS)
+                await within(STOP_GRACE_SECONDS, self.process.wait())
             except asyncio.TimeoutError:
                 log.error("worker %s did not exit within %gs of being stopped (in its unload hook?); killing it",
                           self.label, STOP_GRACE_SECONDS)

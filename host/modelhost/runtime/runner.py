@@ -23,7 +23,11 @@ class Runner(Protocol):
 
     @property
     def ready(self) -> bool:
-        """Whether it takes requests now."""
+        """Whether it takes requests now: loaded, and healthy."""
+
+    @property
+    def loaded(self) -> bool:
+        """Whether its model loaded, healthy or not: a server serves on while one has."""
 
     @property
     def metadata(self) -> dict:
@@ -44,3 +48,26 @@ class Runner(Protocol):
 
 def report_ready(spec: PluginSpec, where: str, hooks: list[str]) -> None:
     log.info("model %r is ready in %s (%s, hooks: %s)", spec.name, where, spec.distribution or spec.target, ", ".join(hooks))
+
+
+class Health:
+    """A model's own health, as its ``healthy`` hook last answered in one process; each change logged once."""
+
+    def __init__(self, who: str):
+        self.who = who  # "model 'name'", and which replica
+        self.reason = ""  # why it is not healthy, while it is not
+
+    @property
+    def ok(self) -> bool:
+        return not self.reason
+
+    def update(self, reason: str) -> bool:
+        """Take the latest answer; whether health changed."""
+        if reason == self.reason:
+            return False
+        if reason:
+            log.warning("%s is not healthy: %s", self.who, reason)
+        else:
+            log.info("%s is healthy again", self.who)
+        self.reason = reason
+        return True

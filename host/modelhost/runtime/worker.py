@@ -3,25 +3,31 @@
 Started by the server as ``python -m modelhost.runtime.worker --fd N --name NAME --target MODULE:ATTR``.
 It is told the command line's settings (``messages.Serve``), loads the model
 with them over the plugin's own, says ``Ready`` or why it cannot
-(``LoadFailed``), then answers each ``Batch`` until the server closes the
-channel. Only the channel carries messages: whatever the plugin prints goes to
+(``LoadFailed``), then answers each ``Batch`` and ``Probe`` until the server
+closes the channel: in turn on one thread when the model's hooks are all
+synchronous, on an event loop of its own, several at once, when it has an
+``async def`` hook. Only the channel carries messages: whatever the plugin prints goes to
 stdout and stderr, which the server reads into its log.
 """
 
 import argparse
+import asyncio
+import dataclasses
 import os
 import pickle
 import signal
 import socket
 import sys
+from typing import Union
 
 from .. import logs
 from ..errors import PluginError, PluginLoadError
-from ..model import load_model
+from ..hookcallers import offload_to, run_sync
+from ..model import Model, import_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
-from .channel import BlockingChannel
-from .messages import Batch, LoadFailed, Outcomes, Ready, Serve
+from .channel import AsyncChannel, BlockingChannel, encode
+from .messages import Batch, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
 
 
 def main(argv=None) -> int:
@@ -37,30 +43,92 @@ def main(argv=None) -> int:
     # The server puts each line into its own log, in its own format, after the worker's name.
     logs.configure(args.log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
 
-    channel = BlockingChannel(socket.socket(fileno=args.fd))
+    sock = socket.socket(fileno=args.fd)
+    channel = BlockingChannel(sock)
     try:
         serve = channel.receive()
         assert isinstance(serve, Serve)
-        model = load_model(PluginSpec(name=args.name, target=args.target), serve.command_line)
+        model = import_model(PluginSpec(name=args.name, target=args.target))
     except EOFError:
         return 0
     except PluginLoadError as exc:
         channel.send(LoadFailed(str(exc), exc.where))
         return 0
-    channel.send(Ready(model.settings, model.metadata, model.hooks))
+    if model.awaits:
+        asyncio.run(serve_on_loop(model, sock, serve.command_line))
+    else:
+        serve_in_turn(model, channel, serve.command_line)
+    return 0
+
+
+def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) -> None:
+    """A model whose hooks are all synchronous: each message answered in turn, on this one thread."""
+    started = run_sync(start(model, command_line))
+    channel.send(started)
+    if isinstance(started, LoadFailed):
+        return
     while True:
         try:
-            batch = channel.receive()
+            message = channel.receive()
         except EOFError:  # the server stops serving the model here; it kills this process after 5 s
-            model.unload()
-            return 0
-        assert isinstance(batch, Batch)
-        outcomes = model.infer_batch(batch.requests)
-        timings = [request.timings for request in batch.requests]
+            run_sync(model.unload())
+            return
+        channel.write(encoded(run_sync(answer(model, message)), model.name))
+
+
+async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -> None:
+    """A model with ``async def`` hooks: each message answered by a task of its own, so that they wait together
+    (the server sends at most ``max_concurrency`` batches at once); synchronous hooks go to threads."""
+    model.offload = offload_to(None)
+    channel = await AsyncChannel.open(sock)
+    started = await start(model, command_line)
+    await channel.send(started)
+    if isinstance(started, LoadFailed):
+        return
+    answering: set[asyncio.Task] = set()
+    while True:
         try:
-            channel.send(Outcomes(batch.id, outcomes, timings))
-        except (pickle.PicklingError, TypeError, AttributeError):
-            channel.send(Outcomes(batch.id, [picklable(outcome, args.name) for outcome in outcomes], timings))
+            message = await channel.receive()
+        except EOFError:  # the server stops serving the model here; it kills this process after 5 s
+            break
+        task = asyncio.create_task(reply(model, channel, message))
+        answering.add(task)
+        task.add_done_callback(answering.discard)
+    for task in answering:
+        task.cancel()
+    await model.unload()
+
+
+async def start(model: Model, command_line: dict) -> Union[Ready, LoadFailed]:
+    try:
+        await model.load(command_line)
+    except PluginLoadError as exc:
+        return LoadFailed(str(exc), exc.where)
+    return Ready(model.settings, model.metadata, model.hooks, model.awaits, await model.health())
+
+
+async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:
+    if isinstance(message, Probe):
+        return ProbeResult(message.id, await model.health())
+    assert isinstance(message, Batch)
+    outcomes = await model.infer_batch(message.requests)
+    return Outcomes(message.id, outcomes, [request.timings for request in message.requests])
+
+
+async def reply(model: Model, channel: AsyncChannel, message: object) -> None:
+    try:
+        await channel.write(encoded(await answer(model, message), model.name))
+    except ConnectionError:  # the server has gone; the receiving loop sees it too
+        pass
+
+
+def encoded(reply: Union[Outcomes, ProbeResult], name: str) -> list:
+    """A reply's frames; an outcome that cannot be pickled is replaced by the error that says so."""
+    try:
+        return encode(reply)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        assert isinstance(reply, Outcomes)
+        return encode(dataclasses.replace(reply, outcomes=[picklable(outcome, name) for outcome in reply.outcomes]))
 
 
 def picklable(outcome, name: str):

@@ -1,0 +1,35 @@
+"""Waiting with a time limit, without losing a cancellation.
+
+``asyncio.wait_for`` before Python 3.12 returns the result, and drops the
+cancellation, when its caller is cancelled just as the awaited thing finishes
+(cpython issue 86296). A replica or consumer cancelled that way runs on after
+its worker or model is gone and holds up whoever waits for it to stop.
+"""
+
+import asyncio
+from typing import Awaitable, TypeVar
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, awaitable: Awaitable[T]) -> T:
+    """``awaitable``'s result, or TimeoutError once ``seconds`` have passed (it is then cancelled)."""
+    future = asyncio.ensure_future(awaitable)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        future.cancel()
+
+    timer = asyncio.get_running_loop().call_later(seconds, expire)
+    try:
+        return await future  # a cancellation of this task reaches the future, or is raised here: never lost
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        cancelled_too = bool(task is not None and getattr(task, "cancelling", lambda: 0)())  # Python 3.11+
+        if expired and not cancelled_too:
+            raise asyncio.TimeoutError() from None
+        raise
+    finally:
+        timer.cancel()
