@@ -1,5 +1,6 @@
 """The server as a process: never blocked by a hook, KServe's flags, several processes on one port."""
 
+import logging
 import os
 import re
 import signal
@@ -10,12 +11,15 @@ import time
 
 import requests
 
+from fixture_plugins import behaving
+from modelhost.testing import served
 from support import kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children, wait_for_file
 
 FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-buffer-size",
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin",
          "--graceful_timeout", "--graceful-timeout", "--log-format", "--log_format",
-         "--max_queue_size", "--max-queue-size", "--idle_timeout", "--idle-timeout", "--body_timeout", "--body-timeout"]
+         "--max_queue_size", "--max-queue-size", "--idle_timeout", "--idle-timeout", "--body_timeout", "--body-timeout",
+         "--max_concurrency", "--max-concurrency", "--health_interval_s", "--health-interval-s"]
 
 
 def test_health_answers_while_a_prediction_is_running(tmp_path, mode):
@@ -38,17 +42,13 @@ def test_health_answers_while_a_prediction_is_running(tmp_path, mode):
         assert answers[0].json() == {"predictions": [1]}
 
 
-def test_an_inline_model_runs_on_the_event_loop_and_others_on_hook_threads():
-    plugins = ["--plugin", "fixture_plugins.behaving:InlineThreadName", "--plugin", "fixture_plugins.behaving:ThreadName"]
-    with running_server("--replicas", "0", *plugins) as server:
-        def thread_of(name):
-            answer = requests.post(f"{server.url}/v1/models/{name}:predict", json={"instances": [1, 2]}, timeout=10)
-            assert answer.status_code == 200, answer.text
-            return answer.json()["predictions"]
-
-        assert thread_of("InlineThreadName") == ["MainThread", "MainThread"]
-        assert thread_of("ThreadName")[0].startswith("modelhost-hooks")
-        server.wait_for_log("model 'InlineThreadName' is ready in the server process, on its event loop")
+def test_an_inline_model_runs_on_the_event_loop_and_others_on_hook_threads(caplog):
+    caplog.set_level(logging.INFO, "modelhost")
+    with served(behaving.InlineThreadName(), "inline") as client:
+        assert client.predict([1, 2]) == ["modelhost-testing"] * 2  # the thread modelhost.testing serves on
+    with served(behaving.ThreadName(), "threaded") as client:
+        assert client.predict([1])[0].startswith("modelhost-hooks")
+    assert "model 'inline' is ready in the server process, on its event loop" in caplog.text
 
 
 def test_help_documents_every_flag_in_both_spellings():
