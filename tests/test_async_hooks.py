@@ -95,11 +95,13 @@ def test_max_concurrency_bounds_how_many_run_at_once(mode):
         assert all("predict hook raised TimeoutError" in answer.json()["error"] for answer in answers)
 
 
-def test_the_sync_hooks_of_an_async_model_run_off_the_event_loop(mode):
+def test_the_sync_hooks_of_an_async_model_run_off_the_event_loop_under_the_requests_id(mode):
     with running_server(*mode, "--plugin", "fixture_plugins.awaiting:Mixed") as server:
         body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [2], "data": [1, 2]}]}
-        answer = requests.post(f"{server.url}/v2/models/Mixed/infer", json=body, timeout=30)
+        answer = requests.post(f"{server.url}/v2/models/Mixed/infer", json=body, headers={"x-request-id": "mixed-7"},
+                               timeout=30)
         outputs = {output["name"]: output["data"] for output in answer.json()["outputs"]}
+        server.wait_for_log(re.compile(r"preprocess ran on a thread.* request_id=mixed-7"))
     assert outputs["x"] == [1, 2]
     assert (outputs["preprocess_on_loop"], outputs["predict_on_loop"], outputs["postprocess_on_loop"]) == \
         ([False] * 2, [True] * 2, [False] * 2)

@@ -1,6 +1,7 @@
 """Plugins with ``async def`` hooks, and ones the host must refuse to serve."""
 
 import asyncio
+import logging
 import os
 
 import numpy as np
@@ -48,6 +49,7 @@ class Mixed:
 
     @hookimpl
     def preprocess(self, request):
+        logging.getLogger("mixed").warning("preprocess ran on a thread")
         return {"x": request.inputs["x"], "preprocess_on_loop": np.full(len(request.inputs["x"]), on_event_loop())}
 
     @hookimpl
