@@ -31,3 +31,22 @@ def test_a_cancellation_arriving_as_the_awaited_finishes_is_not_lost():
             await waiting
 
     asyncio.run(scenario())
+
+
+def test_a_timeout_in_the_cleanup_of_a_cancelled_task_is_still_a_timeout():
+    # A replica's worker is stopped in the finally of its cancelled task: its wait must still time out.
+    async def cleanup():
+        try:
+            await asyncio.sleep(60)
+        finally:
+            with pytest.raises(asyncio.TimeoutError):
+                await within(0.01, asyncio.sleep(60))
+            return "timed out"
+
+    async def scenario():
+        task = asyncio.ensure_future(cleanup())
+        await asyncio.sleep(0)
+        task.cancel()
+        assert await task == "timed out"
+
+    asyncio.run(scenario())

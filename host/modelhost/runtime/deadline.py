@@ -7,7 +7,7 @@ its worker or model is gone and holds up whoever waits for it to stop.
 """
 
 import asyncio
-from typing import Awaitable, TypeVar
+from typing import Awaitable, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -22,14 +22,19 @@ async def within(seconds: float, awaitable: Awaitable[T]) -> T:
         expired = True
         future.cancel()
 
+    cancellations = cancellations_of(asyncio.current_task())
     timer = asyncio.get_running_loop().call_later(seconds, expire)
     try:
         return await future  # a cancellation of this task reaches the future, or is raised here: never lost
     except asyncio.CancelledError:
-        task = asyncio.current_task()
-        cancelled_too = bool(task is not None and getattr(task, "cancelling", lambda: 0)())  # Python 3.11+
-        if expired and not cancelled_too:
+        # The task may be in the cleanup of a cancellation already (a finally block): only a new one counts.
+        if expired and cancellations_of(asyncio.current_task()) == cancellations:
             raise asyncio.TimeoutError() from None
         raise
     finally:
         timer.cancel()
+
+
+def cancellations_of(task: Optional[asyncio.Task]) -> int:
+    """How many cancellations of the task are pending (Python 3.11+; 0 before, where none can be told apart)."""
+    return task.cancelling() if task is not None and hasattr(task, "cancelling") else 0
