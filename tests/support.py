@@ -4,8 +4,10 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 import threading
 import time
+from typing import Optional
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,22 +16,27 @@ import requests
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+SERVING_GRPC = re.compile(r"serving gRPC on 127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:
     def __init__(self, args, env, command=(sys.executable, "-m", "modelhost"), cwd=None):
         self.process = subprocess.Popen(
-            [*command, "serve", "--host", "127.0.0.1", "--http_port", "0", *args],
+            [*command, "serve", "--host", "127.0.0.1", "--http_port", "0", "--grpc_port", "0", *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd,
         )
         self.lines: list[str] = []
         self.port_known = threading.Event()
         self.url = None
+        self.grpc_address: Optional[str] = None  # host:port, once the log has said it
         threading.Thread(target=self._read_output, daemon=True).start()
 
     def _read_output(self):
         for line in self.process.stdout:
             self.lines.append(line)
+            grpc_match = SERVING_GRPC.search(line)
+            if grpc_match and self.grpc_address is None:
+                self.grpc_address = f"127.0.0.1:{grpc_match[1]}"
             match = LISTENING.search(line)
             if match and self.url is None:
                 self.url = f"http://127.0.0.1:{match[1]}"
@@ -101,6 +108,15 @@ def running_server(*args, env=None, ready="/v2/health/ready", timeout=60.0, **pr
         yield server
     finally:
         server.stop()
+
+
+def in_another_process(script: str) -> str:
+    """What a Python script prints, run in a fresh interpreter: for KServe's clients, whose ``inference.*``
+    messages and tritonclient's cannot share protobuf's default pool, and so one process (kserve#3099)."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def wait_until(condition, timeout: float = 30) -> None:

@@ -1,13 +1,12 @@
 """Triton's and KServe's own clients, unchanged, against a running modelhost."""
 
-import asyncio
+import json
 
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-from support import running_server
+from support import in_another_process, running_server
 
 
 @pytest.fixture(scope="module")
@@ -62,21 +61,27 @@ def test_an_unknown_path_leaves_the_clients_pooled_connection_usable(client):
 
 
 def test_kserve_rest_client_v1_and_v2(server):
-    async def talk():
-        v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
-        assert await v1.is_server_live(server.url) and await v1.is_model_ready(server.url, "echo")
-        assert await v1.infer(server.url, {"instances": [[1, 2]]}, model_name="echo") == {"predictions": [[1, 2]]}
-        v2 = InferenceRESTClient(RESTConfig(protocol="v2"))
-        assert await v2.is_server_ready(server.url) and await v2.is_model_ready(server.url, "Declared")
-        answers = []
-        for binary in (False, True):
-            x = InferInput("x", [2, 3], "FP32")
-            x.set_data_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3), binary_data=binary)
-            request = InferRequest(model_name="Declared", infer_inputs=[x], request_id="k-1")
-            answers.append(await v2.infer(server.url, request, model_name="Declared"))
-        return answers
+    answers = json.loads(in_another_process(f"""
+        import asyncio, json
+        import numpy as np
+        from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
-    for answer in asyncio.run(talk()):
-        (output,) = answer.outputs
-        assert (answer.id, output.name, output.datatype) == ("k-1", "sum", "FP32")
-        np.testing.assert_array_equal(output.as_numpy(), [3.0, 12.0])
+        async def talk(url):
+            v1 = InferenceRESTClient(RESTConfig(protocol="v1"))
+            assert await v1.is_server_live(url) and await v1.is_model_ready(url, "echo")
+            assert await v1.infer(url, {{"instances": [[1, 2]]}}, model_name="echo") == {{"predictions": [[1, 2]]}}
+            v2 = InferenceRESTClient(RESTConfig(protocol="v2"))
+            assert await v2.is_server_ready(url) and await v2.is_model_ready(url, "Declared")
+            answers = []
+            for binary in (False, True):
+                x = InferInput("x", [2, 3], "FP32")
+                x.set_data_from_numpy(np.arange(6, dtype=np.float32).reshape(2, 3), binary_data=binary)
+                request = InferRequest(model_name="Declared", infer_inputs=[x], request_id="k-1")
+                answer = await v2.infer(url, request, model_name="Declared")
+                (output,) = answer.outputs
+                answers.append([answer.id, output.name, output.datatype, output.as_numpy().tolist()])
+            return answers
+
+        print(json.dumps(asyncio.run(talk("{server.url}"))))
+    """))
+    assert answers == [["k-1", "sum", "FP32", [3.0, 12.0]]] * 2

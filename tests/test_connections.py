@@ -41,7 +41,7 @@ def answers(received: bytes) -> list[tuple[int, dict, bytes]]:
 
 def test_errors_found_in_the_headers_of_requests_without_a_body_keep_the_connection(server):
     connection = connect(server)
-    pipelined = [request(b"GET", b"/v2/models/echo/config"), request(b"GET", b"/v2/models/echo/infer"),
+    pipelined = [request(b"GET", b"/v2/models/echo/settings"), request(b"GET", b"/v2/models/echo/infer"),
                  request(b"GET", b"/v2/models/nobody"), request(b"DELETE", b"/v2"),
                  request(b"POST", b"/v1/models/echo:predict", PREDICT, b"Connection: close")]
     connection.sendall(b"".join(pipelined))

@@ -5,7 +5,8 @@ import asyncio
 import tornado.httputil
 
 from modelhost.http.exchange import V1, Exchange, InferenceRoute
-from modelhost.http.handling import BodyDeadlines, Serving, request_id_source
+from modelhost.http.handling import BodyDeadlines, Serving
+from modelhost.logs import request_id_source
 from modelhost.inference import Inference
 from modelhost.inflight import InFlight
 from modelhost.metrics import Metrics

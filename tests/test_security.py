@@ -56,11 +56,14 @@ def test_the_worker_channel_has_no_address_and_only_the_server_listens():
         assert not worker_sockets & listening_inet_inodes()  # nothing reachable over TCP
         paths = unix_socket_paths()
         assert all(paths.get(inode, "") == "" for inode in worker_sockets)  # an unnamed socketpair, no file
-        port = int(server.url.rsplit(":", 1)[1])
+        ports = {int(server.url.rsplit(":", 1)[1]), int(server.grpc_address.rsplit(":", 1)[1])}
         listening = socket_inodes(server.process.pid) & listening_inet_inodes()
-        assert len(listening) == 1, "the server listens on its HTTP port and nowhere else"
-        with open("/proc/net/tcp") as lines:
-            assert any(line.split()[9] in listening and line.split()[1].endswith(f":{port:04X}") for line in lines)
+        listening_on = set()
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            with open(table) as lines:
+                listening_on |= {int(fields[1].rsplit(":", 1)[1], 16) for fields in map(str.split, lines)
+                                 if fields[9] in listening}
+        assert listening_on == ports, "the server listens on its HTTP and gRPC ports and nowhere else"
 
 
 def test_a_pickle_sent_as_tensor_bytes_stays_bytes(tmp_path, installed_env):

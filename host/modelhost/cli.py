@@ -50,6 +50,16 @@ def flag(check) -> Callable[[str], object]:
 
 
 PORT = flag(Bounded(int, 0, 65535))
+
+
+def text_boolean(text: str) -> bool:
+    """KServe's spelling of a boolean flag's value (distutils' strtobool): true/false, yes/no, on/off, 1/0."""
+    lowered = text.lower()
+    if lowered in ("true", "t", "yes", "y", "on", "1"):
+        return True
+    if lowered in ("false", "f", "no", "n", "off", "0"):
+        return False
+    raise ValueError(f"must be true or false, got {text!r}")
 COUNT = flag(settings.COUNT)
 SECONDS = flag(Bounded(float, 0, low_included=False))
 
@@ -67,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--http_port", "--http-port", type=PORT, default=os.environ.get("PORT", "8080"),
         help="port to listen on (default: $PORT when set, else 8080; 0 picks a free port)",
+    )
+    serve_parser.add_argument(
+        "--grpc_port", "--grpc-port", type=PORT, default=8081,
+        help="port for the Open Inference Protocol over gRPC (default: 8081, as KServe; 0 picks a free port)",
+    )
+    serve_parser.add_argument(
+        "--enable_grpc", "--enable-grpc", type=flag(text_boolean), default=True, metavar="true|false",
+        help="serve gRPC as well as HTTP (default: true, as KServe)",
     )
     serve_parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     serve_parser.add_argument(
@@ -179,6 +197,7 @@ def serve_command(args: argparse.Namespace) -> int:
         specs=specs,
         host=args.host,
         http_port=args.http_port,
+        grpc_port=args.grpc_port if args.enable_grpc else None,
         server_processes=args.workers,
         max_buffer_size=args.max_buffer_size,
         hook_threads=args.max_asyncio_workers,

@@ -20,6 +20,7 @@ from .errors import ClientGone, ModelhostError, ServerShuttingDown
 from .inflight import InFlight
 from .metrics import Metrics
 from .model import served_versions
+from .protocol import v2
 from .repository import ModelRepository
 from .request import InferenceRequest
 from .runtime.runner import Runner
@@ -44,6 +45,20 @@ class Inference:
 
     def begin(self, protocol: str, origin: logs.Origin, respond: Respond) -> "InferenceCall":
         return InferenceCall(self, protocol, origin, respond)
+
+    def statistics(self, name: Optional[str] = None, version: Optional[str] = None) -> dict:
+        """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""
+        runners = {name: self.repository.get(name, version)} if name else self.repository.runners
+        return {"model_stats": [
+            v2.model_statistics(served, version or next(iter(served_versions(runner.spec, runner.metadata)), None),
+                                self.metrics.statistics(served))
+            for served, runner in runners.items()
+        ]}
+
+    def configuration(self, name: str, version: Optional[str] = None) -> dict:
+        """Triton's configuration of a ready model."""
+        runner = self.repository.get_ready(name, version)
+        return v2.model_config(name, runner.metadata, runner.settings.max_batch_size)
 
 
 class InferenceCall:

@@ -7,11 +7,13 @@ logged meanwhile carries it, the plugin's own lines included.
 
 import asyncio
 import contextvars
+import itertools
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterator, Optional
 
 import orjson
 
@@ -113,6 +115,12 @@ class Origin:
 
     def __str__(self) -> str:
         return f"{self.method} {self.path} ({self.peer})"
+
+
+def request_id_source() -> Iterator[str]:
+    """Ids for requests that bring none: random for this process, then counted, with no system call per request."""
+    prefix = os.urandom(8).hex()
+    return (f"{prefix}{count:016x}" for count in itertools.count())
 
 
 def refused(status: int, message: str, origin: Origin) -> None:

@@ -13,6 +13,7 @@ A single server process keeps its metrics in memory, which costs less.
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from typing import Optional
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -69,6 +70,9 @@ class Metrics:
                                 [*MODEL, "protocol", "status"], **register)
         self.latency = Histogram("modelhost_request_seconds", "inference request latency, end to end in the server",
                                  [*MODEL, "protocol"], buckets=SECONDS_BUCKETS, **register)
+        # Triton's statistics tell the time of failed requests from that of successful ones.
+        self.failed_seconds = Counter("modelhost_failed_request_seconds", "latency of the inference requests "
+                                      "answered with an error, summed", MODEL, **register)
         self.stages = {
             stage: Histogram(name, documentation, MODEL, buckets=SECONDS_BUCKETS, **register)
             for stage, (name, documentation) in STAGE_HISTOGRAMS.items()
@@ -95,6 +99,8 @@ class Metrics:
         count, latency, stages = self.bound(model, protocol, status)
         count.inc()
         latency.observe(seconds)
+        if status != 200:
+            self.failed_seconds.labels(model).inc(seconds)
         for stage, spent in timings.items():
             if stage in stages:
                 stages[stage].observe(spent)
@@ -118,12 +124,67 @@ class Metrics:
         self.exits.labels(model, cause).inc()
         self.last_exit.labels(model, cause).set_to_current_time()
 
+    def every_process(self):
+        """The registry to read: this process's, or every process's when they share a directory."""
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        if not os.environ.get(MULTIPROCESS_DIR):
+            return self.registry
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return registry
+
     def render(self) -> tuple[bytes, str]:
         """The text exposition, of every process when they share a directory; and its content type."""
-        from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        registry = self.registry
-        if os.environ.get(MULTIPROCESS_DIR):
-            registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        return generate_latest(self.every_process()), CONTENT_TYPE_LATEST
+
+    def statistics(self, model: str) -> "ModelStatistics":
+        """Triton's statistics of a model, from these metrics (of every process)."""
+        totals: dict[str, float] = {}
+        success = fail = 0.0
+        for family in self.every_process().collect():
+            for sample in family.samples:
+                if sample.labels.get("model_name") != model:
+                    continue
+                if sample.name == "modelhost_requests_total":
+                    if sample.labels["status"] == "200":
+                        success += sample.value
+                    else:
+                        fail += sample.value
+                else:
+                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+
+        def duration(histogram: str) -> Duration:
+            return Duration(int(totals.get(f"{histogram}_count", 0)), int(1e9 * totals.get(f"{histogram}_sum", 0)))
+
+        failed_ns = int(1e9 * totals.get("modelhost_failed_request_seconds_total", 0))
+        stage = {name: duration(STAGE_HISTOGRAMS[name][0]) for name in STAGE_HISTOGRAMS}
+        return ModelStatistics(
+            success=Duration(int(success), duration("modelhost_request_seconds").ns - failed_ns),
+            fail=Duration(int(fail), failed_ns), queue=stage["queue"], compute_input=stage["preprocess"],
+            compute_infer=stage["predict"], compute_output=stage["postprocess"],
+            execution_count=duration("modelhost_batch_size").count,
+        )
+
+
+@dataclass(frozen=True)
+class Duration:
+    """How many, and how long in all: Triton's StatisticDuration."""
+
+    count: int
+    ns: int
+
+
+@dataclass(frozen=True)
+class ModelStatistics:
+    """Triton's statistics extension's figures of one model (its InferStatistics, and executions)."""
+
+    success: Duration
+    fail: Duration
+    queue: Duration
+    compute_input: Duration  # preprocess
+    compute_infer: Duration  # predict, once for each request of a batch
+    compute_output: Duration  # postprocess
+    execution_count: int  # batches run

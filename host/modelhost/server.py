@@ -1,18 +1,21 @@
-"""Running the HTTP server: one process, or several forked processes sharing the port."""
+"""Running the server: HTTP and gRPC in one process, or in several forked processes sharing the ports."""
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional
 
 import tornado.netutil
 
 from .http.app import make_app
 from .inference import Inference
 from .inflight import InFlight
+from .logs import request_id_source
 from .errors import CannotServe
 from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
@@ -24,10 +27,15 @@ from .runtime.pool import WorkerPoolRunner
 from .settings import CommandLineSettings, command_line_for
 from .supervisor import run_forked
 
+if TYPE_CHECKING:
+    from .grpc.server import GRPCServer
+
 log = logging.getLogger("modelhost")
 
 # Exit status of a server process that could load none of its models: nothing to restart.
 EXIT_NO_MODEL = 3
+# gRPC calls still running when the server stops (after the drain) get this long, then are cancelled.
+GRPC_STOP_GRACE_SECONDS = 1.0
 
 
 def default_hook_threads() -> int:
@@ -39,6 +47,7 @@ class ServerConfig:
     specs: list[PluginSpec] = field(default_factory=list)
     host: str = "0.0.0.0"
     http_port: int = 8080
+    grpc_port: Optional[int] = 8081  # None: no gRPC (--enable_grpc false)
     server_processes: int = 1  # --workers: server processes forked to share the port
     max_buffer_size: int = 10 * 1024 * 1024
     hook_threads: int = field(default_factory=default_hook_threads)  # --max_asyncio_workers, per server process
@@ -66,6 +75,8 @@ def serve(config: ServerConfig) -> NoReturn:
         raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror}") from None
     host, port = sockets[0].getsockname()[:2]
     log.info("listening on http://%s:%d with %d process(es)", host, port, config.server_processes)
+    if config.grpc_port == 0 and config.server_processes > 1:  # the processes must agree on one port
+        config = dataclasses.replace(config, grpc_port=free_port(config.host))
     # Shared files cost each request several microseconds; one process keeps its metrics in memory.
     shared = share_between_processes() if config.server_processes > 1 else None
     try:
@@ -87,6 +98,25 @@ def exit_now(status: int) -> NoReturn:
     # process at exit, which joins the hook threads: leave without joining.
     logging.shutdown()
     os._exit(status)
+
+
+async def start_grpc(config: ServerConfig, inference: Inference) -> "GRPCServer":
+    assert config.grpc_port is not None
+    # Imported here, in the serving process: nothing of gRPC's core may be made before a fork.
+    from .grpc.server import GRPCServer
+    from .grpc.service import GRPCServing
+
+    grpc_server = GRPCServer(GRPCServing(inference, request_id_source(), config.auth_token), config.host, config.grpc_port,
+                             config.max_buffer_size, shared_port=config.server_processes > 1)
+    await grpc_server.start()
+    log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
+    return grpc_server
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
 
 
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
@@ -125,11 +155,15 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         idle_connection_timeout=config.idle_timeout,
     )
     server.add_sockets(sockets)
+    grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics)) \
+        if config.grpc_port is not None else None
     await repository.start()
     started(repository)
     if any(runner.loaded for runner in repository.runners.values()):
         watching = asyncio.create_task(reload_on_change(repository, config.specs, stopping)) if config.reload else None
         await stopping.wait()
+        if grpc_server:
+            await grpc_server.drain()
         if watching:  # it stops with the same event; what it raised has been logged
             await asyncio.gather(watching, return_exceptions=True)
         await in_flight.drain(config.graceful_timeout)
@@ -139,6 +173,8 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         status = EXIT_NO_MODEL
 
     server.stop()
+    if grpc_server:
+        await grpc_server.stop(GRPC_STOP_GRACE_SECONDS)
     await server.close_all_connections()
     await repository.stop()
     executor.shutdown(wait=False, cancel_futures=True)

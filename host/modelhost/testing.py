@@ -129,7 +129,7 @@ def served(plugin: object, name: str = "model", **settings: Any) -> Iterator[Cli
     sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     spec = PluginSpec(name=name, target=f"<{type(plugin).__name__} served by modelhost.testing>", instance=plugin)
     overrides: CommandLineSettings = {setting: {None: value} for setting, value in {**settings, "replicas": 0}.items()}
-    config = ServerConfig(specs=[spec], host="127.0.0.1", http_port=0, model_settings=overrides)
+    config = ServerConfig(specs=[spec], host="127.0.0.1", http_port=0, grpc_port=None, model_settings=overrides)
     loop = asyncio.new_event_loop()
     stopping = asyncio.Event()
     loaded = threading.Event()

@@ -34,11 +34,15 @@ class Rendezvous:
 
 
 class Fragile:
-    """Dies as each instance says: 'kill' (SIGKILL), 'segfault', 'exit'; sleeps 'nap' seconds; else echoes pid."""
+    """Dies as each instance says: 'kill' (SIGKILL), 'segfault', 'exit'; sleeps 'nap' seconds; else echoes pid.
+    A V2 request's first input says it, as text or BYTES."""
 
     @hookimpl
     def predict(self, inputs):
+        if isinstance(inputs, dict):
+            inputs = next(iter(inputs.values()))
         for instance in inputs.tolist():
+            instance = instance.decode() if isinstance(instance, bytes) else instance
             if instance == "segfault":
                 ctypes.string_at(0)
             elif instance == "exit":

@@ -15,7 +15,8 @@ from ..model import served_versions
 from ..protocol import v2
 from ..protocol.openapi import openapi_document
 from .exchange import V1, V1_EXPLAIN, V2, InferenceRoute
-from .handling import BaseHandler, BodyDeadlines, Serving, log_request, request_id_source
+from ..logs import request_id_source
+from .handling import BaseHandler, BodyDeadlines, Serving, log_request
 
 MODEL = r"(?P<name>[^/:]+)"
 VERSION = r"(?:/versions/(?P<version>[^/]+))?"
@@ -68,6 +69,20 @@ class ModelReadyHandler(BaseHandler):
         self.write_json({"name": name, "ready": ready}, 200 if ready else 503)
 
 
+class ModelStatisticsHandler(BaseHandler):
+    """Triton's statistics extension: ``GET /v2/models/stats``, and ``/v2/models/NAME[/versions/V]/stats``."""
+
+    def get(self, name=None, version=None):
+        self.write_json(self.inference.statistics(name, version))
+
+
+class ModelConfigHandler(BaseHandler):
+    """Triton's model configuration extension: ``GET /v2/models/NAME[/versions/V]/config``."""
+
+    def get(self, name, version=None):
+        self.write_json(self.inference.configuration(name, version))
+
+
 class RepositoryIndexHandler(BaseHandler):
     async def post(self):
         ready_only = v2.decode_repository_index_request(self.body)
@@ -117,7 +132,10 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (r"/v2", V2ServerHandler),
         (r"/v2/health/live", LiveHandler),
         (r"/v2/health/ready", ServerReadyHandler),
+        (r"/v2/models/stats", ModelStatisticsHandler),
         (rf"/v2/models/{MODEL}{VERSION}", V2ModelHandler),
+        (rf"/v2/models/{MODEL}{VERSION}/stats", ModelStatisticsHandler),
+        (rf"/v2/models/{MODEL}{VERSION}/config", ModelConfigHandler),
         (rf"/v2/models/{MODEL}{VERSION}/ready", ModelReadyHandler),
         (r"/v2/repository/index", RepositoryIndexHandler),
         (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler),

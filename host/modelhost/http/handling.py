@@ -7,9 +7,6 @@ and the access line. ``BaseHandler`` applies them to the routes that Tornado's
 RequestHandlers serve; ``exchange.Exchange`` to the inference routes.
 """
 
-import hmac
-import itertools
-import os
 import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional, Protocol
@@ -20,7 +17,8 @@ import tornado.ioloop
 import tornado.web
 
 from .. import logs
-from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge, Unauthorized
+from ..auth import check_bearer
+from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge
 from ..inference import Inference
 from ..protocol import jsonio
 
@@ -51,6 +49,7 @@ class BaseHandler(tornado.web.RequestHandler):
     open_to_all = False
 
     def initialize(self, serving: Serving):
+        self.inference = serving.inference
         self.repository = serving.inference.repository
         self.metrics = serving.inference.metrics
         self.max_buffer_size = serving.max_buffer_size
@@ -132,10 +131,7 @@ def request_id_for(headers: Mapping[str, str], request_ids: Iterator[str]) -> st
 
 
 def check_token(headers: Mapping[str, str], auth_token: str) -> None:
-    scheme, _, token = headers.get("Authorization", "").partition(" ")
-    # compare_digest takes as long whatever the token's first wrong byte: no timing oracle.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), auth_token.encode()):
-        raise Unauthorized("a valid 'Authorization: Bearer' token is required")
+    check_bearer(headers.get("Authorization", ""), auth_token)
 
 
 def check_length(headers: Mapping[str, str], max_buffer_size: int) -> None:
@@ -194,12 +190,6 @@ class Body:
         if len(self.chunks) == 1 and isinstance(self.chunks[0], bytearray):
             return self.chunks[0]
         return bytearray().join(self.chunks)
-
-
-def request_id_source() -> Iterator[str]:
-    """Ids for requests that bring none: random for this process, then counted, with no system call per request."""
-    prefix = os.urandom(8).hex()
-    return (f"{prefix}{count:016x}" for count in itertools.count())
 
 
 class HasRequest(Protocol):

@@ -35,6 +35,7 @@ PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 V1_EXAMPLE = {"instances": [[1.0, 2.0], [3.0, 4.0]]}
 V2_EXAMPLE = {"id": "1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
 STRING, BOOLEAN, PARAMETERS = {"type": "string"}, {"type": "boolean"}, {"type": "object"}
+INTEGER = {"type": "integer"}
 
 
 def openapi_document(model_names: list[str]) -> dict:
@@ -68,6 +69,8 @@ def openapi_document(model_names: list[str]) -> dict:
             "v2RepositoryUnload", "Stop serving a model", "RepositoryUnloadRequest", "RepositoryChangeResponse",
             errors=REPOSITORY_ERRORS,
         ),
+        "/v2/models/stats": _get("v2ModelStatisticsAll", "Every served model's statistics (Triton's statistics "
+                                 "extension)", "ModelStatisticsResponse"),
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
             "200": _response("The Prometheus text format", STRING, media_type="text/plain")}}},
         "/openapi.json": _get("openapi", "This document", "OpenAPIDocument"),
@@ -77,6 +80,12 @@ def openapi_document(model_names: list[str]) -> dict:
         paths[f"{prefix}/ready"] = _get(
             f"v2ModelReady{suffix}", "Whether a model is ready", "ModelReadyResponse", [404], not_ready=True
         )
+        paths[f"{prefix}/stats"] = _get(
+            f"v2ModelStatistics{suffix}", "A model's statistics (Triton's statistics extension)",
+            "ModelStatisticsResponse", [404])
+        paths[f"{prefix}/config"] = _get(
+            f"v2ModelConfig{suffix}", "A model's configuration (Triton's model configuration extension)",
+            "ModelConfigResponse", [404, 503])
         paths[f"{prefix}/infer"] = _post(
             f"v2ModelInfer{suffix}", "Inference (Open Inference Protocol)", "InferenceRequest", V2_EXAMPLE,
             "InferenceResponse", binary=True,
@@ -186,6 +195,18 @@ def _schemas() -> dict:
         "ErrorResponse": _object(["error"], error=STRING),
         "Alive": _object(["status"], status={"const": "alive"}),
         "ModelReadyResponse": _object(["name", "ready"], name=STRING, ready=BOOLEAN),
+        "ModelStatisticsResponse": _object(["model_stats"], model_stats=_array(_object(
+            ["name", "version", "inference_count", "execution_count", "inference_stats"], name=STRING,
+            version=STRING, inference_count=INTEGER, execution_count=INTEGER, inference_stats=_object(
+                ["success", "fail", "queue", "compute_input", "compute_infer", "compute_output"],
+                **{stage: _ref("StatisticDuration") for stage in
+                   ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")})))),
+        "StatisticDuration": _object(["count", "ns"], count=INTEGER, ns=INTEGER),
+        "ModelConfigResponse": _object(["name", "platform", "max_batch_size", "input", "output"], name=STRING,
+                                       platform=STRING, max_batch_size=INTEGER, input=_array(_ref("ModelTensor")),
+                                       output=_array(_ref("ModelTensor"))),
+        "ModelTensor": _object(["name", "data_type", "dims"], name=STRING, data_type=STRING,
+                               dims=_array(INTEGER)),
         "OpenAPIDocument": _object(["openapi", "info", "paths"]),
         "V1ModelList": _object(["models"], models=_array(STRING)),
         "V1PredictRequest": {  # 'instances', or 'inputs' when there are no 'instances'

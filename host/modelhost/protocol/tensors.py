@@ -52,6 +52,13 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def check_datatype(name: str, datatype: object) -> str:
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in DTYPES):
+        known = ", ".join([*DTYPES, "BYTES"])
+        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r} (known: {known})")
+    return datatype
+
+
 def check_shape(name: str, shape: object) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InvalidInput, PluginError
+from ..metrics import Duration, ModelStatistics
 from ..request import InferenceRequest
 from . import jsonio, tensors
 
@@ -37,6 +38,44 @@ def model_metadata(name: str, versions: list[str], declared: dict) -> dict:
         "inputs": declared.get("inputs", []),
         "outputs": declared.get("outputs", []),
     }
+
+
+def model_statistics(name: str, version: Optional[str], figures: ModelStatistics) -> dict:
+    """One model's entry of Triton's statistics extension (``model_stats``): from the server's metrics."""
+
+    def duration(measured: Duration) -> dict:
+        return {"count": measured.count, "ns": measured.ns}
+
+    return {
+        "name": name, "version": version or "", "last_inference": 0, "inference_count": figures.success.count,
+        "execution_count": figures.execution_count,
+        "inference_stats": {
+            "success": duration(figures.success), "fail": duration(figures.fail), "queue": duration(figures.queue),
+            "compute_input": duration(figures.compute_input), "compute_infer": duration(figures.compute_infer),
+            "compute_output": duration(figures.compute_output), "cache_hit": duration(Duration(0, 0)),
+            "cache_miss": duration(Duration(0, 0)),
+        },
+        "batch_stats": [],
+    }
+
+
+def model_config(name: str, declared: dict, max_batch_size: int) -> dict:
+    """Triton's model configuration, as far as a model declares it: name, platform, batching, inputs, outputs.
+
+    With batching on, Triton's ``dims`` leave out the batch dimension that the V2 metadata's shapes hold.
+    """
+    batched = max_batch_size if max_batch_size > 1 else 0
+
+    def tensor(described: dict) -> dict:
+        shape = list(described.get("shape", []))
+        datatype = str(described.get("datatype", ""))
+        return {"name": str(described.get("name", "")),
+                "data_type": "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}" if datatype else "TYPE_INVALID",
+                "dims": shape[1:] if batched and shape else shape}
+
+    return {"name": name, "platform": declared.get("platform", ""), "backend": "modelhost",
+            "max_batch_size": batched, "input": [tensor(t) for t in declared.get("inputs", [])],
+            "output": [tensor(t) for t in declared.get("outputs", [])]}
 
 
 def decode_repository_index_request(body: bytes) -> bool:
@@ -140,10 +179,7 @@ def _input_header(raw: object) -> tuple[str, str, tuple[int, ...], dict]:
     name = raw.get("name")
     if not isinstance(name, str):
         raise InvalidInput("each input needs a string 'name'")
-    datatype = raw.get("datatype")
-    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in tensors.DTYPES):
-        known = ", ".join([*tensors.DTYPES, "BYTES"])
-        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r} (known: {known})")
+    datatype = tensors.check_datatype(name, raw.get("datatype"))
     parameters = _optional(raw, "parameters", dict) or {}
     return name, datatype, tensors.check_shape(name, raw.get("shape")), parameters
 
@@ -206,6 +242,17 @@ def response_parameters(parameters: dict, output_parameters: dict,
     return parameters, output_parameters
 
 
+def requested(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str) -> dict[str, np.ndarray]:
+    """The outputs the request asked for (all, when it named none); InvalidInput names one the model lacks."""
+    wanted = request.requested_outputs
+    if wanted is None:
+        return outputs
+    unknown = [name for name in wanted if name not in outputs]
+    if unknown:
+        raise InvalidInput(f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(outputs)})")
+    return {name: outputs[name] for name in wanted}
+
+
 def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str,
                     model_version: Optional[str], parameters: Optional[dict[str, Any]] = None,
                     output_parameters: Optional[dict[str, dict[str, Any]]] = None) -> tuple[bytes, dict]:
@@ -215,13 +262,7 @@ def encode_response(outputs: dict[str, np.ndarray], request: InferenceRequest, m
     data, as JSON has no such numbers; binary data carries them exactly.
     """
     wanted = request.requested_outputs
-    if wanted is not None:
-        unknown = [name for name in wanted if name not in outputs]
-        if unknown:
-            raise InvalidInput(
-                f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(outputs)})"
-            )
-        outputs = {name: outputs[name] for name in wanted}
+    outputs = requested(outputs, request, model_name)
     binary_default = bool(request.parameters.get("binary_data_output", False))
     try:
         described, chunks = write_tensors(

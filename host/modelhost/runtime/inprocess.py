@@ -20,6 +20,7 @@ from ..metrics import Metrics
 from ..model import Model, import_model
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
+from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
 from .runner import Health, report_ready
@@ -55,6 +56,10 @@ class InProcessRunner:
     @property
     def reason(self) -> str:
         return f"not healthy: {self.health.reason}" if self.model is not None else self.why_no_model
+
+    @property
+    def settings(self) -> ServingSettings:
+        return self.model.settings if self.model else ServingSettings()
 
     @property
     def metadata(self) -> dict:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
+from ..settings import ServingSettings
 
 log = logging.getLogger("modelhost")
 
@@ -28,6 +29,10 @@ class Runner(Protocol):
     @property
     def loaded(self) -> bool:
         """Whether its model loaded, healthy or not: a server serves on while one has."""
+
+    @property
+    def settings(self) -> ServingSettings:
+        """How the model is served (the defaults until it is loaded)."""
 
     @property
     def metadata(self) -> dict:

@@ -1,0 +1,135 @@
+"""The Open Inference Protocol over gRPC: its messages, and the codec between them and the host's requests.
+
+The messages are built from ``inference.proto`` in a descriptor pool of their
+own, not protobuf's default one: the clients a test or a transformer runs in
+the same process (tritonclient, kserve) register ``inference.*`` messages of
+their own there, and two definitions of one name cannot share a pool. Pure:
+no I/O.
+"""
+
+import functools
+import math
+from types import SimpleNamespace
+from typing import Any, Optional
+
+import numpy as np
+from google.protobuf import descriptor_pool, message_factory
+
+from ..errors import InvalidInput, PluginError
+from ..request import InferenceRequest
+from . import grpc_descriptor, tensors
+from .v2 import requested
+
+SERVICE = "inference.GRPCInferenceService"
+# The typed contents field that carries each datatype; FP16 travels only as raw contents.
+CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
+            "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",
+            "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
+            "FP64": "fp64_contents", "BYTES": "bytes_contents"}
+INT64_MAX = 2**63 - 1
+
+
+@functools.cache
+def messages() -> SimpleNamespace:
+    """The message classes by name: ``messages().ModelInferRequest``."""
+    pool = descriptor_pool.DescriptorPool()
+    described = pool.AddSerializedFile(grpc_descriptor.FILE)
+    return SimpleNamespace(**{name: message_factory.GetMessageClass(descriptor)
+                              for name, descriptor in described.message_types_by_name.items()})
+
+
+def parameter_value(parameter) -> Any:
+    choice = parameter.WhichOneof("parameter_choice")
+    return getattr(parameter, choice) if choice else None
+
+
+def parameters_of(field) -> dict[str, Any]:
+    return {name: parameter_value(parameter) for name, parameter in field.items()}
+
+
+def set_parameters(field, values: dict[str, Any], whose: str) -> None:
+    """Fill a message's parameter map; PluginError for a value InferParameter cannot carry (a list, an object)."""
+    for name, value in values.items():
+        parameter = field[name]
+        if isinstance(value, bool):
+            parameter.bool_param = value
+        elif isinstance(value, int) and -INT64_MAX - 1 <= value <= INT64_MAX:
+            parameter.int64_param = value
+        elif isinstance(value, int) and 0 <= value < 2**64:
+            parameter.uint64_param = value
+        elif isinstance(value, float):
+            parameter.double_param = value
+        elif isinstance(value, str):
+            parameter.string_param = value
+        else:
+            raise PluginError(f"{whose} parameter {name!r} is a {type(value).__name__}, which gRPC's "
+                              "InferParameter cannot carry (bool, integer, float or string)")
+
+
+def decode_infer_request(message) -> InferenceRequest:
+    """A ModelInferRequest as the host's request; InvalidInput says what in it does not add up."""
+    raw = message.raw_input_contents
+    if raw and len(raw) != len(message.inputs):
+        raise InvalidInput(f"the request has {len(raw)} raw_input_contents for {len(message.inputs)} inputs")
+    if not message.inputs:
+        raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    inputs: dict[str, np.ndarray] = {}
+    input_parameters: dict[str, dict[str, Any]] = {}
+    for index, tensor in enumerate(message.inputs):
+        name = tensor.name
+        if name in inputs:
+            raise InvalidInput(f"input {name!r} is given twice")
+        datatype = tensors.check_datatype(name, tensor.datatype)
+        shape = tensors.check_shape(name, list(tensor.shape))
+        if raw:  # a copy, so that a plugin's arrays are writable, as over HTTP
+            inputs[name] = tensors.from_binary(name, datatype, shape, memoryview(bytearray(raw[index])))
+        else:
+            inputs[name] = from_contents(name, datatype, shape, tensor.contents)
+        input_parameters[name] = parameters_of(tensor.parameters)
+    return InferenceRequest(
+        protocol="v2",
+        inputs=inputs,
+        input_parameters=input_parameters,
+        id=message.id or None,
+        parameters=parameters_of(message.parameters),
+        requested_outputs={output.name: parameters_of(output.parameters) for output in message.outputs} or None,
+    )
+
+
+def from_contents(name: str, datatype: str, shape: tuple[int, ...], contents) -> np.ndarray:
+    field = CONTENTS.get(datatype)
+    if field is None:
+        raise InvalidInput(f"input {name!r}: {datatype} has no typed contents; send it in raw_input_contents")
+    values = getattr(contents, field)
+    count = math.prod(shape)
+    if len(values) != count:
+        raise InvalidInput(f"input {name!r}: shape {list(shape)} holds {count} elements, its {field} has "
+                           f"{len(values)}")
+    if datatype == "BYTES":
+        array = np.empty(count, dtype=object)
+        array[:] = list(values)
+        return array.reshape(shape)
+    try:
+        return np.array(values, dtype=tensors.DTYPES[datatype]).reshape(shape)
+    except OverflowError:
+        raise InvalidInput(f"input {name!r}: a value of its {field} is out of {datatype}'s range") from None
+
+
+def encode_infer_response(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str,
+                          model_version: Optional[str], parameters: Optional[dict[str, Any]] = None,
+                          output_parameters: Optional[dict[str, dict[str, Any]]] = None):
+    """A ModelInferResponse with each output's data in ``raw_output_contents``, as Triton answers."""
+    response = messages().ModelInferResponse(model_name=model_name, model_version=model_version or "",
+                                             id=request.id or "")
+    for name, array in requested(outputs, request, model_name).items():
+        datatype = tensors.datatype_of(array)
+        tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
+        set_parameters(tensor.parameters, (output_parameters or {}).get(name, {}), f"output {name!r}'s")
+        response.raw_output_contents.append(tensors.to_binary(datatype, array))
+    set_parameters(response.parameters, parameters or {}, "the response's")
+    return response
+
+
+def model_metadata(described: dict):
+    """``v2.model_metadata``'s answer as a ModelMetadataResponse."""
+    return messages().ModelMetadataResponse(**described)
