@@ -17,6 +17,8 @@ bare Tornado handler on the echo V1 body (compare.py writes the body files):
 
 with ``plugins/echo`` on ``PYTHONPATH``. Another checkout of modelhost runs
 with its own ``host/`` first on ``PYTHONPATH`` in the command (``env PYTHONPATH=...``).
+Servers run side by side: give each modelhost ``--grpc_port 0`` (or
+``--enable_grpc false``), or they would all ask for gRPC's default port, 8081.
 """
 
 import argparse

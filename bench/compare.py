@@ -1,14 +1,15 @@
-"""modelhost side by side with KServe's ModelServer, MLServer and a bare Tornado handler, under wrk.
+"""modelhost side by side with KServe's ModelServer, MLServer and a bare Tornado handler, under wrk and h2load.
 
-    python bench/compare.py            # 3 interleaved runs of 4 s per row, c = 1, 8, 64 (about 11 minutes)
-    python bench/compare.py --quick    # 1 run of 2 s per row, c = 8 (AlexNet c = 1), to iterate (about 1 minute)
+    python bench/compare.py            # 3 interleaved runs of 4 s per row, c = 1, 8, 64 (about 15 minutes)
+    python bench/compare.py --quick    # 1 run of 2 s per row, c = 8 (AlexNet c = 1), to iterate (about 2 minutes)
 
 Options: --access-logs turns every server's per-request access log on (off by
 default, for all alike); --runs N and --seconds S override either mode; --cache DIR (default
 bench/.cache) holds the peers' virtual environments, installed there on the
 first run and reused, the ONNX files, the request bodies and the servers' logs.
 Run it from the repository root with modelhost and the sample plugin installed
-(README.md); it installs wrk with apt-get when missing and it is root.
+(README.md); it installs wrk, and h2load for the gRPC rows, with apt-get when
+missing and it is root.
 
 Every server is started once and serves every model; runs go round-robin over
 servers within each case and concurrency, so a drift of the machine hits all
@@ -25,21 +26,33 @@ import time
 import urllib.request
 from pathlib import Path
 
+import grpc
 import numpy as np
 from modelhost_alexnet import network
 
 from peers import cases as casebook
-from peers import cpu, environment, raw_ort, servers as launcher, sessions, table, wrk
+from peers import cpu, environment, grpc_infer, h2load, raw_ort, servers as launcher, sessions, table, wrk
 
 LOGGING = {
     False: "per-request logging off everywhere: modelhost --log-level WARNING; KServe --enable_latency_logging False "
-           "with its uvicorn.access and kserve.trace loggers at WARNING; MLServer \"debug\": false (no access log); "
-           "the bare handler logs nothing",
+           "with its uvicorn.access, kserve.trace and kserve (a line per gRPC call) loggers at WARNING; MLServer "
+           "\"debug\": false (no access log, no gRPC LoggingInterceptor); the bare handler logs nothing",
     True: "per-request logging on everywhere (--access-logs), each server as shipped: modelhost --log-level INFO "
           "(one access line); KServe --enable_latency_logging True with its default log configuration (uvicorn.access, "
-          "kserve.trace); MLServer \"debug\": true (uvicorn's access log); the bare handler Tornado's access log at INFO",
+          "kserve.trace, kserve's line per gRPC call); MLServer \"debug\": true (uvicorn's access log, gRPC's "
+          "LoggingInterceptor); the bare handler Tornado's access log at INFO",
 }
 SETTLE = 0.5  # seconds of quiet before each run
+# The summary's ratios of req/s: (what, case key, the row over, the row under), rows by their targets' keys.
+RATIOS = [
+    ("modelhost echo V1 / bare Tornado handler, req/s", "echo-v1", "modelhost", "bare"),
+    ("echo in the server process: modelhost gRPC / KServe gRPC, calls/s", "echo-grpc", "modelhost", "kserve"),
+    ("echo in the server process: modelhost gRPC / modelhost REST V2", "echo-grpc", "modelhost", "modelhost:REST V2"),
+    ("echo in a worker process: modelhost gRPC / MLServer gRPC, calls/s", "echo-grpc-worker", "modelhost-worker",
+     "mlserver"),
+    ("echo in a worker process: modelhost gRPC / modelhost REST V2", "echo-grpc-worker", "modelhost-worker",
+     "modelhost-worker:REST V2"),
+]
 
 
 def parse_args() -> argparse.Namespace:
@@ -103,29 +116,49 @@ def post(url: str, body: Path, headers: dict) -> dict:
         return json.loads(response.read())
 
 
+def answer(server, target) -> dict:
+    """The target's answer to its body, as a JSON document; a gRPC target's also sets its ``answer_bytes``."""
+    if target.grpc:
+        document, target.answer_bytes = grpc_infer.infer(server.grpc_address, target.body)
+        return document
+    return post(server.url + target.path, target.body, target.headers)
+
+
 def preflight(cases: list, running: dict) -> dict:
-    """One request per case and server, checked against ONNX Runtime's answer; {(case, server): why} for failures."""
+    """One request per case and server, checked against ONNX Runtime's answer; {(case, server): why} for failures.
+
+    A gRPC target gets a real gRPC call: h2load would count a failed call as a success."""
     broken = {}
     for case in cases:
         for target in case.targets:
             if target.server not in running:
                 continue
             try:
-                right = case.answer_is_right(post(running[target.server].url + target.path, target.body, target.headers))
+                right = case.answer_is_right(answer(running[target.server], target))
                 reason = None if right else "answered, but not what ONNX Runtime computes"
             except (OSError, ValueError) as exc:  # refused, reset, an HTTP error status, not JSON
                 reason = f"failed: {exc}"
+            except grpc.RpcError as exc:  # the call's status, and the server's message
+                reason = f"failed: gRPC {exc.code().name}: {exc.details()}"
             if reason:
                 broken[case.key, target.key] = reason
                 print(f"!! {case.title}: {running[target.server].label} {reason}")
     return broken
 
 
+def load(server, target, concurrency: int, seconds: int) -> wrk.Result:
+    """wrk for HTTP/1.1, h2load for gRPC, both with one thread and c connections of one request at a time."""
+    if target.grpc:
+        return h2load.run(f"http://{server.grpc_address}{target.path}", target.body, target.headers,
+                          target.answer_bytes, concurrency, seconds)
+    return wrk.run(server.url + target.path, target.body, target.headers, concurrency, seconds)
+
+
 def one_run(server, target, concurrency: int, seconds: int) -> table.Run:
     server_before, busy_before = server.cpu_seconds(), cpu.machine_busy_seconds()
-    result = wrk.run(server.url + target.path, target.body, target.headers, concurrency, seconds)
+    result = load(server, target, concurrency, seconds)
     server_cpu = server.cpu_seconds() - server_before
-    others = cpu.machine_busy_seconds() - busy_before - server_cpu - result.wrk_cpu_s
+    others = cpu.machine_busy_seconds() - busy_before - server_cpu - result.loader_cpu_s
     return table.Run(result, server_cpu, max(others, 0.0))
 
 
@@ -140,7 +173,7 @@ def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int, a
           f"{count * runs * (seconds + SETTLE + 0.2) / 60:.0f} min), after a 1 s warm-up of each server and case")
     warm_up = {(key, target.key): target for key, _, targets in groups for target in targets}
     for target in warm_up.values():
-        wrk.run(running[target.server].url + target.path, target.body, target.headers, 8, 1)
+        load(running[target.server], target, 8, 1)
     rows, limits = {}, {}
     for round_ in range(runs):
         print(f"  round {round_ + 1}/{runs}", flush=True)
@@ -159,13 +192,14 @@ def measure(cases: list, running: dict, broken: dict, runs: int, seconds: int, a
 
 
 def summary(cases: list, rows: dict, limits: dict, limit_runs: dict, labels: dict) -> list[str]:
-    """The two ratios a reader asks first: against the ceiling, and against the limit."""
+    """The ratios a reader asks first: against the ceiling, gRPC against the peers' and REST, and against the limit."""
     lines = []
     concurrencies = sorted({concurrency for _, concurrency, _ in rows})
-    echo_v1 = [f"c={c}: {rows['echo-v1', c, 'modelhost'].rps / rows['echo-v1', c, 'bare'].rps:.2f}"
-               for c in concurrencies if ("echo-v1", c, "modelhost") in rows and ("echo-v1", c, "bare") in rows]
-    if echo_v1:
-        lines.append(f"modelhost echo V1 / bare Tornado handler, req/s: {', '.join(echo_v1)}")
+    for title, case, mine, theirs in RATIOS:
+        ratios = [f"c={c}: {rows[case, c, mine].rps / rows[case, c, theirs].rps:.2f}"
+                  for c in concurrencies if (case, c, mine) in rows and (case, c, theirs) in rows]
+        if ratios:
+            lines.append(f"{title}: {', '.join(ratios)}")
     [alexnet] = [case for case in cases if case.key == "alexnet"]
     pairs = [(c, batch) for c, batch in ((1, 1), (8, 8)) if c in alexnet.concurrencies]
     lines.append("ONNX Runtime alone, measured in each round before the AlexNet runs at c = batch, images/s: "
@@ -187,7 +221,7 @@ def main() -> None:
     began = time.monotonic()
     cache = environment.prepare_cache(args.cache)
     print(f"cache (virtual environments, models, bodies, server logs): {cache}")
-    environment.ensure_wrk()
+    environment.ensure_tools()
     pythons, missing = install(cache)
     # The sample builds AlexNet into MODELHOST_CACHE_DIR once; every server reads that one file.
     os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
@@ -218,8 +252,10 @@ def main() -> None:
         for server in running.values():
             server.stop()
 
-    print(f"\nmedians of {args.runs} interleaved run(s) of {args.seconds} s each, wrk with one thread and c connections\n"
-          "mh/peer: the modelhost row's req/s in the same mode (in-process, or worker for MLServer) / this row's\n"
+    print(f"\nmedians of {args.runs} interleaved run(s) of {args.seconds} s each, wrk with one thread and c connections;\n"
+          "gRPC rows: h2load with one thread and c connections of one stream each, req/s meaning calls/s\n"
+          "mh/peer: the modelhost row's req/s in the same mode (in-process, or worker for MLServer) / this row's;\n"
+          "in the gRPC cases, against modelhost's REST V2 row too: above 1, gRPC serves more\n"
           "±%: spread of req/s over the runs; CPU s: the server's whole process tree during one run\n")
     print("\n".join(table.render(cases, labels, rows, missing)))
     limits = {batch: float(np.median(rates)) for batch, rates in limit_runs.items()}

@@ -1,7 +1,8 @@
 """The cases: which servers answer which request body, and what a right answer holds.
 
-Bodies are written once into files that wrk's Lua script reads as bytes. The
-expected outputs come from ONNX Runtime in this process, so the pre-flight
+Bodies are written once into files that wrk's Lua script reads as bytes, and
+h2load sends as they are (a gRPC case's body is one framed ModelInferRequest).
+The expected outputs come from ONNX Runtime in this process, so the pre-flight
 check also proves the servers run equivalent models.
 """
 
@@ -13,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import sessions
+from . import grpc_infer, sessions
 
 JSON = {"Content-Type": "application/json"}
 # Sixteen values exact in FP32, so every server writes back the very numbers it was sent.
@@ -30,6 +31,8 @@ class Target:
     versus: Optional[str] = None  # the modelhost server this row's ratio is taken against; None on modelhost rows
     tag: str = ""  # tells two rows of one server apart, and marks a body other than the case's title says
     payload: str = ""  # that other body, said under the case
+    grpc: bool = False  # a unary gRPC call to the server's gRPC port, under h2load, instead of HTTP/1.1 under wrk
+    answer_bytes: int = 0  # gRPC: a right answer's frame length, which the preflight learns and h2load.py needs
 
     @property
     def key(self) -> str:
@@ -83,11 +86,16 @@ def build(folder: Path, concurrencies: tuple, alexnet_concurrencies: tuple) -> l
     binary, binary_headers = v2_binary("input", IMAGE)
     image = write("image-v2.bin", binary)
     image64 = write("image-v2-base64.json", v2_base64("input", IMAGE))
+    echo_grpc = write("echo-grpc.bin", grpc_infer.frame("echo", "x", X))
     gemm_y = sessions.run(sessions.gemm_session(), X)
     scores, _ = sessions.top5(sessions.run(sessions.alexnet_session(), IMAGE))
     base64_body = f"the FP32 bytes base64-encoded as one V2 JSON BYTES element, {image64.stat().st_size:,} bytes"
     echo_v2, gemm_v2 = "/v2/models/echo/infer", "/v2/models/gemm/infer"
     alexnet = "/v2/models/custom-model/infer"
+    # Next to each gRPC row, the same server's REST row, interleaved with it: mh/peer then reads gRPC / REST.
+    rest = f"POST {echo_v2} with the V2 JSON body of the echo V2 cases ({small.stat().st_size} bytes)"
+    grpc_title = (f"echo, gRPC ModelInfer FP32 [1,16] in raw_input_contents ({echo_grpc.stat().st_size} bytes "
+                  "framed), model in")
     return [
         Case("echo-v1", "echo, V1 JSON {\"instances\": [[16 floats]]}", concurrencies, [
             Target("modelhost", "/v1/models/echo:predict", v1, JSON),
@@ -101,6 +109,17 @@ def build(folder: Path, concurrencies: tuple, alexnet_concurrencies: tuple) -> l
         Case("echo-v2-worker", "echo, V2 JSON FP32 [1,16], model in a worker process", concurrencies, [
             Target("modelhost-worker", echo_v2, small, JSON),
             Target("mlserver", echo_v2, small, JSON, versus="modelhost-worker"),
+        ], ("x", X)),
+        Case("echo-grpc", f"{grpc_title} the server process", concurrencies, [
+            Target("modelhost", grpc_infer.MODEL_INFER, echo_grpc, grpc_infer.HEADERS, grpc=True),
+            Target("kserve", grpc_infer.MODEL_INFER, echo_grpc, grpc_infer.HEADERS, versus="modelhost", grpc=True),
+            Target("modelhost", echo_v2, small, JSON, versus="modelhost", tag="REST V2", payload=rest),
+        ], ("x", X)),
+        Case("echo-grpc-worker", f"{grpc_title} a worker process", concurrencies, [
+            Target("modelhost-worker", grpc_infer.MODEL_INFER, echo_grpc, grpc_infer.HEADERS, grpc=True),
+            Target("mlserver", grpc_infer.MODEL_INFER, echo_grpc, grpc_infer.HEADERS, versus="modelhost-worker",
+                   grpc=True),
+            Target("modelhost-worker", echo_v2, small, JSON, versus="modelhost-worker", tag="REST V2", payload=rest),
         ], ("x", X)),
         Case("gemm", "Gemm 16->4 on ONNX Runtime (1 thread), V2 JSON FP32 [1,16]", concurrencies, [
             Target("modelhost", gemm_v2, small, JSON),

@@ -1,4 +1,4 @@
-"""What the comparison needs on the machine: a cache folder, the peers' virtual environments, wrk, versions."""
+"""What the comparison needs on the machine: a cache folder, the peers' environments, wrk and h2load, versions."""
 
 import importlib.metadata
 import os
@@ -48,23 +48,30 @@ def venv_python(cache: Path, peer: str) -> Path:
     return python
 
 
-def ensure_wrk() -> None:
-    """Installs wrk from Debian when it is missing and this is root; otherwise exits saying what to do."""
-    if not shutil.which("wrk") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("installing wrk: apt-get install -y wrk", flush=True)
-        for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
-            subprocess.run(step, capture_output=True)
-    if not shutil.which("wrk"):
-        raise SystemExit("wrk is needed and could not be installed: run `apt-get install wrk` as root "
-                         "(or build it from https://github.com/wg/wrk) and put it on PATH")
+# The load generators, each with the Debian package that holds it and where else to get it.
+TOOLS = {"wrk": ("wrk", "https://github.com/wg/wrk"),
+         "h2load": ("nghttp2-client", "https://github.com/nghttp2/nghttp2")}
+
+
+def ensure_tools() -> None:
+    """Installs wrk and h2load from Debian when missing and this is root; otherwise exits saying what to do."""
+    for tool, (package, source) in TOOLS.items():
+        if not shutil.which(tool) and os.geteuid() == 0 and shutil.which("apt-get"):
+            print(f"installing {tool}: apt-get install -y {package}", flush=True)
+            for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
+                subprocess.run(step, capture_output=True)
+        if not shutil.which(tool):
+            raise SystemExit(f"{tool} is needed and could not be installed: run `apt-get install {package}` as "
+                             f"root (or build it from {source}) and put it on PATH")
 
 
 def versions(pythons: dict) -> list[str]:
     """One line per component; ``pythons`` maps each installed peer to its environment's interpreter."""
     mine = importlib.metadata.version
     wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split(" [")[0]
+    h2load = subprocess.run(["h2load", "--version"], capture_output=True, text=True).stdout.strip()
     lines = [
-        f"cores: {os.cpu_count()}, Python {sys.version.split()[0]}, {wrk}",
+        f"cores: {os.cpu_count()}, Python {sys.version.split()[0]}, {wrk}, {h2load}",
         f"modelhost {mine('modelhost')} (tornado {mine('tornado')}, onnxruntime {mine('onnxruntime')}, "
         f"orjson {mine('orjson')}), from {Path(modelhost.__file__).parent}",
     ]

@@ -1,12 +1,14 @@
 """The comparison's models on KServe's ModelServer, as ``kserve.Model`` subclasses.
 
-    python bench/peers/kserve_server.py --http_port N --enable_grpc False --enable_latency_logging False|True
+    python bench/peers/kserve_server.py --http_port N --grpc_port M --enable_latency_logging False|True
 
 Run by compare.py with KServe's virtual environment and bench/peers on
 PYTHONPATH. ``predict`` is a plain method, as in KServe's "Deploy Custom
 Python Model" guide: KServe calls it on its event loop. Tensors go through
 NumPy (``as_numpy``, ``set_data_from_numpy``) because a real model needs them
 there; that is the work modelhost does before its echo plugin sees an array.
+Over gRPC the same ``predict`` gets the ``InferRequest`` KServe decodes from
+the ModelInferRequest.
 """
 
 import base64
@@ -70,13 +72,15 @@ class AlexNet(kserve.Model):
 
 
 def main() -> None:
-    # KServe's own log configuration, with its two per-request loggers off unless access logs are
+    # KServe's own log configuration, with its per-request loggers off unless access logs are
     # asked for: uvicorn's access log (uvicorn skips it entirely when the logger is above INFO) and
     # kserve.trace, where KServe's timing middleware writes two lines per request whatever
-    # --enable_latency_logging says.
+    # --enable_latency_logging says. Over gRPC, its LoggingInterceptor writes a "grpc method: ..." line at
+    # INFO per call to the kserve logger itself, which goes to WARNING too, as modelhost runs at
+    # --log-level WARNING: its start-up lines go with it.
     config = copy.deepcopy(KSERVE_LOG_CONFIG)
     if not os.environ.get("BENCH_ACCESS_LOGS"):
-        for name in ("uvicorn.access", "kserve.trace"):
+        for name in ("uvicorn.access", "kserve.trace", "kserve"):
             config["loggers"][name]["level"] = "WARNING"
     configure_logging(config)
     models = [Echo("echo"), Gemm("gemm"), AlexNet("custom-model")]

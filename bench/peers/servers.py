@@ -26,6 +26,7 @@ class Server:
     command: list
     env: dict
     port: int
+    grpc_port: Optional[int] = None  # where it serves the Open Inference Protocol over gRPC
     ready_path: str = "/v2/health/ready"
     cwd: Optional[Path] = None
     process: Optional[subprocess.Popen] = None
@@ -34,6 +35,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_address(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
 
     def start(self, log: Path) -> None:
         with open(log, "wb") as sink:
@@ -82,37 +87,40 @@ def environment(*paths: Path) -> dict:
 
 
 def modelhost(replicas: int, access_logs: bool, max_batch_size: int = 1) -> Server:
-    """modelhost from this checkout: echo and the Gemm by import path, the installed sample as custom-model."""
-    port = free_port()
+    """modelhost from this checkout: echo and the Gemm by import path, the installed sample as custom-model.
+
+    Each gets a gRPC port of its own: its default, 8081, would let only the first of them start."""
+    port, grpc_port = free_port(), free_port()
     flags = ["--replicas", str(replicas)] + (["--max_batch_size", str(max_batch_size)] if max_batch_size > 1 else [])
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
+               "--grpc_port", str(grpc_port),
                "--log-level", "INFO" if access_logs else "WARNING", *flags,
                "--plugin", "echo=modelhost_echo:Echo", "--plugin", "gemm=modelhost_gemm:Gemm", "--model", "custom-model"]
     # The label names the mode and one flag, the one that sets this server apart, to fit the table.
     mode = "in-process" if replicas == 0 else "worker"
     shown = f"--max_batch_size {max_batch_size}" if max_batch_size > 1 else f"--replicas {replicas}"
     label = f"modelhost ({mode}, {shown})"
-    return Server(label, command, environment(ECHO_PLUGIN, PEERS), port)
+    return Server(label, command, environment(ECHO_PLUGIN, PEERS), port, grpc_port)
 
 
 def kserve(python: Path, access_logs: bool) -> Server:
-    port = free_port()
-    # No gRPC server: nothing here calls it, and its port could clash with MLServer's.
+    """KServe's REST and gRPC servers, both on by default, in one process on one event loop."""
+    port, grpc_port = free_port(), free_port()
     command = [str(python), str(PEERS / "kserve_server.py"), "--http_port", str(port),
-               "--enable_grpc", "False", "--enable_latency_logging", str(access_logs)]
+               "--grpc_port", str(grpc_port), "--enable_latency_logging", str(access_logs)]
     env = {**environment(PEERS), ACCESS_LOGS: "1" if access_logs else ""}
-    return Server("KServe ModelServer (in-process)", command, env, port)
+    return Server("KServe ModelServer (in-process)", command, env, port, grpc_port)
 
 
 def mlserver(python: Path, workdir: Path, access_logs: bool) -> Server:
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     # "debug" is what turns uvicorn's access log on in MLServer; the environment overrides settings.json.
     env = {**environment(PEERS), "MLSERVER_DEBUG": str(access_logs).lower(), "MLSERVER_HTTP_PORT": str(port),
-           "MLSERVER_GRPC_PORT": str(free_port()), "MLSERVER_METRICS_PORT": str(free_port())}
+           "MLSERVER_GRPC_PORT": str(grpc_port), "MLSERVER_METRICS_PORT": str(free_port())}
     workdir.mkdir(parents=True, exist_ok=True)
     # Run from the cache: MLServer writes .envs and .metrics into its working directory.
     command = [str(python.parent / "mlserver"), "start", str(PEERS / "mlserver_repo")]
-    return Server("MLServer (default: 1 inference worker)", command, env, port, cwd=workdir)
+    return Server("MLServer (default: 1 inference worker)", command, env, port, grpc_port, cwd=workdir)
 
 
 def bare_tornado(access_logs: bool) -> Server:

@@ -13,7 +13,7 @@ HEADER = (f"  {'server (mode)':<48}{'c':>4}{'req/s':>9}{'±%':>5}{'p50 ms':>9}{'
 class Run:
     result: Result
     server_cpu_s: float  # the server's process tree during the run
-    other_cpu_s: float  # everything else on the machine but wrk: should be near zero
+    other_cpu_s: float  # everything else on the machine but the load generator: should be near zero
 
 
 @dataclass
@@ -69,5 +69,5 @@ def others(rows: dict) -> str:
     spent = [run.other_cpu_s for row in rows.values() for run in row.runs]
     if not spent:
         return ""
-    return (f"other processes (not the server under test, not wrk) used {statistics.median(spent):.2f} CPU s "
-            f"per run in the median, {max(spent):.2f} at most")
+    return (f"other processes (not the server under test, not wrk or h2load) used "
+            f"{statistics.median(spent):.2f} CPU s per run in the median, {max(spent):.2f} at most")

@@ -2,9 +2,10 @@
 
 import os
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from . import cpu
 
 SCRIPT = Path(__file__).resolve().parent.parent / "lua" / "post.lua"
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -16,26 +17,19 @@ class Result:
     p50_ms: float
     p99_ms: float
     requests: int
-    errors: int  # non-2xx answers and socket errors together
-    wrk_cpu_s: float  # wrk's own CPU time, to tell it apart from the server's and from strangers'
+    errors: int  # non-2xx answers and socket errors together; h2load: calls without a whole right answer
+    loader_cpu_s: float  # the load generator's own CPU time (wrk's, h2load's), to tell it apart from the server's
 
 
 def run(url: str, body: Path, headers: dict, connections: int, seconds: int) -> Result:
     env = {**os.environ, "WRK_BODY": str(body), "WRK_HEADERS": "\n".join(f"{k}: {v}" for k, v in headers.items())}
     # One wrk thread: on two cores the other core is the server's; more threads would only compete with it.
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(SCRIPT), url]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = process.stdout.read()
-    # wait4 rather than Popen.wait: it also gives wrk's own CPU time. Popen is told it has been reaped.
-    _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    process.stdout.close()
-    if process.returncode:
-        raise RuntimeError(f"wrk exited with {process.returncode}: {output.strip()}")
-    return parse(output, usage.ru_utime + usage.ru_stime)
+    output, wrk_cpu_s = cpu.run_counted(command, env)
+    return parse(output, wrk_cpu_s)
 
 
-def parse(output: str, wrk_cpu_s: float) -> Result:
+def parse(output: str, loader_cpu_s: float) -> Result:
     def latency(percent: str) -> float:
         value, unit = re.search(rf"^\s+{percent}%\s+([\d.]+)(us|ms|s|m)\s*$", output, re.M).groups()
         return float(value) * UNITS[unit]
@@ -48,5 +42,5 @@ def parse(output: str, wrk_cpu_s: float) -> Result:
         p99_ms=latency("99"),
         requests=int(re.search(r"(\d+) requests in", output).group(1)),
         errors=(int(non_2xx.group(1)) if non_2xx else 0) + (sum(map(int, sockets.groups())) if sockets else 0),
-        wrk_cpu_s=wrk_cpu_s,
+        loader_cpu_s=loader_cpu_s,
     )
