@@ -15,8 +15,8 @@ import requests
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
-LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-SERVING_GRPC = re.compile(r"serving gRPC on 127\.0\.0\.1:(\d+)")
+LISTENING = re.compile(r"listening on (https?)://127\.0\.0\.1:(\d+)")
+SERVING_GRPC = re.compile(r"serving gRPC(?: with TLS)? on 127\.0\.0\.1:(\d+)")
 
 
 class ServerProcess:
@@ -39,7 +39,7 @@ class ServerProcess:
                 self.grpc_address = f"127.0.0.1:{grpc_match[1]}"
             match = LISTENING.search(line)
             if match and self.url is None:
-                self.url = f"http://127.0.0.1:{match[1]}"
+                self.url = f"{match[1]}://127.0.0.1:{match[2]}"
                 self.port_known.set()
 
     @property

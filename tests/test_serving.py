@@ -19,7 +19,11 @@ FLAGS = ["--http_port", "--http-port", "--workers", "--max_buffer_size", "--max-
          "--max_asyncio_workers", "--max-asyncio-workers", "--host", "--model", "--plugin",
          "--graceful_timeout", "--graceful-timeout", "--log-format", "--log_format",
          "--max_queue_size", "--max-queue-size", "--idle_timeout", "--idle-timeout", "--body_timeout", "--body-timeout",
-         "--max_concurrency", "--max-concurrency", "--health_interval_s", "--health-interval-s"]
+         "--max_concurrency", "--max-concurrency", "--health_interval_s", "--health-interval-s",
+         "--grpc_port", "--grpc-port", "--enable_grpc", "--enable-grpc", "--model_name", "--log_config_file",
+         "--configure_logging", "--access_log_format", "--enable_latency_logging", "--timeout-keep-alive",
+         "--timeout_keep_alive", "--event-loop", "--event_loop", "--ssl_certfile", "--ssl_keyfile", "--max_threads",
+         "--enable_docs_url", "--grpc_max_receive_message_length", "--grpc_max_send_message_length"]
 
 
 def test_health_answers_while_a_prediction_is_running(tmp_path, mode):

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import __version__, logs, settings
+from . import __version__, kserve_flags, logs, settings
 from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         "'Authorization: Bearer' and that token (else 401).",
     )
     serve_parser.add_argument(
-        "--http_port", "--http-port", type=PORT, default=os.environ.get("PORT", "8080"),
-        help="port to listen on (default: $PORT when set, else 8080; 0 picks a free port)",
+        "--http_port", "--http-port", type=PORT, default=os.environ.get("PORT"),
+        help="port to listen on (default: $PORT when set, else 8080, or 8443 with TLS; 0 picks a free port)",
     )
     serve_parser.add_argument(
         "--grpc_port", "--grpc-port", type=PORT, default=8081,
@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines as text, or as one JSON object each (default: text)",
     )
 
+    kserve_flags.add_arguments(serve_parser, flag(text_boolean), COUNT)
+
     new_parser = commands.add_parser("new", help="write a new plugin package, with a test, into the folder NAME")
     new_parser.add_argument("name", metavar="NAME", help="the model's name, which is also the package's")
     new_parser.add_argument("--log-level", "--log_level", default="WARNING", help=argparse.SUPPRESS)
@@ -169,7 +171,15 @@ def per_model(check):
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(args.log_level, args.log_format)
+    try:
+        if args.command == "serve":
+            kserve_flags.configure_logging(args)
+        else:
+            logs.configure(args.log_level, args.log_format)
+    except ValueError as error:
+        logs.configure(args.log_level, args.log_format)
+        log.error("%s", error)
+        return 2
     try:
         return COMMANDS[args.command](args)
     except (PluginLoadError, CannotServe) as exc:
@@ -179,7 +189,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
-    specs = chosen_specs(args.model, args.plugin)
+    specs = kserve_flags.renamed(chosen_specs(args.model, args.plugin), args.model_name)
+    kserve_flags.report_no_effect(args)
     if args.plugin:
         # As `python -m` does, and as the worker processes (`python -m modelhost.runtime.worker`) do for their own part.
         sys.path.insert(0, os.getcwd())
@@ -193,17 +204,26 @@ def serve_command(args: argparse.Namespace) -> int:
         log.error("--reload loads changed code into new worker processes: it needs one server process "
                   "(--workers 1) and worker processes (not --replicas 0)")
         return 2
+    try:
+        tls = kserve_flags.tls_files(args)
+    except ValueError as error:
+        log.error("%s", error)
+        return 2
+    http_port: int = args.http_port if args.http_port is not None else kserve_flags.HTTPS_PORT if tls else 8080
     config = ServerConfig(
         specs=specs,
         host=args.host,
-        http_port=args.http_port,
+        http_port=http_port,
+        tls=tls,
         grpc_port=args.grpc_port if args.enable_grpc else None,
         server_processes=args.workers,
         max_buffer_size=args.max_buffer_size,
+        grpc_max_receive=args.grpc_max_receive_message_length or args.max_buffer_size,
+        grpc_max_send=args.grpc_max_send_message_length,
         hook_threads=args.max_asyncio_workers,
         timeout=args.timeout,
         graceful_timeout=args.graceful_timeout,
-        idle_timeout=args.idle_timeout,
+        idle_timeout=args.timeout_keep_alive or args.idle_timeout,
         body_timeout=args.body_timeout,
         auth_token=os.environ.get(AUTH_TOKEN_VARIABLE) or None,
         model_settings={

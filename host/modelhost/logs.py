@@ -128,22 +128,69 @@ def refused(status: int, message: str, origin: Origin) -> None:
     log.warning("%d %s: %s", status, origin, message, extra={"request_id": origin.request_id})
 
 
+@dataclass(frozen=True)
+class AccessStyle:
+    """How the access line is written: with each stage's time (``--enable_latency_logging``), and in the
+    default layout or a ``--access_log_format`` of gunicorn's atoms, as KServe's access log takes them."""
+
+    stages: bool = True
+    layout: Optional[str] = None
+
+    # The atoms a layout may name: gunicorn's, as uvicorn's access loggers take them, and modelhost's own.
+    ATOMS = {"h": "the client's address", "m": "the method (over gRPC, the RPC)", "U": "the path (the model)",
+             "r": "method and path", "s": "the status", "T": "seconds, whole", "L": "seconds, decimal",
+             "M": "milliseconds", "D": "microseconds", "p": "the server process's id", "model": "the model",
+             "request_id": "the request's id"}
+
+    @staticmethod
+    def atoms(origin: "Origin", status: int, seconds: float, model: Optional[str]) -> dict:
+        return {"h": origin.peer, "m": origin.method, "U": origin.path, "r": f"{origin.method} {origin.path}",
+                "s": status, "T": int(seconds), "L": f"{seconds:.6f}", "M": int(1000 * seconds),
+                "D": int(seconds * 1e6), "p": os.getpid(), "model": model or "-", "request_id": origin.request_id}
+
+    def check(self) -> "AccessStyle":
+        """Itself, once its layout names only known atoms; ValueError says which it does not know."""
+        if self.layout is not None:
+            try:
+                self.layout % self.atoms(Origin("POST", "/v2/models/m/infer", "127.0.0.1", "id"), 200, 0.001, "m")
+            except KeyError as unknown:
+                raise ValueError(f"--access_log_format names {unknown}, which is not one of "
+                                 f"{', '.join(self.ATOMS)}") from None
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"--access_log_format {self.layout!r} is not a %-format: {error}") from None
+        return self
+
+
+access_style = AccessStyle()  # the command line's, set once by configure_access
+
+
+def configure_access(style: AccessStyle) -> None:
+    global access_style
+    access_style = style.check()
+
+
 def access(origin: Origin, status: int, seconds: float, model: Optional[str] = None,
            timings: Optional[dict] = None) -> None:
     """The access line: status, request, model, latency and the time each stage took, with the request's id."""
     if not access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
         return
+    style = access_style
     milliseconds = 1000 * seconds
-    stages = {stage: round(1000 * spent, 3) for stage, spent in (timings or {}).items()}
+    stages = {stage: round(1000 * spent, 3) for stage, spent in (timings or {}).items()} if style.stages else {}
     fields = {"status": status, "method": origin.method, "path": origin.path,
               "remote_ip": origin.peer, "latency_ms": round(milliseconds, 3)}
     if model:
-        fields.update(model=model, stages_ms=stages)
+        fields.update(model=model, **({"stages_ms": stages} if style.stages else {}))
+    arguments: tuple
+    if style.layout is None:
+        message, arguments = "%d %s%s %.2fms%s", (
+            status, origin, f" model={model}" if model else "", milliseconds,
+            "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items()))
+    else:
+        message, arguments = "%s", (style.layout % style.atoms(origin, status, seconds, model),)
     # Logger.info would also look up its caller's file and line, which say nothing here: the record is made directly.
     access_log.handle(access_log.makeRecord(
-        access_log.name, logging.INFO, "", 0, "%d %s%s %.2fms%s",
-        (status, origin, f" model={model}" if model else "", milliseconds,
-         "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items())),
+        access_log.name, logging.INFO, "", 0, message, arguments,
         None, extra={"fields": fields, "request_id": origin.request_id},
     ))
 

@@ -26,6 +26,7 @@ from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
 from .settings import CommandLineSettings, command_line_for
 from .supervisor import run_forked
+from .tls import Certificates, TLSFiles
 
 if TYPE_CHECKING:
     from .grpc.server import GRPCServer
@@ -50,6 +51,8 @@ class ServerConfig:
     grpc_port: Optional[int] = 8081  # None: no gRPC (--enable_grpc false)
     server_processes: int = 1  # --workers: server processes forked to share the port
     max_buffer_size: int = 10 * 1024 * 1024
+    grpc_max_receive: Optional[int] = None  # bytes; None: max_buffer_size
+    grpc_max_send: Optional[int] = None  # bytes; None: no limit
     hook_threads: int = field(default_factory=default_hook_threads)  # --max_asyncio_workers, per server process
     timeout: float = 120.0
     # Seconds SIGTERM waits for the requests in flight before answering the rest with 503.
@@ -61,6 +64,7 @@ class ServerConfig:
     # Model settings given on the command line; "replicas" 0 serves a model in the server process.
     model_settings: CommandLineSettings = field(default_factory=dict)
     reload: bool = False  # serve a plugin's changed code as soon as its source files change (reload.py)
+    tls: Optional[TLSFiles] = None  # HTTPS and TLS for gRPC
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -69,12 +73,15 @@ def serve(config: ServerConfig) -> NoReturn:
     Models load in each serving process after the fork, never before, so no
     process inherits another's threads or sessions.
     """
+    if config.tls:
+        Certificates(config.tls)  # a pair that cannot serve is refused before anything starts
     try:
         sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
     except OSError as exc:
         raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror}") from None
     host, port = sockets[0].getsockname()[:2]
-    log.info("listening on http://%s:%d with %d process(es)", host, port, config.server_processes)
+    log.info("listening on %s://%s:%d with %d process(es)", "https" if config.tls else "http", host, port,
+             config.server_processes)
     if config.grpc_port == 0 and config.server_processes > 1:  # the processes must agree on one port
         config = dataclasses.replace(config, grpc_port=free_port(config.host))
     # Shared files cost each request several microseconds; one process keeps its metrics in memory.
@@ -100,16 +107,18 @@ def exit_now(status: int) -> NoReturn:
     os._exit(status)
 
 
-async def start_grpc(config: ServerConfig, inference: Inference) -> "GRPCServer":
+async def start_grpc(config: ServerConfig, inference: Inference, certificates: Optional[Certificates]) -> "GRPCServer":
     assert config.grpc_port is not None
     # Imported here, in the serving process: nothing of gRPC's core may be made before a fork.
     from .grpc.server import GRPCServer
     from .grpc.service import GRPCServing
 
     grpc_server = GRPCServer(GRPCServing(inference, request_id_source(), config.auth_token), config.host, config.grpc_port,
-                             config.max_buffer_size, shared_port=config.server_processes > 1)
+                             config.grpc_max_receive or config.max_buffer_size, config.grpc_max_send,
+                             shared_port=config.server_processes > 1,
+                             credentials=certificates.grpc_credentials() if certificates else None)
     await grpc_server.start()
-    log.info("serving gRPC on %s:%d", config.host, grpc_server.port)
+    log.info("serving gRPC%s on %s:%d", " with TLS" if certificates else "", config.host, grpc_server.port)
     return grpc_server
 
 
@@ -148,14 +157,17 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor), in_flight,
         config.graceful_timeout, changeable=config.server_processes == 1,
     )
+    certificates = Certificates(config.tls) if config.tls else None
     server = HTTPServer(
         make_app(Inference(repository, in_flight, metrics), config.max_buffer_size, config.auth_token,
                  config.body_timeout),
         max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
+        ssl_options=certificates.context if certificates else None,
     )
+    watching_certificates = asyncio.create_task(certificates.watch(stopping)) if certificates else None
     server.add_sockets(sockets)
-    grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics)) \
+    grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics), certificates) \
         if config.grpc_port is not None else None
     await repository.start()
     started(repository)
@@ -173,6 +185,9 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         status = EXIT_NO_MODEL
 
     server.stop()
+    if watching_certificates:
+        watching_certificates.cancel()
+        await asyncio.gather(watching_certificates, return_exceptions=True)
     if grpc_server:
         await grpc_server.stop(GRPC_STOP_GRACE_SECONDS)
     await server.close_all_connections()

@@ -40,11 +40,12 @@ class ReadinessHealth(health.aio.HealthServicer):
 
 
 class GRPCServer:
-    def __init__(self, serving: GRPCServing, host: str, port: int, max_message_size: int, shared_port: bool):
+    def __init__(self, serving: GRPCServing, host: str, port: int, max_receive: int, max_send: Optional[int],
+                 shared_port: bool, credentials: Optional[grpc.ServerCredentials] = None):
         self.serving = serving
         self.server = grpc.aio.server(options=[
-            ("grpc.max_receive_message_length", max_message_size),
-            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", max_receive),
+            ("grpc.max_send_message_length", -1 if max_send is None else max_send),
             # Only server processes of one server share a port: another server's binding it is an error.
             ("grpc.so_reuseport", int(shared_port)),
         ])
@@ -52,7 +53,8 @@ class GRPCServer:
         self.health = ReadinessHealth(serving.inference.repository.all_ready)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.port = self.server.add_insecure_port(address)
+        self.port = self.server.add_secure_port(address, credentials) if credentials else \
+            self.server.add_insecure_port(address)
         self.following: Optional[asyncio.Task] = None
 
     async def start(self) -> None:

@@ -1,0 +1,127 @@
+"""KServe's model server flags that ``modelhost serve`` takes with KServe's spelling: what each does here.
+
+A container spec written for KServe's Python server passes these; each acts
+as in KServe, or, where it means nothing here, is accepted and named once in
+the start-up log as having no effect. Flags modelhost shares with KServe and
+had before (``--http_port``, ``--grpc_port``, ``--workers``,
+``--max_asyncio_workers``, ``--enable_grpc``) are in ``cli.py``.
+"""
+
+import argparse
+import dataclasses
+import json
+import logging
+import logging.config
+import os
+from pathlib import Path
+from typing import Callable, Optional
+
+from . import logs
+from .errors import PluginLoadError
+from .plugins import PluginSpec
+from .tls import TLSFiles
+
+log = logging.getLogger("modelhost")
+
+CERT_VARIABLE, KEY_VARIABLE = "KSERVE_TLS_CERT_FILE", "KSERVE_TLS_KEY_FILE"
+HTTPS_PORT = 8443  # KServe's, when TLS is on and no port was given
+
+# Accepted, and named once at start-up as having no effect here, with the reason.
+NO_EFFECT = {
+    "max_threads": "gRPC runs on the event loop (grpc.aio), with no thread pool of its own",
+    "event_loop": "the server runs on asyncio's own event loop",
+    "enable_docs_url": "modelhost has no /docs page yet",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], object],
+                  count: Callable[[str], object]) -> None:
+    """KServe's flags, with KServe's spellings and defaults (None where modelhost's own default stands)."""
+    parser.add_argument("--model_name", default=None, metavar="NAME",
+                        help="serve the one selected model under NAME, as KServe's --model_name (default: its own name)")
+    parser.add_argument("--configure_logging", type=boolean, default=True, metavar="true|false",
+                        help="false: leave Python's logging as it is, for --log_config_file or the plugin to set up "
+                        "(default: true)")
+    parser.add_argument("--log_config_file", type=Path, default=None, metavar="FILE",
+                        help="a logging configuration (YAML or JSON, logging.config.dictConfig's schema) applied over "
+                        "modelhost's own")
+    parser.add_argument("--access_log_format", default=None, metavar="FORMAT",
+                        help="the access line as a %%-format of gunicorn's atoms (" + ", ".join(
+                            f"%%({atom})s: {meaning}" for atom, meaning in logs.AccessStyle.ATOMS.items()) + ")")
+    parser.add_argument("--enable_latency_logging", type=boolean, default=True, metavar="true|false",
+                        help="each stage's time (queue, preprocess, predict, postprocess) on the access line "
+                        "(default: true)")
+    parser.add_argument("--timeout-keep-alive", "--timeout_keep_alive", type=count, default=None, metavar="SECONDS",
+                        dest="timeout_keep_alive", help="KServe's spelling of --idle_timeout")
+    parser.add_argument("--grpc_max_receive_message_length", type=count, default=None, metavar="BYTES",
+                        help="the largest gRPC message a client may send (default: --max_buffer_size)")
+    parser.add_argument("--grpc_max_send_message_length", type=count, default=None, metavar="BYTES",
+                        help="the largest gRPC message the server sends (default: no limit)")
+    parser.add_argument("--ssl_certfile", type=Path, default=os.environ.get(CERT_VARIABLE) or None, metavar="FILE",
+                        help=f"serve HTTPS (and gRPC with TLS) with this certificate, read again when it changes "
+                        f"(default: ${CERT_VARIABLE}); the HTTP port is then 8443 unless given")
+    parser.add_argument("--ssl_keyfile", type=Path, default=os.environ.get(KEY_VARIABLE) or None, metavar="FILE",
+                        help=f"the certificate's private key (default: ${KEY_VARIABLE})")
+    parser.add_argument("--max_threads", type=count, default=None, help=f"accepted; no effect: {NO_EFFECT['max_threads']}")
+    parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=["auto", "asyncio", "uvloop"],
+                        default=None, help=f"accepted; no effect: {NO_EFFECT['event_loop']}")
+    parser.add_argument("--enable_docs_url", type=boolean, default=None, metavar="true|false",
+                        help=f"accepted; no effect: {NO_EFFECT['enable_docs_url']}")
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """modelhost's log format unless --configure_logging false, then --log_config_file over it, and the
+    access line's style. ValueError says what is wrong with them."""
+    if args.configure_logging:
+        logs.configure(args.log_level, args.log_format)
+    if args.log_config_file is not None:
+        logging.config.dictConfig(read_config(args.log_config_file))
+    logs.configure_access(logs.AccessStyle(stages=args.enable_latency_logging, layout=args.access_log_format))
+
+
+def read_config(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"--log_config_file {path}: {error.strerror}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # only for a YAML file, as KServe reads one
+
+            config = yaml.safe_load(text)
+        else:
+            config = json.loads(text)
+    except Exception as error:  # yaml's and json's errors share no base class
+        raise ValueError(f"--log_config_file {path} cannot be read: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"--log_config_file {path} does not hold a mapping (logging.config.dictConfig's schema)")
+    config.setdefault("version", 1)
+    config.setdefault("disable_existing_loggers", False)
+    return config
+
+
+def renamed(specs: list[PluginSpec], model_name: Optional[str]) -> list[PluginSpec]:
+    """The selected model served under --model_name; PluginLoadError names them when several are selected."""
+    if model_name is None:
+        return specs
+    if len(specs) != 1:
+        raise PluginLoadError(f"--model_name names the one model served, and {len(specs)} are selected "
+                              f"({', '.join(spec.name for spec in specs) or 'none'}): select one with --model or "
+                              "--plugin")
+    return [dataclasses.replace(specs[0], name=model_name)]
+
+
+def tls_files(args: argparse.Namespace) -> Optional[TLSFiles]:
+    """The certificate and key, when both are given; ValueError when only one is."""
+    if args.ssl_certfile is None and args.ssl_keyfile is None:
+        return None
+    if args.ssl_certfile is None or args.ssl_keyfile is None:
+        raise ValueError("TLS needs both --ssl_certfile and --ssl_keyfile (or $KSERVE_TLS_CERT_FILE and "
+                         "$KSERVE_TLS_KEY_FILE)")
+    return TLSFiles(args.ssl_certfile, args.ssl_keyfile)
+
+
+def report_no_effect(args: argparse.Namespace) -> None:
+    for setting, reason in NO_EFFECT.items():
+        if getattr(args, setting) is not None:
+            log.info("--%s has no effect here: %s", setting.replace("event_loop", "event-loop"), reason)

@@ -1,0 +1,135 @@
+"""KServe's model server flags with KServe's spelling, acting as in KServe against a running server."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import numpy as np
+import pytest
+import requests
+
+from modelhost.protocol import grpc_v2
+from support import plugin_env, running_server
+
+DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
+
+
+def modelhost(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modelhost", "serve", "--http_port", "0", "--grpc_port", "0", *args],
+                          capture_output=True, text=True, env=plugin_env(), timeout=60)
+
+
+def predict(server, model: str) -> requests.Response:
+    return requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": [1]}, timeout=30)
+
+
+def test_model_name_serves_the_one_selected_model_under_that_name(mode):
+    with running_server(*mode, "--model_name", "custom-model", *DOUBLER) as server:
+        assert predict(server, "custom-model").json() == {"predictions": [2]}
+        assert predict(server, "Doubler").status_code == 404
+
+
+def test_model_name_with_several_models_selected_names_them():
+    result = modelhost("--model_name", "one", *DOUBLER, "--plugin", "fixture_plugins.behaving:Picky")
+    assert result.returncode == 2
+    assert "--model_name names the one model served, and 2 are selected (Doubler, Picky)" in result.stderr
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_a_log_config_file_routes_the_servers_lines_as_it_says(tmp_path, suffix):
+    written = tmp_path / "server.log"
+    config = {"version": 1, "formatters": {"plain": {"format": "CONFIGURED %(name)s %(message)s"}},
+              "handlers": {"file": {"class": "logging.FileHandler", "filename": str(written), "formatter": "plain"}},
+              "loggers": {"modelhost": {"handlers": ["file"], "level": "INFO"}}}
+    path = tmp_path / f"logging{suffix}"
+    path.write_text(json.dumps(config))  # JSON is YAML too
+    with running_server(*DOUBLER, "--log_config_file", str(path)) as server:
+        predict(server, "Doubler")
+        deadline = time.monotonic() + 10
+        while "CONFIGURED modelhost.access 200 POST /v1/models/Doubler:predict" not in written.read_text():
+            assert time.monotonic() < deadline, written.read_text()
+            time.sleep(0.05)
+    assert "CONFIGURED modelhost model 'Doubler' is ready" in written.read_text()
+
+
+def test_configure_logging_false_leaves_logging_to_the_config_file(tmp_path):
+    written = tmp_path / "server.log"
+    path = tmp_path / "logging.json"
+    path.write_text(json.dumps({
+        "version": 1, "handlers": {"file": {"class": "logging.FileHandler", "filename": str(written)}},
+        "root": {"handlers": ["file"], "level": "INFO"}}))
+    # Nothing reaches the output to learn a port from: the server is started by hand, and told to stop.
+    server = subprocess.Popen([sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0",
+                               "--grpc_port", "0", *DOUBLER, "--configure_logging", "false",
+                               "--log_config_file", str(path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=plugin_env())
+    try:
+        deadline = time.monotonic() + 30
+        while not written.exists() or "is ready" not in written.read_text():
+            assert time.monotonic() < deadline and server.poll() is None, written.read_text()
+            time.sleep(0.05)
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "is ready" not in output  # modelhost's own stderr handler was never installed
+
+
+@pytest.mark.parametrize("config, message", [
+    ("missing.json", "--log_config_file missing.json: No such file or directory"),
+    ("{not json", "cannot be read"),
+])
+def test_a_log_config_file_that_cannot_be_used_is_named(tmp_path, config, message):
+    path = tmp_path / "missing.json"
+    if config != "missing.json":
+        path.write_text(config)
+    result = modelhost(*DOUBLER, "--log_config_file", str(path) if config != "missing.json" else config)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_an_access_log_format_and_latency_logging_off_shape_the_access_line():
+    layout = '%(h)s "%(r)s" %(s)s %(model)s %(request_id)s'
+    with running_server(*DOUBLER, "--access_log_format", layout, "--enable_latency_logging", "false") as server:
+        requests.post(f"{server.url}/v1/models/Doubler:predict", json={"instances": [1]},
+                      headers={"x-request-id": "fmt-1"}, timeout=30)
+        server.wait_for_log('127.0.0.1 "POST /v1/models/Doubler:predict" 200 Doubler fmt-1')
+    with running_server(*DOUBLER, "--enable_latency_logging", "false") as server:
+        requests.post(f"{server.url}/v1/models/Doubler:predict", json={"instances": [1]},
+                      headers={"x-request-id": "plain-1"}, timeout=30)
+        server.wait_for_log("200 POST /v1/models/Doubler:predict (127.0.0.1) model=Doubler")
+        [line] = [line for line in server.lines if "request_id=plain-1" in line and "access" in line]
+        assert "predict=" not in line and "queue=" not in line
+
+
+def test_an_access_log_format_with_an_unknown_atom_is_refused():
+    result = modelhost(*DOUBLER, "--access_log_format", "%(h)s %(nope)s")
+    assert result.returncode == 2 and "--access_log_format names 'nope'" in result.stderr
+
+
+def test_timeout_keep_alive_closes_an_idle_connection():
+    with running_server(*DOUBLER, "--timeout-keep-alive", "1") as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as idle:
+            assert idle.recv(1) == b""  # closed by the server, not by this 30 s timeout
+
+
+def test_grpc_max_receive_message_length_bounds_grpc_alone():
+    with running_server("--grpc_max_receive_message_length", "1000", "--plugin",
+                        "fixture_plugins.behaving:Parameters") as server:
+        request = grpc_v2.messages().ModelInferRequest(model_name="Parameters", inputs=[
+            {"name": "x", "datatype": "FP32", "shape": [1000]}], raw_input_contents=[np.zeros(1000, np.float32).tobytes()])
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            infer = channel.unary_unary(f"/{grpc_v2.SERVICE}/ModelInfer", request_serializer=type(request).SerializeToString)
+            with pytest.raises(grpc.RpcError) as caught:
+                infer(request, timeout=30)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        rest = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1000], "data": [0.0] * 1000}]}
+        assert requests.post(f"{server.url}/v2/models/Parameters/infer", json=rest, timeout=30).status_code == 200
+
+
+def test_flags_without_meaning_here_are_accepted_and_named_once():
+    with running_server(*DOUBLER, "--max_threads", "8", "--event-loop", "uvloop", "--enable_docs_url", "true") as server:
+        for flag in ("--max_threads", "--event-loop", "--enable_docs_url"):
+            assert server.log.count(f"{flag} has no effect here") == 1
