@@ -129,10 +129,7 @@ def wait_until(condition, timeout: float = 30) -> None:
 
 def wait_for_file(path: Path, timeout: float = 30) -> None:
     """Until ``path`` exists: how a fixture plugin says it has reached a point, with no timing involved."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
+    wait_until(path.exists, timeout)
 
 
 def children_of(pid: int) -> set[int]:

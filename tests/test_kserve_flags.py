@@ -4,7 +4,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 
 import grpc
 import numpy as np
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from modelhost.protocol import grpc_v2
-from support import plugin_env, running_server
+from support import plugin_env, running_server, wait_until
 
 DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
 
@@ -48,10 +47,7 @@ def test_a_log_config_file_routes_the_servers_lines_as_it_says(tmp_path, suffix)
     path.write_text(json.dumps(config))  # JSON is YAML too
     with running_server(*DOUBLER, "--log_config_file", str(path)) as server:
         predict(server, "Doubler")
-        deadline = time.monotonic() + 10
-        while "CONFIGURED modelhost.access 200 POST /v1/models/Doubler:predict" not in written.read_text():
-            assert time.monotonic() < deadline, written.read_text()
-            time.sleep(0.05)
+        wait_until(lambda: "CONFIGURED modelhost.access 200 POST /v1/models/Doubler:predict" in written.read_text())
     assert "CONFIGURED modelhost model 'Doubler' is ready" in written.read_text()
 
 
@@ -67,10 +63,8 @@ def test_configure_logging_false_leaves_logging_to_the_config_file(tmp_path):
                                "--log_config_file", str(path)],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=plugin_env())
     try:
-        deadline = time.monotonic() + 30
-        while not written.exists() or "is ready" not in written.read_text():
-            assert time.monotonic() < deadline and server.poll() is None, written.read_text()
-            time.sleep(0.05)
+        wait_until(lambda: server.poll() is not None or written.exists() and "is ready" in written.read_text())
+        assert server.poll() is None, server.stdout.read() if server.stdout else ""
     finally:
         server.terminate()
         output, _ = server.communicate(timeout=30)

@@ -19,7 +19,7 @@ from . import logs
 from .errors import ClientGone, ModelhostError, ServerShuttingDown
 from .inflight import InFlight
 from .metrics import Metrics
-from .model import served_versions
+from .model import served_version
 from .protocol import v2
 from .repository import ModelRepository
 from .request import InferenceRequest
@@ -50,7 +50,7 @@ class Inference:
         """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""
         runners = {name: self.repository.get(name, version)} if name else self.repository.runners
         return {"model_stats": [
-            v2.model_statistics(served, version or next(iter(served_versions(runner.spec, runner.metadata)), None),
+            v2.model_statistics(served, version or served_version(runner.spec, runner.metadata),
                                 self.metrics.statistics(served))
             for served, runner in runners.items()
         ]}
@@ -113,7 +113,7 @@ class InferenceCall:
         """The version of the model that answers: the one the request named, else the one served."""
         if self.version or self.runner is None:
             return self.version
-        return next(iter(served_versions(self.runner.spec, self.runner.metadata)), None)
+        return served_version(self.runner.spec, self.runner.metadata)
 
     def settle(self, outcome: asyncio.Future) -> None:
         try:

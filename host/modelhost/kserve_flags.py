@@ -28,9 +28,9 @@ HTTPS_PORT = 8443  # KServe's, when TLS is on and no port was given
 
 # Accepted, and named once at start-up as having no effect here, with the reason.
 NO_EFFECT = {
-    "max_threads": "gRPC runs on the event loop (grpc.aio), with no thread pool of its own",
-    "event_loop": "the server runs on asyncio's own event loop",
-    "enable_docs_url": "modelhost has no /docs page yet",
+    "--max_threads": "gRPC runs on the event loop (grpc.aio), with no thread pool of its own",
+    "--event-loop": "the server runs on asyncio's own event loop",
+    "--enable_docs_url": "modelhost has no /docs page yet",
 }
 
 
@@ -62,11 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], obje
                         f"(default: ${CERT_VARIABLE}); the HTTP port is then 8443 unless given")
     parser.add_argument("--ssl_keyfile", type=Path, default=os.environ.get(KEY_VARIABLE) or None, metavar="FILE",
                         help=f"the certificate's private key (default: ${KEY_VARIABLE})")
-    parser.add_argument("--max_threads", type=count, default=None, help=f"accepted; no effect: {NO_EFFECT['max_threads']}")
+    parser.add_argument("--max_threads", type=count, default=None,
+                        help=f"accepted; no effect: {NO_EFFECT['--max_threads']}")
     parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=["auto", "asyncio", "uvloop"],
-                        default=None, help=f"accepted; no effect: {NO_EFFECT['event_loop']}")
+                        default=None, help=f"accepted; no effect: {NO_EFFECT['--event-loop']}")
     parser.add_argument("--enable_docs_url", type=boolean, default=None, metavar="true|false",
-                        help=f"accepted; no effect: {NO_EFFECT['enable_docs_url']}")
+                        help=f"accepted; no effect: {NO_EFFECT['--enable_docs_url']}")
 
 
 def configure_logging(args: argparse.Namespace) -> None:
@@ -122,6 +123,6 @@ def tls_files(args: argparse.Namespace) -> Optional[TLSFiles]:
 
 
 def report_no_effect(args: argparse.Namespace) -> None:
-    for setting, reason in NO_EFFECT.items():
-        if getattr(args, setting) is not None:
-            log.info("--%s has no effect here: %s", setting.replace("event_loop", "event-loop"), reason)
+    for flag, reason in NO_EFFECT.items():
+        if getattr(args, flag.lstrip("-").replace("-", "_")) is not None:
+            log.info("%s has no effect here: %s", flag, reason)

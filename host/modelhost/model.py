@@ -9,18 +9,16 @@ threads through ``offload``. Nothing here knows about HTTP.
 """
 
 import logging
-import re
 import time
-from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from . import logs
 from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
 from .hookcallers import HookCaller, Offload
 from .plugins import HOOK_NAMES, PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
-from .protocol import v1, v2
-from .request import InferenceRequest, Response
-from .rows import concatenate, groups_that_concatenate, rows, split
+from .replies import carried
+from .request import InferenceRequest
+from .rows import check_rows, concatenate, groups_that_concatenate, rows, split
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
@@ -78,8 +76,9 @@ class Model:
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = await self.timed([request], "preprocess", request=request)
         outputs = await self.timed([request], self.verb(request), inputs=inputs)
-        self.check_rows(outputs, rows(inputs), request.verb)
+        check_rows(outputs, rows(inputs), self.name, request.verb)
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
+
     def verb(self, request: InferenceRequest) -> str:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
         if request.verb == "explain" and "explain" not in self.hooks:
@@ -87,35 +86,8 @@ class Model:
         return request.verb
 
     def respond(self, result, request: InferenceRequest):
-        """The result as the request's protocol carries it: a V1 response body, or V2 output tensors by name.
-
-        Checked here, where the plugin runs, so that a result no protocol can carry is named as the plugin's
-        error, with the hook that returned it, whichever process it runs in.
-        """
-        more = result if isinstance(result, Response) else None
-        try:
-            if more is not None:
-                result = more.outputs
-            if request.protocol == "v1":
-                payload: Any = v1.encode_response(result, "explanations" if request.verb == "explain" else "predictions")
-            else:
-                payload = v2.output_tensors(result, self.metadata)
-            if more is None:
-                return payload
-            return Reply(payload, *v2.response_parameters(more.parameters, more.output_parameters, payload),
-                         answer_headers(more.headers))
-        except (TypeError, ValueError) as exc:
-            # The host's own postprocess hands the verb's outputs on: what a response carries is the last hook's.
-            hook = "postprocess" if "postprocess" in self.hooks else request.verb
-            raise PluginError(f"model {self.name!r}: {hook} returned {exc}") from None
-
-    def check_rows(self, outputs, expected, hook: str) -> None:
-        """predict (or explain) answers each instance it was given with one row: other counts are the plugin's bug."""
-        produced = rows(outputs)
-        if expected is not None and produced != expected:
-            produced_text = "no rows (not an array, or arrays of different lengths)" if produced is None else \
-                f"{produced} rows"
-            raise PluginError(f"model {self.name!r}: {hook} returned {produced_text} for {expected} inputs")
+        """The result as the request's protocol carries it (``replies.carried``)."""
+        return carried(result, request, self.name, self.metadata, self.hooks)
 
     async def infer_batch(self, requests: list[InferenceRequest]) -> list:
         """Each request's result, or the error that is its answer alone.
@@ -165,7 +137,7 @@ class Model:
         hook = prepared[0][2]
         if len(prepared) == 1:
             outputs = await self.timed(requests, hook, inputs=prepared[0][0])
-            self.check_rows(outputs, prepared[0][1], hook)
+            check_rows(outputs, prepared[0][1], self.name, hook)
             return [outputs]
         sizes = [size for _, size, _ in prepared]
         log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
@@ -174,7 +146,7 @@ class Model:
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
         outputs = await self.timed(requests, hook, inputs=batch)
-        self.check_rows(outputs, sum(sizes), hook)
+        check_rows(outputs, sum(sizes), self.name, hook)
         return split(outputs, sizes)
 
     async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
@@ -201,34 +173,14 @@ class Model:
             raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None
 
 
-@dataclass(frozen=True)
-class Reply:
-    """A result that says more than its outputs (``postprocess`` returned a ``Response``), as its protocol
-    carries it: ``payload`` is what a bare result would have been."""
-
-    payload: Any
-    parameters: dict[str, Any]
-    output_parameters: dict[str, dict[str, Any]]
-    headers: dict[str, str]
-
-
-SERVERS_HEADERS = {"content-length", "transfer-encoding", "connection"}
-TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-
-
-def answer_headers(headers: dict) -> dict[str, str]:
-    """HTTP headers a plugin gives its answer; ValueError for one HTTP cannot carry or the server's own."""
-    for name, value in headers.items():
-        if not isinstance(name, str) or not TOKEN.fullmatch(name) or name.lower() in SERVERS_HEADERS:
-            raise ValueError(f"header {name!r}, which is not one a plugin can set")
-        if not isinstance(value, str) or "\r" in value or "\n" in value:
-            raise ValueError(f"header {name!r} with a value that is not one line of text: {value!r}")
-    return dict(headers)
-
-
 def served_versions(spec: PluginSpec, declared: dict) -> list[str]:
     """The versions a model answers to: the plugin's own (its metadata's ``versions``), else its distribution's."""
     return [str(version) for version in declared.get("versions") or []] or ([spec.version] if spec.version else [])
+
+
+def served_version(spec: PluginSpec, declared: dict) -> Optional[str]:
+    """The version that answers a request that names none."""
+    return next(iter(served_versions(spec, declared)), None)
 
 
 def import_model(spec: PluginSpec) -> Model:

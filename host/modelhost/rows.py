@@ -9,6 +9,8 @@ from typing import Optional
 
 import numpy as np
 
+from .errors import PluginError
+
 
 def rows(batch) -> Optional[int]:
     """The leading dimension of an array, a list, or a dict of them (None when it has none)."""
@@ -19,6 +21,15 @@ def rows(batch) -> Optional[int]:
         return len(batch)
     shape = getattr(batch, "shape", ())
     return shape[0] if shape else None
+
+
+def check_rows(outputs, expected: Optional[int], model_name: str, hook: str) -> None:
+    """predict (or explain) answers each instance it was given with one row: other counts are the plugin's bug."""
+    produced = rows(outputs)
+    if expected is not None and produced != expected:
+        produced_text = "no rows (not an array, or arrays of different lengths)" if produced is None else \
+            f"{produced} rows"
+        raise PluginError(f"model {model_name!r}: {hook} returned {produced_text} for {expected} inputs")
 
 
 def groups_that_concatenate(prepared: dict) -> list[list[int]]:

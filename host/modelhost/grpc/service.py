@@ -18,9 +18,10 @@ from google.protobuf import json_format
 
 from .. import logs
 from ..auth import check_bearer
-from ..errors import ClientGone, InvalidInput, ModelBusy, ModelhostError
+from ..errors import ClientGone, ModelBusy, ModelhostError
 from ..inference import Inference, InferenceCall
-from ..model import Reply, served_versions
+from ..model import served_versions
+from ..replies import Reply
 from ..protocol import grpc_v2, v2
 from ..request import Headers, InferenceRequest
 
@@ -129,12 +130,12 @@ class InferenceService:
              "reason": entry["reason"]} for entry in entries])
 
     async def repository_model_load(self, request, context):
-        refuse_parameters(request.parameters, {})
+        v2.check_repository_parameters(grpc_v2.parameters_of(request.parameters), v2.LOAD_PARAMETERS)
         await self.repository.load(request.model_name)
         return self.messages.RepositoryModelLoadResponse()
 
     async def repository_model_unload(self, request, context):
-        refuse_parameters(request.parameters, v2.UNLOAD_PARAMETERS)
+        v2.check_repository_parameters(grpc_v2.parameters_of(request.parameters), v2.UNLOAD_PARAMETERS)
         await self.repository.unload(request.model_name)
         return self.messages.RepositoryModelUnloadResponse()
 
@@ -192,13 +193,6 @@ def encoded(result: Any, call: InferenceCall):
 def tensor_metadata(tensor: dict) -> dict:
     """A declared tensor as TensorMetadata holds it: what a plugin declares beyond these stays in JSON."""
     return {"name": tensor.get("name", ""), "datatype": tensor.get("datatype", ""), "shape": tensor.get("shape", [])}
-
-
-def refuse_parameters(given, accepted: dict[str, type]) -> None:
-    unknown = sorted(set(given) - set(accepted))
-    if unknown:
-        raise InvalidInput(f"unknown parameters {', '.join(map(repr, unknown))} (accepted: "
-                           f"{', '.join(accepted) or 'none'})")
 
 
 def check_token(context: grpc.aio.ServicerContext, auth_token: str) -> None:

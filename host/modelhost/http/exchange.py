@@ -21,7 +21,7 @@ import tornado.routing
 
 from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
 from ..inference import InferenceCall
-from ..model import Reply
+from ..replies import Reply
 from ..protocol import v1, v2
 from ..protocol.jsonio import Buffer
 from ..request import Headers, InferenceRequest

@@ -128,8 +128,3 @@ def encode_infer_response(outputs: dict[str, np.ndarray], request: InferenceRequ
         response.raw_output_contents.append(tensors.to_binary(datatype, array))
     set_parameters(response.parameters, parameters or {}, "the response's")
     return response
-
-
-def model_metadata(described: dict):
-    """``v2.model_metadata``'s answer as a ModelMetadataResponse."""
-    return messages().ModelMetadataResponse(**described)

@@ -85,7 +85,11 @@ def decode_repository_index_request(body: bytes) -> bool:
 
 def check_repository_change_request(body: bytes, accepted: dict[str, type]) -> None:
     """A load or unload request: its 'parameters', if any, must be ones this server takes."""
-    parameters = _optional(_repository_request(body), "parameters", dict) or {}
+    check_repository_parameters(_optional(_repository_request(body), "parameters", dict) or {}, accepted)
+
+
+def check_repository_parameters(parameters: dict, accepted: dict[str, type]) -> None:
+    """A load's or unload's parameters, over REST or gRPC: InvalidInput for one this server does not take."""
     for key in parameters:
         if key not in accepted:
             raise InvalidInput(f"parameter {key!r} is not supported here")
