@@ -205,4 +205,4 @@ def test_hooks_with_wrappers_keep_pluggys_caller():
 
     model = Model("doubler", behaving.Doubler())
     model.pm.register(Wrapping())
-    assert run_sync(HookCaller(model.pm.hook.predict)({"inputs": np.array([1, 2])})).tolist() == [20, 40]
+    assert run_sync(HookCaller(model.pm.hook.predict)({"inputs": np.array([1, 2]), "predictor": None})).tolist() == [20, 40]

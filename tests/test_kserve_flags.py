@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from modelhost.protocol import grpc_v2
-from support import plugin_env, running_server, wait_until
+from support import in_another_process, plugin_env, running_server, wait_until
 
 DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
 
@@ -127,3 +127,45 @@ def test_flags_without_meaning_here_are_accepted_and_named_once():
     with running_server(*DOUBLER, "--max_threads", "8", "--event-loop", "uvloop", "--enable_docs_url", "true") as server:
         for flag in ("--max_threads", "--event-loop", "--enable_docs_url"):
             assert server.log.count(f"{flag} has no effect here") == 1
+
+
+def test_every_flag_of_kserves_own_parser_is_taken():
+    """Each option string of ``kserve.model_server.parser``, with a value it takes, parsed by modelhost's serve."""
+    refused = in_another_process("""
+        import argparse, json
+        from kserve import model_server
+        from modelhost.cli import build_parser
+
+        def value(action):
+            if action.nargs == 0:  # store_true: no value
+                return []
+            if action.choices:
+                return [str(list(action.choices)[-1])]
+            if action.type is int:
+                return ["1"]
+            return ["true" if isinstance(action.default, bool) else "x"]
+
+        class Refused(Exception):
+            pass
+
+        class Parser(argparse.ArgumentParser):
+            def error(self, message):
+                raise Refused(message)
+
+        refused = {}
+        for action in model_server.parser._actions:
+            for option in action.option_strings:
+                if option in ("-h", "--help"):
+                    continue
+                parser = build_parser()
+                serve = parser._subparsers._group_actions[0].choices["serve"]
+                serve.error = Parser.error.__get__(serve)
+                try:
+                    serve.parse_args([option, *value(action)])
+                except Refused as refusal:
+                    refused[option] = str(refusal)
+        print(json.dumps({"refused": refused, "flags": len(model_server.parser._actions)}))
+    """)
+    result = json.loads(refused)
+    assert result["flags"] > 20  # the parser was really read
+    assert result["refused"] == {}

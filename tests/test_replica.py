@@ -9,7 +9,7 @@ from modelhost import InferenceRequest
 from modelhost.errors import ModelNotReady, ModelTimeout
 from modelhost.metrics import Metrics
 from modelhost.plugins import PluginSpec
-from modelhost.runtime.messages import LoadFailed, Outcomes, Ready
+from modelhost.runtime.messages import LoadFailed, Outcomes, Ready, Serve
 from modelhost.runtime.pool import WorkerPoolRunner
 from modelhost.runtime.process import Exit
 from modelhost.settings import ServingSettings
@@ -57,8 +57,8 @@ class FakeWorker:
         self.label = f"{spec.name}[{replica}] fake"
         type(self).started.append(self)
 
-    async def start(self, command_line: dict):
-        return self.start_with or Ready(ServingSettings.resolve({}, command_line), {"versions": ["3"]}, ["predict"])
+    async def start(self, serve: Serve):
+        return self.start_with or Ready(ServingSettings.resolve({}, serve.command_line), {"versions": ["3"]}, ["predict"])
 
     async def exit_cause(self) -> Exit:
         return Exit("SIGKILL", "was killed by SIGKILL") if self.killed else Exit("status 1", "exited with status 1")

@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="log lines as text, or as one JSON object each (default: text)",
     )
 
-    kserve_flags.add_arguments(serve_parser, flag(text_boolean), COUNT)
+    kserve_flags.add_arguments(serve_parser, flag, flag(text_boolean))
 
     new_parser = commands.add_parser("new", help="write a new plugin package, with a test, into the folder NAME")
     new_parser.add_argument("name", metavar="NAME", help="the model's name, which is also the package's")
@@ -230,6 +230,7 @@ def serve_command(args: argparse.Namespace) -> int:
             setting: dict(getattr(args, setting)) for setting, *_ in MODEL_SETTINGS if getattr(args, setting)
         },
         reload=args.reload,
+        predictor=kserve_flags.predictor(args),
     )
     serve(config)
 

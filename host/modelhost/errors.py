@@ -96,6 +96,18 @@ class ModelTimeout(ModelhostError):
     status = 504
 
 
+class PredictorError(ModelhostError):
+    """The transformer role's predictor failed this request: its own error status when it answered with one,
+    502 when it answered something that is no answer, 503 when it cannot be reached, 504 when it took too long."""
+
+    def __init__(self, message: str, status: int = 502):
+        super().__init__(message)
+        self.status = status
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.status))
+
+
 class PluginLoadError(Exception):
     """A plugin could not be imported, validated or loaded; the model is not served.
 

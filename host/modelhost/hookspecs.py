@@ -27,6 +27,7 @@ from typing import Any, Optional
 
 import pluggy
 
+from .predictor import PredictorClient
 from .request import InferenceRequest
 
 hookspec = pluggy.HookspecMarker("modelhost")
@@ -127,12 +128,16 @@ def preprocess(request: InferenceRequest) -> Any:
 
 
 @hookspec(firstresult=True)
-def predict(inputs: Any) -> Any:
-    """Run the model on a batch. The one hook every plugin must implement.
+def predict(inputs: Any, predictor: Optional[PredictorClient]) -> Any:
+    """Run the model on a batch. The one hook every plugin must implement, unless it is a transformer.
 
     Receives ``inputs``, what ``preprocess`` returned, possibly several
-    requests' worth concatenated along the leading dimension. Returns an array
-    or a dict of arrays with the same leading dimension, one row per instance.
+    requests' worth concatenated along the leading dimension, and
+    ``predictor``: with ``--predictor_host`` (the transformer role), a
+    :class:`modelhost.PredictorClient` whose ``await predictor.infer(inputs)``
+    runs the predictor on a batch, else None. Returns an array or a dict of
+    arrays with the same leading dimension, one row per instance.
+    Default: none; in the transformer role, ``await predictor.infer(inputs)``.
     """
 
 

@@ -19,6 +19,8 @@ from typing import Callable, Optional
 from . import logs
 from .errors import PluginLoadError
 from .plugins import PluginSpec
+from .predictor import PROTOCOLS, PredictorSettings
+from .settings import COUNT, Bounded
 from .tls import TLSFiles
 
 log = logging.getLogger("modelhost")
@@ -34,9 +36,13 @@ NO_EFFECT = {
 }
 
 
-def add_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], object],
-                  count: Callable[[str], object]) -> None:
-    """KServe's flags, with KServe's spellings and defaults (None where modelhost's own default stands)."""
+def add_arguments(parser: argparse.ArgumentParser, flag: Callable[[Callable], Callable[[str], object]],
+                  boolean: Callable[[str], object]) -> None:
+    """KServe's flags, with KServe's spellings and defaults (None where modelhost's own default stands).
+
+    ``flag(check)`` makes an argparse type of one of ``settings``' checks; ``boolean`` reads KServe's booleans.
+    """
+    count = flag(COUNT)
     parser.add_argument("--model_name", default=None, metavar="NAME",
                         help="serve the one selected model under NAME, as KServe's --model_name (default: its own name)")
     parser.add_argument("--configure_logging", type=boolean, default=True, metavar="true|false",
@@ -62,12 +68,46 @@ def add_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], obje
                         f"(default: ${CERT_VARIABLE}); the HTTP port is then 8443 unless given")
     parser.add_argument("--ssl_keyfile", type=Path, default=os.environ.get(KEY_VARIABLE) or None, metavar="FILE",
                         help=f"the certificate's private key (default: ${KEY_VARIABLE})")
+    add_predictor_arguments(parser, boolean, count, flag(Bounded(int, 0)))
     parser.add_argument("--max_threads", type=count, default=None,
                         help=f"accepted; no effect: {NO_EFFECT['--max_threads']}")
     parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=["auto", "asyncio", "uvloop"],
                         default=None, help=f"accepted; no effect: {NO_EFFECT['--event-loop']}")
     parser.add_argument("--enable_docs_url", type=boolean, default=None, metavar="true|false",
                         help=f"accepted; no effect: {NO_EFFECT['--enable_docs_url']}")
+
+
+def add_predictor_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], object],
+                            count: Callable[[str], object], at_least_0: Callable[[str], object]) -> None:
+    """The transformer role's flags, as the KServe controller passes them to a transformer's container."""
+    parser.add_argument("--predictor_host", default=None, metavar="HOST[:PORT]",
+                        help="serve as a KServe transformer: predict sends each preprocessed batch to the model of the "
+                        "same name on this predictor")
+    parser.add_argument("--predictor_protocol", choices=PROTOCOLS, default=None,
+                        help="how to call the predictor: KServe V1 or V2 over REST, or V2 over gRPC (default: v1)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=None,
+                        help="KServe's older spelling of --predictor_protocol, which wins when both are given")
+    parser.add_argument("--predictor_use_ssl", type=boolean, default=False, metavar="true|false",
+                        help="call the predictor over HTTPS (gRPC with TLS), checked against the system's CAs "
+                        "(default: false)")
+    parser.add_argument("--predictor_request_timeout_seconds", type=count, default=600, metavar="SECONDS",
+                        help="how long a call to the predictor may take, retries included, before 504 (default: 600)")
+    parser.add_argument("--predictor_request_retries", type=at_least_0, default=0, metavar="N",
+                        help="further tries when the predictor cannot be connected to; never once it has answered "
+                        "(default: 0)")
+    parser.add_argument("--enable_predictor_health_check", type=boolean, nargs="?", const=True, default=False,
+                        metavar="true|false",
+                        help="ready only while the predictor says the model is ready (default: false)")
+
+
+def predictor(args: argparse.Namespace) -> Optional[PredictorSettings]:
+    """The transformer role's predictor, when --predictor_host names one."""
+    if not args.predictor_host:
+        return None
+    return PredictorSettings(
+        host=args.predictor_host, protocol=args.predictor_protocol or args.protocol or "v1",
+        use_ssl=args.predictor_use_ssl, timeout_s=args.predictor_request_timeout_seconds,
+        retries=args.predictor_request_retries, health_check=args.enable_predictor_health_check)
 
 
 def configure_logging(args: argparse.Namespace) -> None:

@@ -27,6 +27,8 @@ STAGE_HISTOGRAMS = {
     "preprocess": ("request_preprocess_seconds", "pre-process request latency"),
     "predict": ("request_predict_seconds", "predict request latency (of the batch the request was in)"),
     "postprocess": ("request_postprocess_seconds", "post-process request latency"),
+    "predictor": ("modelhost_request_predictor_seconds",
+                  "time the request's batch waited for the predictor, in the transformer role (--predictor_host)"),
 }
 
 

@@ -15,6 +15,9 @@ from typing import Optional
 from . import logs
 from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
 from .hookcallers import HookCaller, Offload
+from .predictor import PredictorClient, PredictorSettings, make_client
+from .predictor.client import calls_took
+from .predictor.hooks import PredictorHooks
 from .plugins import HOOK_NAMES, PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .replies import carried
 from .request import InferenceRequest
@@ -25,10 +28,12 @@ log = logging.getLogger("modelhost")
 
 
 class Model:
-    def __init__(self, name: str, plugin: object):
+    def __init__(self, name: str, plugin: object, predictor: Optional[PredictorSettings] = None):
         self.name = name
         self.plugin = plugin
-        self.pm = make_plugin_manager(name, plugin)
+        # The transformer role's: where predict sends its inputs, and the predictor argument of a plugin's own.
+        self.predictor: Optional[PredictorClient] = make_client(predictor, name) if predictor else None
+        self.pm = make_plugin_manager(name, plugin, PredictorHooks(self.predictor) if self.predictor else None)
         self.hooks = implemented_hooks(self.pm, plugin)
         self.callers = {hook: HookCaller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.awaits = any(caller.awaits for caller in self.callers.values())
@@ -59,11 +64,19 @@ class Model:
         except ModelhostError:
             pass
 
+    @property
+    def watched(self) -> bool:
+        """Whether its health can change while it serves: its ``healthy`` hook, or a predictor it depends on."""
+        return "healthy" in self.hooks or bool(self.predictor and self.predictor.settings.health_check)
+
     async def health(self) -> str:
-        """Why the model is not healthy now, as its ``healthy`` hook says; "" when it is, or has no such hook.
+        """Why the model is not healthy now, as its ``healthy`` hook (and, with --enable_predictor_health_check,
+        its predictor) says; "" when it is, or has nothing to say.
 
         Not logged here: it is polled, and its callers log each change once.
         """
+        if self.predictor and self.predictor.settings.health_check and not await self.predictor.ready():
+            return f"its predictor at {self.predictor.address} is not ready"
         if "healthy" not in self.hooks:
             return ""
         try:
@@ -75,7 +88,7 @@ class Model:
     async def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = await self.timed([request], "preprocess", request=request)
-        outputs = await self.timed([request], self.verb(request), inputs=inputs)
+        outputs = await self.timed([request], self.verb(request), inputs=inputs, predictor=self.predictor)
         check_rows(outputs, rows(inputs), self.name, request.verb)
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
 
@@ -136,7 +149,7 @@ class Model:
         """Run the group's verb (each group has one) once for all its requests' inputs."""
         hook = prepared[0][2]
         if len(prepared) == 1:
-            outputs = await self.timed(requests, hook, inputs=prepared[0][0])
+            outputs = await self.timed(requests, hook, inputs=prepared[0][0], predictor=self.predictor)
             check_rows(outputs, prepared[0][1], self.name, hook)
             return [outputs]
         sizes = [size for _, size, _ in prepared]
@@ -145,7 +158,7 @@ class Model:
             batch = concatenate([inputs for inputs, _, _ in prepared])
         except (ValueError, KeyError, TypeError) as exc:
             raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-        outputs = await self.timed(requests, hook, inputs=batch)
+        outputs = await self.timed(requests, hook, inputs=batch, predictor=self.predictor)
         check_rows(outputs, sum(sizes), self.name, hook)
         return split(outputs, sizes)
 
@@ -153,6 +166,8 @@ class Model:
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines."""
         ids = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests if r.request_id)
         tag = logs.request_id.set(ids)
+        predictor_calls: list[float] = []
+        calls_tag = calls_took.set(predictor_calls) if self.predictor else None
         started = time.perf_counter()
         try:
             return await self.call(hook, **kwargs)
@@ -160,7 +175,11 @@ class Model:
             spent = time.perf_counter() - started
             for request in requests:
                 request.timings[hook] = spent
+                if predictor_calls:
+                    request.timings["predictor"] = sum(predictor_calls)
             logs.request_id.reset(tag)
+            if calls_tag:
+                calls_took.reset(calls_tag)
 
     async def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""
@@ -183,6 +202,6 @@ def served_version(spec: PluginSpec, declared: dict) -> Optional[str]:
     return next(iter(served_versions(spec, declared)), None)
 
 
-def import_model(spec: PluginSpec) -> Model:
+def import_model(spec: PluginSpec, predictor: Optional[PredictorSettings] = None) -> Model:
     """Import a plugin and check that it keeps the contract; PluginLoadError says why it cannot serve."""
-    return Model(spec.name, import_plugin(spec))
+    return Model(spec.name, import_plugin(spec), predictor)

@@ -112,8 +112,9 @@ def import_plugin(spec: PluginSpec) -> object:
         raise PluginLoadError(f"cannot import {spec.target}: {summarize(exc)}", where=origin(exc)) from exc
 
 
-def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
-    """A plugin manager holding one model's plugin on top of the host's defaults.
+def make_plugin_manager(name: str, plugin: object, role: Optional[object] = None) -> pluggy.PluginManager:
+    """A plugin manager holding one model's plugin on top of the host's defaults and ``role``'s hooks (the
+    transformer's, whose ``predict`` calls the predictor).
 
     Raises PluginLoadError when the plugin does not keep the contract: an
     unknown (misspelled) hook, a hook-named function without ``@hookimpl``,
@@ -122,6 +123,8 @@ def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
     pm = pluggy.PluginManager("modelhost")
     pm.add_hookspecs(hookspecs)
     pm.register(DefaultHooks(), name="modelhost-defaults")
+    if role is not None:
+        pm.register(role, name="modelhost-role")
     try:
         pm.register(plugin, name=name)
         pm.check_pending()
@@ -133,8 +136,9 @@ def make_plugin_manager(name: str, plugin: object) -> pluggy.PluginManager:
         raise PluginLoadError(
             f"model {name!r}: {', '.join(unmarked)} not marked with @modelhost.hookimpl"
         )
-    if "predict" not in implemented:
-        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook")
+    if "predict" not in implemented and role is None:
+        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook (and has no --predictor_host "
+                              "to send its inputs to)")
     problems = [problem for problem in (unrunnable(getattr(pm.hook, hook)) for hook in HOOK_NAMES) if problem]
     if problems:
         raise PluginLoadError(f"model {name!r}: {'; '.join(problems)}")

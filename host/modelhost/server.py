@@ -20,6 +20,7 @@ from .errors import CannotServe
 from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
+from .predictor import PredictorSettings
 from .reload import reload_on_change
 from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
@@ -65,6 +66,7 @@ class ServerConfig:
     model_settings: CommandLineSettings = field(default_factory=dict)
     reload: bool = False  # serve a plugin's changed code as soon as its source files change (reload.py)
     tls: Optional[TLSFiles] = None  # HTTPS and TLS for gRPC
+    predictor: Optional[PredictorSettings] = None  # the transformer role: where predict sends its inputs
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -131,8 +133,9 @@ def free_port(host: str) -> int:
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
     settings = command_line_for(config.model_settings, spec.name)
     if settings.get("replicas") == 0:
-        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.hook_threads, in_flight)
-    return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight)
+        return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.hook_threads, in_flight,
+                               config.predictor)
+    return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight, config.predictor)
 
 
 async def _serve(config: ServerConfig, sockets) -> int:

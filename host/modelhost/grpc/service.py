@@ -27,17 +27,10 @@ from ..request import Headers, InferenceRequest
 
 log = logging.getLogger("modelhost")
 
-CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
-         404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED,
-         413: grpc.StatusCode.RESOURCE_EXHAUSTED, 499: grpc.StatusCode.CANCELLED,
-         501: grpc.StatusCode.UNIMPLEMENTED, 503: grpc.StatusCode.UNAVAILABLE,
-         504: grpc.StatusCode.DEADLINE_EXCEEDED}
-
-
 def code_for(error: ModelhostError) -> grpc.StatusCode:
     if isinstance(error, ModelBusy):  # 503 over HTTP, with Retry-After; gRPC has a code of its own for it
         return grpc.StatusCode.RESOURCE_EXHAUSTED
-    return CODES.get(error.status, grpc.StatusCode.INTERNAL)
+    return grpc_v2.CODES.get(error.status, grpc.StatusCode.INTERNAL)
 
 
 @dataclass

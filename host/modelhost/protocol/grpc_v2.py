@@ -12,6 +12,7 @@ import math
 from types import SimpleNamespace
 from typing import Any, Optional
 
+import grpc
 import numpy as np
 from google.protobuf import descriptor_pool, message_factory
 
@@ -27,6 +28,15 @@ CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_conte
             "UINT32": "uint_contents", "UINT64": "uint64_contents", "FP32": "fp32_contents",
             "FP64": "fp64_contents", "BYTES": "bytes_contents"}
 INT64_MAX = 2**63 - 1
+# The gRPC status that answers each HTTP status the host's errors carry (else INTERNAL), and the other way.
+CODES = {400: grpc.StatusCode.INVALID_ARGUMENT, 401: grpc.StatusCode.UNAUTHENTICATED,
+         404: grpc.StatusCode.NOT_FOUND, 405: grpc.StatusCode.UNIMPLEMENTED,
+         413: grpc.StatusCode.RESOURCE_EXHAUSTED, 499: grpc.StatusCode.CANCELLED,
+         501: grpc.StatusCode.UNIMPLEMENTED, 502: grpc.StatusCode.UNAVAILABLE, 503: grpc.StatusCode.UNAVAILABLE,
+         504: grpc.StatusCode.DEADLINE_EXCEEDED}
+STATUSES = {**{code: status for status, code in CODES.items()}, grpc.StatusCode.UNIMPLEMENTED: 501,
+            grpc.StatusCode.RESOURCE_EXHAUSTED: 503, grpc.StatusCode.UNAVAILABLE: 503,
+            grpc.StatusCode.PERMISSION_DENIED: 403}
 
 
 @functools.cache
@@ -128,3 +138,28 @@ def encode_infer_response(outputs: dict[str, np.ndarray], request: InferenceRequ
         response.raw_output_contents.append(tensors.to_binary(datatype, array))
     set_parameters(response.parameters, parameters or {}, "the response's")
     return response
+
+
+def encode_infer_request(model_name: str, inputs: dict[str, np.ndarray]):
+    """A ModelInferRequest with each input's data in ``raw_input_contents``, as Triton's client sends it."""
+    request = messages().ModelInferRequest(model_name=model_name)
+    for name, array in inputs.items():
+        datatype = tensors.datatype_of(array)
+        request.inputs.add(name=name, datatype=datatype, shape=array.shape)
+        request.raw_input_contents.append(tensors.to_binary(datatype, array))
+    return request
+
+
+def decode_infer_response(message) -> dict[str, np.ndarray]:
+    """A ModelInferResponse's outputs by name, from raw or typed contents; InvalidInput says what does not add up."""
+    raw = message.raw_output_contents
+    if raw and len(raw) != len(message.outputs):
+        raise InvalidInput(f"the response has {len(raw)} raw_output_contents for {len(message.outputs)} outputs")
+    outputs = {}
+    for index, tensor in enumerate(message.outputs):
+        datatype = tensors.check_datatype(tensor.name, tensor.datatype)
+        shape = tensors.check_shape(tensor.name, list(tensor.shape))
+        outputs[tensor.name] = tensors.from_binary(tensor.name, datatype, shape, memoryview(raw[index])) if raw \
+            else from_contents(tensor.name, datatype, shape, tensor.contents)
+    return outputs
+

@@ -102,7 +102,7 @@ def _repository_request(body: bytes) -> dict:
 
 
 def decode_request(body: jsonio.Buffer, header_length: Optional[str]) -> InferenceRequest:
-    json_part, binary = _split(body, header_length)
+    json_part, binary = split_binary(body, header_length)
     payload = jsonio.load_object(json_part)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
@@ -164,7 +164,7 @@ def write_tensors(arrays: dict[str, np.ndarray], as_binary: Callable[[str], bool
     return described, chunks
 
 
-def _split(body: jsonio.Buffer, header_length: Optional[str]) -> tuple[jsonio.Buffer, memoryview]:
+def split_binary(body: jsonio.Buffer, header_length: Optional[str]) -> tuple[jsonio.Buffer, memoryview]:
     if header_length is None:
         return body, memoryview(b"")
     try:

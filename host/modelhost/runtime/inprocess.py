@@ -19,6 +19,7 @@ from ..hookcallers import offload_to, run_sync
 from ..metrics import Metrics
 from ..model import Model, import_model
 from ..plugins import PluginSpec
+from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
@@ -32,10 +33,11 @@ UNLOAD_SECONDS = 5.0  # as long as a worker process gets to exit (process.STOP_G
 
 class InProcessRunner:
     def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, executor: Executor,
-                 threads: int, in_flight: Callable[[], int]):
+                 threads: int, in_flight: Callable[[], int], predictor: Optional[PredictorSettings] = None):
         self.spec = spec
         self.name = spec.name
         self.options = options  # the command line's settings for this model; they beat the plugin's
+        self.predictor = predictor  # the transformer role's
         self.timeout = timeout
         self.executor = executor
         self.threads = threads
@@ -67,7 +69,8 @@ class InProcessRunner:
 
     async def start(self) -> None:
         try:
-            model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec)
+            model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec,
+                                                                       self.predictor)
             if model.awaits:
                 model.offload = offload_to(self.executor)
             await self.run(model, model.load(self.options))
@@ -79,7 +82,7 @@ class InProcessRunner:
         if settings.inline:
             model.offload = None
         self.model = model
-        if "healthy" in model.hooks:
+        if model.watched:
             self.health.update(await self.probe(model))
             self.consumers.append(asyncio.create_task(self.watch_health(model)))
         if settings.inline:

@@ -8,28 +8,34 @@ the channel. A synchronous model answers in the order asked; an awaiting one
 """
 
 from dataclasses import dataclass
+from typing import Optional
 
+from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 
 
 @dataclass(frozen=True)
 class Serve:
-    """Server to worker, first: the command line's settings for the model, which beat the plugin's own."""
+    """Server to worker, first: the command line's settings for the model, which beat the plugin's own, and the
+    predictor it sends its inputs to in the transformer role."""
 
     command_line: dict
+    predictor: Optional[PredictorSettings] = None
 
 
 @dataclass(frozen=True)
 class Ready:
     """Worker to server: loaded, with the settings it resolved, the plugin's metadata, the hooks it implements,
-    whether any of them is ``async def``, and its first health (why it is not healthy; "" when it is)."""
+    whether any of them is ``async def``, its first health (why it is not healthy; "" when it is), and whether
+    that can change (``Model.watched``)."""
 
     settings: ServingSettings
     metadata: dict
     hooks: list[str]
     awaits: bool = False
     health: str = ""
+    watched: bool = False
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ from typing import Callable, Optional
 from ..errors import ModelNotReady
 from ..metrics import Metrics
 from ..plugins import PluginSpec
+from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import RequestQueue
-from .messages import LoadFailed, Ready
+from .messages import LoadFailed, Ready, Serve
 from .process import Exit, WorkerProcess
 from .replica import Replica
 from .runner import report_ready
@@ -26,10 +27,13 @@ log = logging.getLogger("modelhost")
 class WorkerPoolRunner:
     new_worker = WorkerProcess  # how a replica starts its worker (a test puts a fake one here)
 
-    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int]):
+    def __init__(self, spec: PluginSpec, options: dict, timeout: float, metrics: Metrics, in_flight: Callable[[], int],
+                 predictor: Optional[PredictorSettings] = None):
         self.spec = spec
         self.name = spec.name
-        self.options = options  # the command line's settings for this model; they beat the plugin's
+        # What each worker is told: the command line's settings for this model, which beat the plugin's, and the
+        # transformer role's predictor.
+        self.serving = Serve(options, predictor)
         self.timeout = timeout
         self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
@@ -50,7 +54,7 @@ class WorkerPoolRunner:
 
     async def start(self) -> None:
         first = Replica(self, 0)
-        started = await first.worker.start(self.options)
+        started = await first.worker.start(self.serving)
         if isinstance(started, LoadFailed):
             self.reason = started.reason
             log.error("model %r is not ready: %s%s", self.name, self.reason, started.where)
@@ -63,7 +67,7 @@ class WorkerPoolRunner:
         # An awaiting model's replicas run many batches at once: with batching off, each one request.
         self.queue.configure(self.settings, count, shares=not (isinstance(started, Ready) and started.awaits))
         replicas = [first, *(Replica(self, index) for index in range(1, count))]
-        startups = [started, *await asyncio.gather(*(replica.worker.start(self.options) for replica in replicas[1:]))]
+        startups = [started, *await asyncio.gather(*(replica.worker.start(self.serving) for replica in replicas[1:]))]
         ready: Optional[Ready] = None
         for replica, replica_started in zip(replicas, startups):
             if isinstance(replica_started, Ready):

@@ -63,8 +63,8 @@ class WorkerProcess:
     def label(self) -> str:
         return f"{self.spec.name}[{self.replica}] pid {self.process.pid if self.process else '-'}"
 
-    async def start(self, command_line: dict) -> Started:
-        """Start the worker and have it load the model with the command line's settings."""
+    async def start(self, serve: Serve) -> Started:
+        """Start the worker and have it load the model as ``serve`` says."""
         ours, theirs = socket.socketpair()
         self.process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "modelhost.runtime.worker", "--fd", str(theirs.fileno()),
@@ -82,7 +82,7 @@ class WorkerProcess:
         ]
         self.channel = channel = await AsyncChannel.open(ours)
         try:
-            await channel.send(Serve(command_line))
+            await channel.send(serve)
             started = await channel.receive()
             assert isinstance(started, (Ready, LoadFailed))
             return started

@@ -73,7 +73,7 @@ class Replica:
                 await asyncio.sleep(delay)
                 self.pool.metrics.restarts.labels(self.pool.name).inc()
                 self.worker = self.pool.new_worker(self.pool.spec, self.index)
-                started = await self.worker.start(self.pool.options)
+                started = await self.worker.start(self.pool.serving)
         finally:
             self.pool.left(self)
             await self.worker.stop()
@@ -95,7 +95,7 @@ class Replica:
         at_once = ready.settings.max_concurrency if ready.awaits else 1
         tasks = [asyncio.create_task(self.listen()),
                  asyncio.create_task(run_batches(self.take, self.run_batch, at_once))]
-        if "healthy" in ready.hooks:
+        if ready.watched:
             tasks.append(asyncio.create_task(self.watch_health(ready)))
         try:
             return await self.ended

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     try:
         serve = channel.receive()
         assert isinstance(serve, Serve)
-        model = import_model(PluginSpec(name=args.name, target=args.target))
+        model = import_model(PluginSpec(name=args.name, target=args.target), serve.predictor)
     except EOFError:
         return 0
     except PluginLoadError as exc:
@@ -104,7 +104,7 @@ async def start(model: Model, command_line: dict) -> Union[Ready, LoadFailed]:
         await model.load(command_line)
     except PluginLoadError as exc:
         return LoadFailed(str(exc), exc.where)
-    return Ready(model.settings, model.metadata, model.hooks, model.awaits, await model.health())
+    return Ready(model.settings, model.metadata, model.hooks, model.awaits, await model.health(), model.watched)
 
 
 async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:

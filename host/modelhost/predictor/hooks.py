@@ -1,0 +1,19 @@
+"""The transformer role's hooks, registered under the plugin's own in the model's plugin manager."""
+
+from typing import Any
+
+from ..hookspecs import hookimpl
+from .client import PredictorClient
+
+
+class PredictorHooks:
+    def __init__(self, client: PredictorClient):
+        self.client = client
+
+    @hookimpl(trylast=True)  # a plugin's own predict answers first
+    async def predict(self, inputs: Any) -> Any:
+        return await self.client.infer(inputs)
+
+    @hookimpl
+    async def unload(self) -> None:
+        await self.client.close()
