@@ -1,4 +1,4 @@
-"""The path to deployment: Procfile, requirements.txt, .python-version and the KServe manifest.
+"""The path to deployment: Procfile, requirements.txt, .python-version and the KServe manifests.
 
 Nothing here runs pack, docker or a cluster; these tests check what can be checked
 without them (see deploy/README.md).
@@ -18,33 +18,60 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import jsonschema
 import pytest
 import requests
 import yaml
 
-from modelhost.cli import build_parser
+from modelhost import kserve_flags
+from modelhost.cli import build_parser, chosen_specs
 
 ROOT = Path(__file__).resolve().parents[1]
-MANIFEST = ROOT / "deploy" / "inferenceservice.yaml"
+MANIFESTS = ["inferenceservice.yaml", "transformer.yaml"]  # in deploy/
+# Each manifest's modelhost containers, by the InferenceService component that runs them.
+COMPONENTS = [("inferenceservice.yaml", "predictor"), ("transformer.yaml", "transformer"),
+              ("transformer.yaml", "predictor")]
 SAMPLE_INPUT = ROOT / "sample_alexnet_plugin" / "input.json"
 CRD = ROOT.parent / "shared" / "kserve" / "serving.kserve.io_inferenceservices.yaml"
 MODEL = "custom-model"
 FIRST_LOAD_SECONDS = 120  # the first start builds the ~230 MB network before it is ready
 
 
-# --- deploy/inferenceservice.yaml -------------------------------------------------------------
+# --- deploy/*.yaml ------------------------------------------------------------------------------
+
+def read(manifest: str) -> dict:
+    return yaml.safe_load((ROOT / "deploy" / manifest).read_text())
+
+
+class Component(NamedTuple):
+    """One container of an InferenceService: what runs it, and the args KServe's controller adds."""
+
+    role: str  # predictor or transformer
+    spec: dict
+
+    def injected(self) -> list[str]:
+        # KServe's transformer_custom.go gives a transformer its model's name, its predictor and its port.
+        return ["--model_name", MODEL, "--predictor_host", f"{MODEL}-predictor.default", "--http_port", "8080"] \
+            if self.role == "transformer" else []
+
+
+@pytest.fixture(scope="module", params=MANIFESTS)
+def manifest(request) -> dict:
+    return read(request.param)
+
+
+@pytest.fixture(scope="module", params=COMPONENTS, ids=lambda pair: f"{pair[0]}-{pair[1]}")
+def component(request) -> Component:
+    manifest, role = request.param
+    (only,) = read(manifest)["spec"][role]["containers"]
+    return Component(role, only)
+
 
 @pytest.fixture(scope="module")
-def manifest() -> dict:
-    return yaml.safe_load(MANIFEST.read_text())
-
-
-@pytest.fixture(scope="module")
-def container(manifest) -> dict:
-    (only,) = manifest["spec"]["predictor"]["containers"]
-    return only
+def container(component) -> dict:
+    return component.spec
 
 
 @pytest.fixture(scope="module")
@@ -76,30 +103,47 @@ def strict(schema):
     return schema
 
 
-def serve_args(container) -> argparse.Namespace:
-    """The container's args as `modelhost serve` parses them (SystemExit if it refuses them)."""
-    return build_parser().parse_args(["serve", *container["args"]])
+def serve_args(component: Component) -> argparse.Namespace:
+    """The container's args, and what KServe adds, as `modelhost serve` parses them (SystemExit if it refuses them)."""
+    return build_parser().parse_args(["serve", *component.spec["args"], *component.injected()])
 
 
-def test_manifest_names_the_custom_model(manifest, container):
+def test_manifest_names_the_custom_model(manifest):
     assert manifest["apiVersion"] == "serving.kserve.io/v1beta1"
     assert manifest["kind"] == "InferenceService"
     assert manifest["metadata"]["name"] == MODEL
+
+
+def test_each_container_is_kserves_with_the_image_pack_builds(container):
     assert container["name"] == "kserve-container"
     assert re.fullmatch(r"\$\{DOCKER_USER\}/custom-model:v1", container["image"])
 
 
-def test_manifest_runs_modelhost_serve_with_kserve_flags(container):
+def test_manifest_runs_modelhost_serve_with_kserve_flags(component, container):
     # The CNB launcher in direct mode (`--`), so that args reach modelhost rather than replace the Procfile line.
     assert container["command"] == ["/cnb/lifecycle/launcher", "--", "modelhost", "serve"]
-    assert "--workers" in container["args"] and "--http_port" in container["args"]
-    args = serve_args(container)
-    assert args.command == "serve" and args.workers >= 1
-    assert [port["containerPort"] for port in container["ports"]] == [args.http_port]
+    args = serve_args(component)
+    assert args.command == "serve" and args.workers >= 1 and args.http_port is not None
+    assert [port["containerPort"] for port in container["ports"]] == [int(args.http_port)]
 
 
-def test_manifest_probes_hit_the_health_endpoints_on_the_served_port(container):
-    port = serve_args(container).http_port
+def test_each_container_serves_one_model_named_as_the_inferenceservice(component):
+    args = serve_args(component)
+    [spec] = kserve_flags.renamed(chosen_specs(args.model, args.plugin), args.model_name)
+    assert spec.name == MODEL
+
+
+def test_the_transformer_calls_its_predictor_over_v2_and_waits_for_it(component):
+    predictor = kserve_flags.predictor(serve_args(component))
+    if component.role == "predictor":
+        assert predictor is None
+    else:
+        assert predictor is not None and predictor.host == f"{MODEL}-predictor.default"
+        assert predictor.protocol == "v2" and predictor.health_check
+
+
+def test_manifest_probes_hit_the_health_endpoints_on_the_served_port(component, container):
+    port = int(serve_args(component).http_port)
     probes = {name: container[name]["httpGet"] for name in ("readinessProbe", "livenessProbe")}
     assert probes["readinessProbe"]["path"] == "/v2/health/ready"
     assert probes["livenessProbe"]["path"] == "/v2/health/live"
@@ -127,7 +171,7 @@ def test_manifest_validates_against_the_inferenceservice_crd(manifest, isvc_sche
 @pytest.mark.parametrize("spoil", ["misspelt field", "wrong type"])
 def test_the_crd_check_would_catch_a_broken_manifest(manifest, isvc_schema, spoil):
     broken = copy.deepcopy(manifest)
-    container = broken["spec"]["predictor"]["containers"][0]
+    container = broken["spec"]["predictor"]["containers"][0]  # every manifest has a predictor
     if spoil == "misspelt field":
         container["readinesProbe"] = container.pop("readinessProbe")
     else:

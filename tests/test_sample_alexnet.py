@@ -256,3 +256,22 @@ def test_replicas_share_the_cores_unless_threads_are_set(tmp_path, monkeypatch, 
         monkeypatch.delenv("MODELHOST_ALEXNET_THREADS", raising=False)
     session = network.open_session(path, replicas=replicas)
     assert session.get_session_options().intra_op_num_threads == expected
+
+
+@pytest.mark.parametrize("protocol", ["v2", "grpc-v2"])
+def test_the_halves_as_a_kserve_transformer_and_predictor_answer_as_the_whole(server, cache_dir, protocol):
+    """``Transformer`` (images in, top 5 out) in front of ``Network`` (tensors in, logits out), as
+    deploy/transformer.yaml runs them, both named custom-model as KServe names them."""
+    env = alexnet_env(cache_dir, MODELHOST_ALEXNET_THREADS="1")
+    with running_server("--plugin", "modelhost_alexnet:Network", "--model_name", "custom-model", env=env,
+                        timeout=180) as predictor:
+        address = predictor.grpc_address if protocol == "grpc-v2" else predictor.url.removeprefix("http://")
+        with running_server("--plugin", "modelhost_alexnet:Transformer", "--model_name", "custom-model",
+                            "--predictor_host", address, "--predictor_protocol", protocol, env=env) as transformer:
+            images = [GUIDE_IMAGE, MIRRORED]
+            np.testing.assert_allclose(v1_predict(transformer, images), v1_predict(server, images), rtol=1e-5)
+            encoded = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1],
+                                   "data": [base64.b64encode(GUIDE_IMAGE).decode()]}]}
+            apart, whole = v2_infer(transformer, encoded), v2_infer(server, encoded)
+            assert apart["indices"]["data"] == whole["indices"]["data"]
+            np.testing.assert_allclose(apart["scores"]["data"], whole["scores"]["data"], rtol=1e-5)

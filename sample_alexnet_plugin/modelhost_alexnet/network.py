@@ -29,11 +29,12 @@ CONVS = [
     ("features.8", 256, 384, 3, 1, 1, False),
     ("features.10", 256, 256, 3, 1, 1, True),
 ]
+CLASSES = 1000  # ImageNet's
 # (name, out_features, in_features); torchvision's Dropout layers do nothing at inference.
 LINEARS = [
     ("classifier.1", 4096, 256 * 6 * 6),
     ("classifier.4", 4096, 4096),
-    ("classifier.6", 1000, 4096),
+    ("classifier.6", CLASSES, 4096),
 ]
 
 
@@ -111,7 +112,7 @@ def build(seed: int = 0) -> onnx.ModelProto:
     graph = helper.make_graph(
         nodes, "alexnet-untrained",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 3, 224, 224])],
-        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", 1000])],
+        [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, ["batch", CLASSES])],
         initializer=weights,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],

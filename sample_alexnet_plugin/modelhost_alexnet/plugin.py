@@ -4,6 +4,10 @@ V1 takes the guide's ``{"instances": [{"image": {"b64": "..."}}]}`` and answers
 each instance's top-5 logits. V2 takes one input: encoded images as BYTES
 (raw over the binary extension, base64 in JSON), or an FP32 [N,3,224,224]
 batch already preprocessed; it answers ``scores`` and their class ``indices``.
+
+Its two halves serve apart as a KServe transformer and its predictor:
+``Transformer`` (images in, top 5 out) with ``--predictor_host`` in front of
+``Network`` (tensors in, logits out).
 """
 
 import numpy as np
@@ -16,7 +20,10 @@ TOP = 5
 TENSOR_SHAPE = (3, images.CROP, images.CROP)
 
 
-class AlexNet:
+class Network:
+    """The network alone, for a predictor behind ``Transformer``: an FP32 batch [N,3,224,224] in (V2's one
+    input, or V1 instances of that shape), the 1000 logits out."""
+
     def __init__(self):
         self.session = None
 
@@ -34,11 +41,30 @@ class AlexNet:
     def metadata(self):
         return {
             "platform": "onnxruntime_onnx",
-            # Either input, not both: encoded images, or a batch preprocessed by the client.
-            "inputs": [
-                {"name": "image", "datatype": "BYTES", "shape": [-1]},
-                {"name": "input", "datatype": "FP32", "shape": [-1, *TENSOR_SHAPE]},
-            ],
+            "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, *TENSOR_SHAPE]}],
+            "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, network.CLASSES]}],
+        }
+
+    @hookimpl
+    def preprocess(self, request):
+        if request.protocol == "v1":
+            return tensor_batch("instances", np.asarray(request.instances, dtype=np.float32))
+        return v2_batch(request.inputs)
+
+    @hookimpl
+    def predict(self, inputs):
+        batch = np.ascontiguousarray(inputs, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: batch})[0]
+
+
+class Transformer:
+    """The images' side alone, for a KServe transformer (``--predictor_host``) in front of ``Network``: images in,
+    decoded and cropped here; the top 5 of the predictor's logits out."""
+
+    @hookimpl
+    def metadata(self):
+        return {
+            "inputs": [{"name": "image", "datatype": "BYTES", "shape": [-1]}],
             "outputs": [
                 {"name": "scores", "datatype": "FP32", "shape": [-1, TOP]},
                 {"name": "indices", "datatype": "INT64", "shape": [-1, TOP]},
@@ -52,17 +78,25 @@ class AlexNet:
         return v2_batch(request.inputs)
 
     @hookimpl
-    def predict(self, inputs):
-        batch = np.ascontiguousarray(inputs, dtype=np.float32)
-        return self.session.run([self.output_name], {self.input_name: batch})[0]
-
-    @hookimpl
     def postprocess(self, outputs, request):
         indices = np.argsort(-outputs, axis=1, kind="stable")[:, :TOP]
         scores = np.take_along_axis(outputs, indices, axis=1).astype(np.float32)
         if request.protocol == "v1":
             return scores
         return {"scores": scores, "indices": indices.astype(np.int64)}
+
+
+class AlexNet(Transformer, Network):
+    """Both halves in one server: KServe's guide's ``custom-model``."""
+
+    @hookimpl
+    def metadata(self):
+        return {
+            "platform": "onnxruntime_onnx",
+            # Either input, not both: encoded images, or a batch preprocessed by the client.
+            "inputs": [*Transformer.metadata(self)["inputs"], *Network.metadata(self)["inputs"]],
+            "outputs": Transformer.metadata(self)["outputs"],
+        }
 
 
 def v1_batch(instances: list) -> np.ndarray:
@@ -93,8 +127,12 @@ def v2_batch(inputs: dict) -> np.ndarray:
         return encoded_batch(name, array)
     if array.dtype != np.float32:
         raise InvalidInput(f"input {name!r} is {array.dtype}: send encoded images as BYTES or a batch as FP32")
+    return tensor_batch(f"input {name!r}", array)
+
+
+def tensor_batch(what: str, array: np.ndarray) -> np.ndarray:
     if array.ndim != 4 or array.shape[1:] != TENSOR_SHAPE or not array.shape[0]:
-        raise InvalidInput(f"input {name!r} has shape {list(array.shape)}; an FP32 batch must be [N,3,224,224]")
+        raise InvalidInput(f"{what} has shape {list(array.shape)}; an FP32 batch must be [N,3,224,224]")
     return array
 
 
