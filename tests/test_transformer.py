@@ -6,13 +6,12 @@ Through ``PlusOne`` (the transformer adds one) to ``Judging`` (the predictor dou
 
 import http.server
 import re
-import socket
 import threading
 
 import pytest
 import requests
 
-from support import running_server, wait_until
+from support import free_port, running_server, wait_until
 
 TRANSFORMER = ["--plugin", "m=fixture_plugins.transforming:PlusOne"]
 PREDICTOR = ["--replicas", "0", "--plugin", "m=fixture_plugins.transforming:Judging"]
@@ -23,12 +22,6 @@ ROLES = {"v1": "1", "v2": "0", "grpc-v2": "1"}
 def address(server, protocol: str) -> str:
     """Where a transformer finds this predictor: its gRPC port for grpc-v2, else its HTTP one."""
     return server.grpc_address if protocol == "grpc-v2" else server.url.removeprefix("http://")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def v1(server, instances, **headers) -> requests.Response:

@@ -17,17 +17,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from support import plugin_env, running_server
+from support import free_port, plugin_env, running_server, stop
+from test_transformer import address, v1, v2
 
 PEERS = Path(__file__).with_name("kserve_peers.py")
 PLUS_ONE = ["--plugin", "m=fixture_plugins.transforming:PlusOne"]
 DOUBLER = ["--plugin", "m=fixture_plugins.behaving:Doubler"]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def accepts(port: int) -> bool:
@@ -70,12 +65,7 @@ class KServePeer:
             time.sleep(0.1)
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop(self.process)
         self.output.close()
 
 
@@ -87,20 +77,6 @@ def kserve(role: str, *flags):
         yield peer
     finally:
         peer.stop()
-
-
-def address(server, protocol: str) -> str:
-    """Where a transformer finds this predictor: its gRPC port for grpc-v2, else its HTTP one."""
-    return server.grpc_address if protocol == "grpc-v2" else server.url.removeprefix("http://")
-
-
-def v1(server, instances) -> requests.Response:
-    return requests.post(f"{server.url}/v1/models/m:predict", json={"instances": instances}, timeout=30)
-
-
-def v2(server, data) -> requests.Response:
-    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": [len(data)], "data": data}]}
-    return requests.post(f"{server.url}/v2/models/m/infer", json=body, timeout=30)
 
 
 # A modelhost transformer in front of KServe's predictor.
