@@ -94,6 +94,19 @@ def test_workers_share_the_port_and_each_loads_its_models_after_the_fork():
             assert not os.path.exists(f"/proc/{child}"), f"server process {child} outlived the parent"
 
 
+def test_with_several_processes_the_server_is_ready_only_once_all_have_loaded(tmp_path):
+    release = tmp_path / "release"
+    env = plugin_env() | {"MODELHOST_TEST_RELEASE": str(release)}
+    with running_server("--workers", "2", "--replicas", "0", "--plugin", "fixture_plugins.lifecycle:SecondLoadWaits",
+                        env=env, ready=None) as server:
+        wait_for_log_pids(server, "model 'SecondLoadWaits' is ready", 1)
+        probes = {requests.get(server.url + "/v2/health/ready").status_code for _ in range(50)}
+        assert probes == {503}
+        release.touch()
+        server.wait_until_ready(30, "/v2/health/ready")
+        assert {requests.get(server.url + "/v2/health/ready").status_code for _ in range(50)} == {200}
+
+
 def wait_for_log_pids(server, message, count, timeout=30):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

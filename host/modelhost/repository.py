@@ -29,12 +29,15 @@ class ModelLoadFailed(ModelhostError):
 
 class ModelRepository:
     def __init__(self, specs: list[PluginSpec], make_runner: Callable[[PluginSpec, Callable[[], int]], Runner],
-                 in_flight: InFlight, drain_timeout: float, changeable: bool):
+                 in_flight: InFlight, drain_timeout: float, changeable: bool,
+                 others_loaded: Callable[[], bool] = lambda: True):
         """``make_runner(spec, in_flight)`` builds a runner, not started, that can ask ``in_flight()`` how many
         requests for its model are in flight; ``drain_timeout`` bounds the wait for a retired
         runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
-        (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then.
+        (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then;
+        and the server is ready only when ``others_loaded()``, since a probe reaches one process for all.
         """
+        self.others_loaded = others_loaded
         self.make_runner = make_runner
         self.in_flight = in_flight
         self.drain_timeout = drain_timeout
@@ -73,7 +76,8 @@ class ModelRepository:
         return runner
 
     def all_ready(self) -> bool:
-        return not self.in_flight.stopping and bool(self.runners) and all(r.ready for r in self.runners.values())
+        return (not self.in_flight.stopping and bool(self.runners) and all(r.ready for r in self.runners.values())
+                and self.others_loaded())
 
     def is_ready(self, name: str, version: Optional[str] = None) -> bool:
         return not self.in_flight.stopping and self.get(name, version).ready

@@ -26,7 +26,7 @@ from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
 from .settings import CommandLineSettings, command_line_for
-from .supervisor import run_forked
+from .supervisor import LoadedBoard, run_forked
 from .tls import Certificates, TLSFiles
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def serve(config: ServerConfig) -> NoReturn:
     shared = share_between_processes() if config.server_processes > 1 else None
     try:
         if config.server_processes > 1:
-            status = run_forked(config.server_processes, lambda: exit_now(serve_here(config, sockets)), EXIT_NO_MODEL)
+            status = run_forked(config.server_processes, lambda board: exit_now(serve_here(config, sockets, board)), EXIT_NO_MODEL)
         else:
             status = serve_here(config, sockets)
     finally:
@@ -98,8 +98,8 @@ def serve(config: ServerConfig) -> NoReturn:
     exit_now(status)
 
 
-def serve_here(config: ServerConfig, sockets) -> int:
-    return asyncio.run(_serve(config, sockets))
+def serve_here(config: ServerConfig, sockets, board: Optional[LoadedBoard] = None) -> int:
+    return asyncio.run(_serve(config, sockets, board))
 
 
 def exit_now(status: int) -> NoReturn:
@@ -138,19 +138,21 @@ def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metr
     return WorkerPoolRunner(spec, settings, config.timeout, metrics, in_flight, config.predictor)
 
 
-async def _serve(config: ServerConfig, sockets) -> int:
+async def _serve(config: ServerConfig, sockets, board: Optional[LoadedBoard]) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
-    return await serve_until(config, sockets, stopping)
+    return await serve_until(config, sockets, stopping, board=board)
 
 
 async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
-                      started: Callable[[ModelRepository], None] = lambda repository: None) -> int:
+                      started: Callable[[ModelRepository], None] = lambda repository: None,
+                      board: Optional[LoadedBoard] = None) -> int:
     """One serving process: load the models, serve until ``stopping`` is set, drain, stop; the exit status.
 
-    ``started`` is told the repository once every model has loaded, or failed to.
+    ``started`` is told the repository once every model has loaded, or failed to; so is the ``board``
+    of the server processes, which must all have loaded before any of them reports the server ready.
     """
     # In-process plugin hooks are synchronous; they run here, off the event loop.
     executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
@@ -159,6 +161,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     repository = ModelRepository(
         config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor), in_flight,
         config.graceful_timeout, changeable=config.server_processes == 1,
+        others_loaded=board.all_loaded if board else lambda: True,
     )
     certificates = Certificates(config.tls) if config.tls else None
     server = HTTPServer(
@@ -174,6 +177,8 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         if config.grpc_port is not None else None
     await repository.start()
     started(repository)
+    if board:
+        board.mark(True)
     if any(runner.loaded for runner in repository.runners.values()):
         watching = asyncio.create_task(reload_on_change(repository, config.specs, stopping)) if config.reload else None
         await stopping.wait()

@@ -2,7 +2,9 @@
 
 The parent only supervises: it forwards SIGTERM and SIGINT to its children,
 restarts a child that dies unexpectedly, and exits when all have stopped.
-Children die with the parent, so none is ever orphaned.
+Children die with the parent, so none is ever orphaned. A ``LoadedBoard`` in
+shared memory lets every child answer for all: the server is ready only once
+each process has loaded its models, whichever process a probe reaches.
 """
 
 import ctypes
@@ -10,6 +12,8 @@ import logging
 import os
 import signal
 import time
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import RawArray
 from typing import Callable, NoReturn
 
 from .metrics import forget_process
@@ -20,13 +24,33 @@ PR_SET_PDEATHSIG = 1
 RESTART_DELAY_SECONDS = 1.0
 
 
-def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int) -> int:
+@dataclass(frozen=True)
+class LoadedBoard:
+    """One flag per server process, in memory the forked processes share: has it loaded its models?"""
+
+    flags: "ctypes.Array[ctypes.c_bool]"
+    slot: int = 0  # the flag of the process holding this board
+
+    @classmethod
+    def make(cls, count: int) -> "LoadedBoard":
+        return cls(RawArray(ctypes.c_bool, count))
+
+    def mark(self, loaded: bool) -> None:
+        self.flags[self.slot] = loaded
+
+    def all_loaded(self) -> bool:
+        return all(self.flags)
+
+
+def run_forked(count: int, child_main: Callable[[LoadedBoard], NoReturn], final_status: int) -> int:
     """Run ``child_main`` in ``count`` children until they are stopped by a signal.
 
-    A child exiting with ``final_status`` is not restarted: it has nothing to
-    serve, so all children are stopped and that status is returned.
+    Each child is given the board with its own slot, which is cleared when the
+    child dies. A child exiting with ``final_status`` is not restarted: it has
+    nothing to serve, so all children are stopped and that status is returned.
     """
-    children: set[int] = set()
+    board = LoadedBoard.make(count)
+    children: dict[int, int] = {}  # pid: slot
     stopping = False
     status = 0
 
@@ -36,28 +60,30 @@ def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int
         for pid in children:
             os.kill(pid, signum)
 
-    def fork_child():
+    def fork_child(slot: int):
         parent = os.getpid()
+        board.flags[slot] = False
         pid = os.fork()
         if pid:
-            children.add(pid)
+            children[pid] = slot
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, signal.SIG_DFL)
         die_with_parent(parent)
         try:
-            child_main()
+            child_main(LoadedBoard(board.flags, slot))
         except BaseException:
             log.exception("server process %d failed", os.getpid())
         os._exit(1)
 
     signal.signal(signal.SIGTERM, stop_children)
     signal.signal(signal.SIGINT, stop_children)
-    for _ in range(count):
-        fork_child()
+    for slot in range(count):
+        fork_child(slot)
     while children:
         pid, wait_status = os.wait()
-        children.discard(pid)
+        slot = children.pop(pid)
+        board.flags[slot] = False
         forget_process(pid)
         code = os.waitstatus_to_exitcode(wait_status)
         if stopping:
@@ -68,7 +94,7 @@ def run_forked(count: int, child_main: Callable[[], NoReturn], final_status: int
             continue
         log.error("server process %d exited with status %d; starting another", pid, code)
         time.sleep(RESTART_DELAY_SECONDS)
-        fork_child()
+        fork_child(slot)
     return status
 
 

@@ -37,3 +37,20 @@ class UnloadHangs(Unloads):
     def unload(self, name):
         record("unload", name)
         time.sleep(60)
+
+
+class SecondLoadWaits:
+    """The first process to load this is ready at once; any other waits for the file $MODELHOST_TEST_RELEASE."""
+
+    @hookimpl
+    def load(self):
+        release = os.environ["MODELHOST_TEST_RELEASE"]
+        try:
+            os.close(os.open(release + ".first", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            while not os.path.exists(release):
+                time.sleep(0.01)
+
+    @hookimpl
+    def predict(self, inputs):
+        return inputs
