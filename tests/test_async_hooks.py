@@ -15,7 +15,7 @@ from modelhost.errors import PluginLoadError
 from modelhost.hookcallers import run_sync
 from modelhost.model import Model
 from modelhost.testing import served
-from support import plugin_env, running_server
+from support import plugin_env, running_server, wait_until
 
 
 def predict_v1(server, model: str, instances, timeout: float = 60) -> requests.Response:
@@ -161,6 +161,8 @@ def test_what_the_host_cannot_call_is_refused_before_it_serves(plugin, reason):
 def test_a_refused_plugin_is_not_ready_with_the_reason_and_never_answers_500(mode):
     with running_server(*mode, "--plugin", "fixture_plugins.awaiting:AsyncGenerator",
                         "--plugin", "fixture_plugins.awaiting:RaisesSync", ready="/v2/models/RaisesSync/ready") as server:
+        # A worker refuses the plugin when it loads, which may come after RaisesSync is ready.
+        wait_until(lambda: "loading" not in predict_v1(server, "AsyncGenerator", [1]).json()["error"])
         answer = predict_v1(server, "AsyncGenerator", [1])
         assert answer.status_code == 503
         assert "is an async generator; a hook returns its result" in answer.json()["error"]
