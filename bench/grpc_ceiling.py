@@ -6,9 +6,10 @@ Each candidate is a bare server in a subprocess (this file, ``--serve KIND``) on
 127.0.0.1 answering /inference.GRPCInferenceService/ModelInfer with a prebuilt
 ModelInferResponse (bytes in, bytes out; "+parse" rows parse the request and
 serialize its echo): grpc.aio with a generic handler (default options, tuned
-options, GRPC_POLL_STRATEGY=poll, uvloop), grpc's sync server (1, 4, 16 workers),
-grpclib, and gRPC by hand over the ``h2`` package on asyncio. Against them: a bare
-Tornado handler POSTed V2 JSON, answering prebuilt bytes (the REST ceiling), and
+options, GRPC_POLL_STRATEGY=poll, uvloop), grpc's sync server (1, 4, 16 workers;
+and 64 workers handing each call to an event loop, "+loop", as modelhost's
+pipeline would need), grpclib, and gRPC by hand over the ``h2`` package on
+asyncio. Against them: a bare Tornado handler POSTed V2 JSON, answering prebuilt bytes (the REST ceiling), and
 modelhost itself (echo plugin, --replicas 0) over gRPC and REST V2. gRPC rows run
 under h2load, REST rows under wrk, as compare.py does (peers/h2load.py, peers/wrk.py),
 at c = 1, 8, 64, round-robin over candidates. Each server is pinned to CPU 1 and
@@ -68,10 +69,13 @@ def serve(kind: str, port: str, answer_file: str, *options: str) -> None:
         from concurrent.futures import ThreadPoolExecutor
         workers = int(next(option for option in options if option.startswith("workers=")).split("=")[1])
         server = grpc.server(ThreadPoolExecutor(max_workers=workers))
-        server.add_generic_rpc_handlers((generic_handler(lambda request, context: answer(request)),))
+        loop = asyncio.new_event_loop() if "loop" in options else None
+        server.add_generic_rpc_handlers((generic_handler(
+            (lambda request, context: on_loop(loop, answer, request)) if loop
+            else (lambda request, context: answer(request))),))
         server.add_insecure_port(f"127.0.0.1:{port}")
         server.start()
-        server.wait_for_termination()
+        loop.run_forever() if loop else server.wait_for_termination()
     elif kind == "tornado":
         import tornado.ioloop
         import tornado.web
@@ -85,6 +89,15 @@ def serve(kind: str, port: str, answer_file: str, *options: str) -> None:
         tornado.ioloop.IOLoop.current().start()
     else:
         asyncio.run({"aio": serve_aio, "grpclib": serve_grpclib, "h2": serve_h2}[kind](int(port), answer, options))
+
+
+def on_loop(loop, answer, request: bytes) -> bytes:
+    """The "+loop" rows: a sync server's thread hands the call to an event loop and waits for its answer, as
+    modelhost's pipeline, which lives on its event loop, would need of that server."""
+    from concurrent.futures import Future
+    answered = Future()
+    loop.call_soon_threadsafe(lambda: answered.set_result(answer(request)))
+    return answered.result()
 
 
 def generic_handler(behaviour):
@@ -180,6 +193,9 @@ ROWS = [  # label, --serve kind and options (None: modelhost), extra environment
     ("grpc.aio GRPC_POLL_STRATEGY=poll", ["aio"], {"GRPC_POLL_STRATEGY": "poll"}, None),
     ("grpc.aio on uvloop", ["aio", "uvloop"], {}, "uvloop"),
     *((f"grpc sync, {n} worker(s)", ["sync", f"workers={n}"], {}, None) for n in (1, 4, 16)),
+    # What modelhost could move to: every call handed to the event loop, and a worker per call that may wait
+    # there at once (batching gathers up to 64; a worker process's replica has many out).
+    ("grpc sync, 64 workers +parse +loop", ["sync", "workers=64", "parse", "loop"], {}, None),
     ("grpclib", ["grpclib"], {}, "grpclib"), ("h2 on asyncio", ["h2"], {}, "h2"),
     ("h2 on asyncio +parse", ["h2", "parse"], {}, "h2"), ("h2 on uvloop", ["h2", "uvloop"], {}, "uvloop"),
     ("Tornado, prebuilt V2 JSON (wrk)", ["tornado"], {}, None), ("modelhost gRPC", None, {}, None),
