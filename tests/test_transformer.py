@@ -11,7 +11,8 @@ import threading
 import pytest
 import requests
 
-from support import free_port, running_server, wait_until
+from support import free_port, plugin_env, running_server, wait_until
+from test_tls import make_pair, ready
 
 TRANSFORMER = ["--plugin", "m=fixture_plugins.transforming:PlusOne"]
 PREDICTOR = ["--replicas", "0", "--plugin", "m=fixture_plugins.transforming:Judging"]
@@ -170,3 +171,15 @@ def test_a_plugins_own_predict_calls_the_predictor_through_the_client_it_is_give
     with running_server("--plugin", "m=fixture_plugins.transforming:AsksTwice", "--predictor_host",
                         address(predictor, "v2"), "--predictor_protocol", "v2") as transformer:
         assert v1(transformer, [[1, 2]]).json() == {"predictions": [[4, 8]]}  # twice x * 2
+
+
+@pytest.mark.parametrize("protocol", list(ROLES))
+def test_predictor_use_ssl_reaches_a_predictor_serving_tls(tmp_path, protocol):
+    cert, key = make_pair(tmp_path, "predictor")
+    with running_server(*PREDICTOR, "--ssl_certfile", str(cert), "--ssl_keyfile", str(key), ready=None) as predictor:
+        ready(predictor, cert)
+        # The transformer trusts the predictor's certificate as Python's ssl and gRPC's core read trusted roots.
+        env = {**plugin_env(), "SSL_CERT_FILE": str(cert), "GRPC_DEFAULT_SSL_ROOTS_FILE_PATH": str(cert)}
+        with running_server(*TRANSFORMER, "--predictor_host", address(predictor, protocol).removeprefix("https://"),
+                            "--predictor_protocol", protocol, "--predictor_use_ssl", "true", env=env) as transformer:
+            assert v1(transformer, [[1, 2]]).json() == {"predictions": [[4, 6]]}
