@@ -1,9 +1,11 @@
+import os
 import subprocess
 import sys
+from dataclasses import dataclass
 
 import pytest
 
-from support import ROOT, plugin_env
+from support import ROOT, free_port, plugin_env, stop, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,45 @@ def mode(request):
     Protocol tests take this fixture so the same suite runs in both modes.
     """
     return ["--replicas", "0" if request.param == "in-process" else "1"]
+
+
+@dataclass(frozen=True)
+class RayHead:
+    """A Ray cluster's head on 127.0.0.1, and how a server places its models there."""
+
+    address: str
+    env: dict  # what a process needs to join it, over its own: Ray's token authentication, on by default
+
+    def serve_args(self, *extra: str) -> list[str]:
+        """Every model on Ray Serve, each replica asking a tenth of a CPU, so that a dozen fit on 2 cores."""
+        return ["--runner", "ray", "--ray_address", self.address, "--ray_actor_options", '{"num_cpus": 0.1}', *extra]
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory):
+    """One Ray cluster for every test that places models on Ray: `ray start --head` with 2 CPUs, as a user
+    starts one, bound to 127.0.0.1, stopped after the last test."""
+    port = free_port()
+    joining = {"RAY_AUTH_MODE": "token"}
+    # Ray's switch for a single-machine Ray, whose servers then bind to 127.0.0.1 alone (ray_cluster.py).
+    env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    log = tmp_path_factory.mktemp("ray") / "head.log"
+    with open(log, "w") as output:
+        head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+                                 "--include-dashboard=false", "--disable-usage-stats"],
+                                stdout=output, stderr=subprocess.STDOUT, env=env)
+    try:
+        wait_until(lambda: "Ray runtime started" in log.read_text() or head.poll() is not None, timeout=120)
+        assert head.poll() is None, log.read_text()
+        yield RayHead(f"127.0.0.1:{port}", joining)
+    finally:
+        stop(head)  # `ray start --block` stops the cluster's processes when it is stopped
+
+
+@pytest.fixture(scope="module", params=["in-process", "workers", pytest.param("ray", marks=pytest.mark.ray)])
+def runner(request):
+    """Where models run: ``mode``'s two, or Ray Serve replicas on the session's Ray: (server args, env)."""
+    if request.param == "ray":
+        head = request.getfixturevalue("ray_head")
+        return head.serve_args(), head.env
+    return ["--replicas", "0" if request.param == "in-process" else "1"], {}

@@ -16,11 +16,12 @@ PLUGINS = [
 
 
 @pytest.fixture(scope="module")
-def server(installed_env, mode):
-    args = [*mode, "--model", "echo"]
+def server(installed_env, runner):
+    args, env = runner
+    args = [*args, "--model", "echo"]
     for plugin in PLUGINS:
         args += ["--plugin", plugin]
-    with running_server(*args, "--max_buffer_size", "100000", env=installed_env) as server:
+    with running_server(*args, "--max_buffer_size", "100000", env={**installed_env, **env}, timeout=120) as server:
         yield server
 
 

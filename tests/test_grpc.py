@@ -31,8 +31,10 @@ EVERY_DATATYPE = {
 
 
 @pytest.fixture(scope="module")
-def server(mode):
-    with running_server(*mode, *MODELS, ready="/v2/models/Parameters/ready") as server:
+def server(runner):
+    args, env = runner
+    with running_server(*args, *MODELS, ready="/v2/models/Parameters/ready", env={**plugin_env(), **env},
+                        timeout=120) as server:
         for model in ("Gate", "Declared", "RaisesSync"):  # every model but FailsToLoad, which never is
             server.wait_until_ready(30, f"/v2/models/{model}/ready")
         yield server

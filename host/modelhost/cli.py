@@ -34,6 +34,13 @@ MODEL_SETTINGS = [
      "(default: the plugin's settings, else 64)"),
     ("health_interval_s", "SECONDS", "how often a model's healthy hook is asked (default: the plugin's "
      "settings, else 5)"),
+    ("runner", "RUNNER", "where a model's hooks run: 'workers' (worker processes of this server, or the server "
+     "process with --replicas 0) or 'ray' (Ray Serve replicas; pip install 'modelhost[ray]') (default: the "
+     "plugin's settings, else workers)"),
+    ("ray_actor_options", "JSON", "with --runner ray: each replica's Ray actor options, as Ray Serve takes them, "
+     "e.g. '{\"num_cpus\": 1, \"num_gpus\": 1}' (default: the plugin's settings, else one CPU)"),
+    ("autoscaling_config", "JSON", "with --runner ray: Serve's autoscaling_config, e.g. '{\"min_replicas\": 1, "
+     "\"max_replicas\": 4}', in place of a fixed number of replicas (default: the plugin's settings, else none)"),
 ]
 
 
@@ -137,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="during development: serve a plugin's changed code as soon as its source files change, through "
         "the repository's upgrade (worker processes only, one server process)",
     )
+    serve_parser.add_argument(
+        "--ray_address", "--ray-address", metavar="ADDRESS",
+        help="with --runner ray: the Ray cluster to join ('auto', or the head's HOST:PORT), left running at exit "
+        "(default: a local Ray of this server's own on 127.0.0.1, stopped at exit)",
+    )
     serve_parser.add_argument("--log-level", "--log_level", default="INFO", help="logging level (default: INFO)")
     serve_parser.add_argument(
         "--log-format", "--log_format", choices=logs.FORMATS, default="text",
@@ -159,12 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
 def per_model(check):
     """An argparse type for ``VALUE`` or ``NAME=VALUE``: (name or None for every model, value)."""
 
-    def parse(text: str) -> tuple[Optional[str], float]:
-        name, _, value = text.rpartition("=")
+    def parse(text: str) -> tuple[Optional[str], object]:
+        # A JSON value may hold "=" itself; a name never does.
+        name, _, value = text.partition("=") if "=" in text and not text.startswith("{") else ("", "", text)
         try:
             return name or None, check(value)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(f"expected N or NAME=N, where N {error}") from None
+            raise argparse.ArgumentTypeError(f"expected VALUE or NAME=VALUE, where VALUE {error}") from None
 
     return parse
 
@@ -204,6 +217,9 @@ def serve_command(args: argparse.Namespace) -> int:
         log.error("--reload loads changed code into new worker processes: it needs one server process "
                   "(--workers 1) and worker processes (not --replicas 0)")
         return 2
+    if args.runner and args.workers > 1 and any(runner == "ray" for _, runner in args.runner):
+        log.error("--runner ray deploys each model once, to Ray: it needs one server process (--workers 1)")
+        return 2
     try:
         tls = kserve_flags.tls_files(args)
     except ValueError as error:
@@ -231,6 +247,7 @@ def serve_command(args: argparse.Namespace) -> int:
         },
         reload=args.reload,
         predictor=kserve_flags.predictor(args),
+        ray_address=args.ray_address,
     )
     serve(config)
 

@@ -25,6 +25,8 @@ from .reload import reload_on_change
 from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
+from .runtime.ray_cluster import RayCluster
+from .runtime.ray_runner import RayServeRunner
 from .settings import CommandLineSettings, command_line_for
 from .supervisor import LoadedBoard, run_forked
 from .tls import Certificates, TLSFiles
@@ -67,6 +69,7 @@ class ServerConfig:
     reload: bool = False  # serve a plugin's changed code as soon as its source files change (reload.py)
     tls: Optional[TLSFiles] = None  # HTTPS and TLS for gRPC
     predictor: Optional[PredictorSettings] = None  # the transformer role: where predict sends its inputs
+    ray_address: Optional[str] = None  # the Ray cluster that models with runner "ray" join; None: a local Ray
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -124,14 +127,24 @@ async def start_grpc(config: ServerConfig, inference: Inference, certificates: O
     return grpc_server
 
 
+async def connect_to_ray(ray_cluster: RayCluster) -> None:
+    try:
+        await ray_cluster.connect()
+    except Exception as error:  # each model placed on Ray says so, with the reason, when it starts
+        log.error("cannot start or join Ray: %s: %s", type(error).__name__, error)
+
+
 def free_port(host: str) -> int:
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         probe.bind((host, 0))
         return probe.getsockname()[1]
 
 
-def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor):
+def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor,
+                ray_cluster: RayCluster):
     settings = command_line_for(config.model_settings, spec.name)
+    if settings.get("runner") == "ray":
+        return RayServeRunner(spec, settings, config.timeout, metrics, in_flight, ray_cluster, config.predictor)
     if settings.get("replicas") == 0:
         return InProcessRunner(spec, settings, config.timeout, metrics, executor, config.hook_threads, in_flight,
                                config.predictor)
@@ -158,8 +171,9 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
     metrics = Metrics()
     in_flight = InFlight()
+    ray_cluster = RayCluster(config.ray_address)  # started or joined once a model is placed on it
     repository = ModelRepository(
-        config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor), in_flight,
+        config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor, ray_cluster), in_flight,
         config.graceful_timeout, changeable=config.server_processes == 1,
         others_loaded=board.all_loaded if board else lambda: True,
     )
@@ -173,6 +187,9 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     )
     watching_certificates = asyncio.create_task(certificates.watch(stopping)) if certificates else None
     server.add_sockets(sockets)
+    if "ray" in config.model_settings.get("runner", {}).values():
+        # Before gRPC's threads start: starting a local Ray forks, and gRPC's fork handlers can hang it then.
+        await connect_to_ray(ray_cluster)
     grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics), certificates) \
         if config.grpc_port is not None else None
     await repository.start()
@@ -200,5 +217,6 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         await grpc_server.stop(GRPC_STOP_GRACE_SECONDS)
     await server.close_all_connections()
     await repository.stop()
+    await ray_cluster.stop()
     executor.shutdown(wait=False, cancel_futures=True)
     return status

@@ -5,8 +5,9 @@ argparse types from it, and a plugin's ``settings`` hook is checked against it
 when the model loads.
 """
 
+import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Optional
 
 from .errors import PluginLoadError
@@ -60,6 +61,9 @@ class ServingSettings:
     inline: bool = False
     max_concurrency: int = 64
     health_interval_s: float = 5.0
+    runner: str = "workers"
+    ray_actor_options: dict = field(default_factory=dict)
+    autoscaling_config: dict = field(default_factory=dict)
 
     @classmethod
     def resolve(cls, plugin: dict, command_line: dict) -> "ServingSettings":
@@ -90,14 +94,36 @@ def boolean(value) -> bool:
     return value
 
 
+RUNNERS = ("workers", "ray")
+
+
+def runner(value) -> str:
+    if value not in RUNNERS:
+        raise ValueError(f"must be one of {', '.join(RUNNERS)}, got {value!r}")
+    return value
+
+
+def json_object(value) -> dict:
+    """A dict, given as one or as JSON text (on the command line)."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"must be a JSON object, got {value!r}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"must be an object of names and values, got {value!r}")
+    return value
+
+
 # What each setting may be, from the command line or a plugin.
 RANGES: dict[str, Callable[[object], object]] = {
     "replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
     "max_queue_size": Bounded(int, 0), "inline": boolean, "max_concurrency": COUNT,
-    "health_interval_s": Bounded(float, 0, low_included=False),
+    "health_interval_s": Bounded(float, 0, low_included=False), "runner": runner,
+    "ray_actor_options": json_object, "autoscaling_config": json_object,
 }
 # The settings the command line gives, every model's (None) or one model's by name: setting -> {name: value}.
-CommandLineSettings = dict[str, dict[Optional[str], float]]
+CommandLineSettings = dict[str, dict[Optional[str], object]]
 
 
 def command_line_for(given: CommandLineSettings, name: str) -> dict:

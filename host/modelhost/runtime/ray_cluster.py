@@ -1,0 +1,111 @@
+"""The Ray cluster a server's Ray runners deploy to: one it starts on this machine for itself, or one it joins.
+
+With no ``--ray_address`` the server starts a local Ray the first time a model
+is placed on it, bound to 127.0.0.1, and stops it at exit. With ``auto`` or an
+address it joins that cluster and leaves it running, deleting only the Serve
+applications it deployed. Ray is imported here, and only once a model runs on
+it, so a server without the ``ray`` extra never needs it. Serve runs without
+its HTTP proxy: requests reach the deployments through the server's own front
+ends and Serve's handles.
+"""
+
+import asyncio
+import logging
+import os
+from typing import Any, Optional
+
+log = logging.getLogger("modelhost")
+
+# Ray's switch for a Ray that is not a cluster: it then takes the loopback address as the node's and binds
+# every server of it there. Ray binds them to every interface otherwise, even with --node-ip-address 127.0.0.1.
+SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+LOOPBACK = ("127.", "localhost", "[::1]")
+
+
+class PlacementError(Exception):
+    """A deployment that no node of the cluster can hold."""
+
+
+class RayCluster:
+    def __init__(self, address: Optional[str]):
+        self.address = address  # None: a local Ray of this server's own
+        self.connected = False
+        self.connecting = asyncio.Lock()
+        self.applications: set[str] = set()  # the Serve applications this server deployed and has not deleted
+
+    @property
+    def started_here(self) -> bool:
+        return self.address is None
+
+    async def connect(self) -> None:
+        """Start or join Ray, and Serve on it, once; ConnectionError says why it cannot be reached."""
+        async with self.connecting:
+            if not self.connected:
+                await asyncio.to_thread(self.connect_now)
+                self.connected = True
+
+    def connect_now(self) -> None:
+        if self.address is None or self.address.startswith(LOOPBACK):
+            os.environ.setdefault(SINGLE_MACHINE, "0")  # read when ray is imported, and by the processes it starts
+        # The server drains on SIGTERM itself; Ray's handler would first print a stack trace for it.
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+        import ray
+        from ray import serve
+
+        # Replicas' output comes to the server's stderr (log_to_driver), where a worker process's would go.
+        ray.init(address=self.address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        serve.start(proxy_location="Disabled")
+        log.info("placing models on %s (Ray %s)", "a local Ray" if self.started_here else
+                 f"the Ray cluster at {self.address}", ray.__version__)
+
+    def check_placement(self, needs: dict[str, float]) -> None:
+        """PlacementError unless some node alive now has at least ``needs`` of each resource."""
+        import ray
+
+        nodes = [node["Resources"] for node in ray.nodes() if node["Alive"]]
+        if not any(all(resources.get(name, 0) >= amount for name, amount in needs.items()) for resources in nodes):
+            raise PlacementError(f"no node of the Ray cluster can fulfil the resource request {needs} of each "
+                                 f"replica (nodes: {nodes})")
+
+    def deploy(self, application: str, app: Any) -> Any:
+        """Run a Serve application, blocking until its replicas are up; its DeploymentHandle."""
+        from ray import serve
+
+        self.applications.add(application)
+        return serve.run(app, name=application, route_prefix=None)
+
+    def status(self, application: str, deployment: str) -> Optional[Any]:
+        """Serve's word on a deployment now (its replica states): None once it is gone."""
+        from ray import serve
+
+        app = serve.status().applications.get(application)
+        return app.deployments.get(deployment) if app else None
+
+    def delete(self, application: str) -> None:
+        from ray import serve
+
+        if application in self.applications:
+            self.applications.discard(application)
+            serve.delete(application)
+
+    async def stop(self) -> None:
+        """Delete what this server deployed; stop the Ray it started, or leave the cluster it joined."""
+        if not self.connected:
+            return
+        await asyncio.to_thread(self.delete_all)
+        import ray
+
+        # On the thread that runs the event loop: Ray aborts the process when another thread shuts it down.
+        ray.shutdown()  # stops the processes of a Ray that ray.init started; leaves a cluster it joined
+        self.connected = False
+
+    def delete_all(self) -> None:
+        from ray import serve
+
+        for application in list(self.applications):
+            try:
+                self.delete(application)
+            except Exception as error:  # the cluster may be gone already: nothing of it is left to delete then
+                log.warning("could not delete Serve application %r: %s", application, error)
+        if self.started_here:
+            serve.shutdown()

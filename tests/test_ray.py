@@ -1,0 +1,148 @@
+"""Models on Ray Serve (``--runner ray``), on a real Ray: the session's cluster, joined through --ray_address, and a
+local Ray that a server starts for itself. The protocol suites run through the Ray runner too (``runner`` in
+test_endpoints.py and test_grpc.py)."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import psutil
+import pytest
+import requests
+
+from loadgen import Call, run
+from support import plugin_env, running_server, wait_until
+
+pytestmark = pytest.mark.ray
+
+FRAGILE = ["--plugin", "Fragile=fixture_plugins.workers:Fragile"]
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def pids_answering(server, count: int) -> set[int]:
+    """The processes that answered ``count`` requests to Fragile, each sent apart."""
+    return {requests.post(f"{server.url}/v1/models/Fragile:predict", json={"instances": [0]}, timeout=30)
+            .json()["predictions"][0] for _ in range(count)}
+
+
+def is_replica(pid: int) -> bool:
+    return "ServeReplica" in " ".join(psutil.Process(pid).cmdline())
+
+
+@pytest.fixture(scope="module")
+def fragile(ray_head):
+    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, env={**plugin_env(), **ray_head.env},
+                        timeout=120) as server:
+        yield server
+
+
+def test_two_replicas_answer_from_two_ray_actor_processes(fragile):
+    answered = pids_answering(fragile, 30)
+    assert len(answered) == 2 and fragile.process.pid not in answered
+    assert all(is_replica(pid) for pid in answered)
+    metrics = requests.get(f"{fragile.url}/metrics", timeout=10).text
+    assert 'modelhost_replicas_up{model_name="Fragile"} 2.0' in metrics
+    assert "model 'Fragile' is ready in 2 Ray Serve replica(s)" in fragile.log
+
+
+def test_a_replica_killed_under_load_leaves_no_request_unanswered_and_serve_brings_it_back(fragile):
+    before = pids_answering(fragile, 20)
+    victim = min(before)
+    calls = [Call("POST", "/v1/models/Fragile:predict", json.dumps({"instances": [0.005]}).encode())
+             for _ in range(400)]
+    answered = 0
+
+    def kill_midway(answer):
+        nonlocal answered
+        answered += 1
+        if answered == 100:
+            os.kill(victim, signal.SIGKILL)
+
+    answers = asyncio.run(run(int(fragile.url.rsplit(":", 1)[1]), calls, 16, on_answer=kill_midway))
+    assert len(answers) == len(calls)
+    assert {answer.status for answer in answers} <= {200, 503}, {answer.status for answer in answers}
+    refused = [json.loads(answer.body)["error"] for answer in answers if answer.status == 503]
+    assert all("Ray Serve replica" in error for error in refused), refused[:3]
+    # Serve starts a replica in the dead one's place: two answer again, one of them new.
+    wait_until(lambda: len(pids_answering(fragile, 10) - {victim}) == 2, timeout=60)
+
+
+def test_the_plugins_own_settings_place_its_replicas(ray_head):
+    # WantsTwo's settings ask for 2 replicas; a tenth of a CPU each comes from the command line.
+    with running_server(*ray_head.serve_args(), "--plugin", "Fragile=fixture_plugins.workers:WantsTwo",
+                        env={**plugin_env(), **ray_head.env}, timeout=120) as server:
+        assert len(pids_answering(server, 30)) == 2
+
+
+def test_a_deployment_no_node_can_hold_is_reported_at_start(ray_head):
+    result = subprocess.run(
+        [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0", "--grpc_port", "0",
+         *ray_head.serve_args(), "--ray_actor_options", '{"num_gpus": 1}', *FRAGILE],
+        capture_output=True, text=True, env={**plugin_env(), **ray_head.env}, timeout=120)
+    assert result.returncode == 3, result.stderr  # no model could be loaded
+    assert "model 'Fragile' is not ready: no node of the Ray cluster can fulfil the resource request" in result.stderr
+    assert "'GPU': 1" in result.stderr
+
+
+def test_load_unload_and_upgrade_go_through_serve_applications(fragile):
+    repository = f"{fragile.url}/v2/repository/models/Fragile"
+    before = pids_answering(fragile, 20)
+    assert requests.post(f"{repository}/load", timeout=120).status_code == 200  # an upgrade: new replicas
+    after = pids_answering(fragile, 20)
+    assert len(after) == 2 and not after & before
+    wait_until(lambda: not any(psutil.pid_exists(pid) for pid in before), timeout=30)  # the old replicas stop
+    assert requests.post(f"{repository}/unload", timeout=120).status_code == 200
+    assert requests.post(f"{fragile.url}/v1/models/Fragile:predict", json={"instances": [0]}).status_code == 404
+    wait_until(lambda: not any(psutil.pid_exists(pid) for pid in after), timeout=30)
+    assert requests.post(f"{repository}/load", timeout=120).status_code == 200
+    assert len(pids_answering(fragile, 20)) == 2
+
+
+def applications(ray_head) -> list[str]:
+    """The Serve applications on the session's cluster, as another client of it sees them."""
+    script = textwrap.dedent(f"""
+        import ray
+        from ray import serve
+        ray.init(address={ray_head.address!r}, configure_logging=False, log_to_driver=False)
+        print(sorted(serve.status().applications))
+    """)
+    env = {**os.environ, **ray_head.env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    return eval(output.stdout.strip().splitlines()[-1])
+
+
+def test_a_joined_cluster_is_left_running_with_this_servers_applications_deleted(ray_head):
+    with running_server(*ray_head.serve_args(), *FRAGILE, env={**plugin_env(), **ray_head.env},
+                        timeout=120) as server:
+        deployed = [name for name in applications(ray_head) if name.startswith("Fragile-")]
+        assert deployed
+    assert server.process.returncode == 0
+    left = applications(ray_head)  # the cluster answers: it runs on
+    assert not set(deployed) & set(left)
+
+
+def processes_of_ray_session(replica: int) -> list[psutil.Process]:
+    """Every process of the Ray that runs this replica: Ray daemonizes them, so they are found by the session
+    directory that the replica's raylet names on its command line."""
+    raylet = next(process for process in psutil.Process(replica).parents() if process.name() == "raylet")
+    session = next(part for part in raylet.cmdline() if "session_dir=" in part).split("session_dir=")[1]
+    return [process for process in psutil.process_iter(["cmdline"])
+            if session in " ".join(process.info["cmdline"] or []) or process.pid == replica]
+
+
+def test_a_local_ray_listens_on_loopback_alone_and_stops_with_the_server():
+    with running_server("--runner", "ray", "--ray_actor_options", '{"num_cpus": 0.1}', *FRAGILE,
+                        timeout=180) as server:
+        [replica] = pids_answering(server, 5)
+        ray_processes = processes_of_ray_session(replica)
+        assert len(ray_processes) > 3, ray_processes  # GCS, raylet, Serve's controller, the replica at least
+        listening = {(process.name(), connection.laddr.ip, connection.laddr.port) for process in ray_processes
+                     for connection in process.connections("inet") if connection.status == psutil.CONN_LISTEN}
+        assert listening and all(ip in LOOPBACK for _, ip, _ in listening), [l for l in listening if l[1] not in LOOPBACK]
+    assert server.process.returncode == 0
+    wait_until(lambda: not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+                               for process in ray_processes), timeout=30)
