@@ -63,7 +63,7 @@ def test_a_port_out_of_range_is_refused_from_the_flag_or_from_PORT(value):
     ("--max_asyncio_workers", "0", "must be an integer of at least 1, got 0"),
     ("--replicas", "echo=-1", "where N must be an integer of at least 0, got -1"),
     ("--max_batch_size", "0", "where N must be an integer of at least 1, got 0"),
-    ("--max_batch_wait_ms", "nan", "where N must be a number of at least 0, got nan"),
+    ("--max_batch_wait_ms", "nan", "where MS must be a number of at least 0, got nan"),
     ("--max_queue_size", "-1", "where N must be an integer of at least 0, got -1"),
     ("--timeout", "0", "must be a number above 0, got 0"),
     ("--timeout", "inf", "must be a number above 0, got inf"),

@@ -29,6 +29,7 @@ class FakeConnection:
 class FakeRunner:
     def __init__(self, spec, count, inline):
         self.spec, self.inline, self.reason, self.ready, self.metadata = spec, inline, "", True, {}
+        self.elsewhere = None
         self.outcomes: list[asyncio.Future] = []
 
     def require_ready(self):
@@ -44,7 +45,7 @@ class FakeRunner:
 
 def exchange_for(body_chunks: list[bytes], inline=True, max_buffer_size=100):
     in_flight = InFlight()
-    repository = ModelRepository([PluginSpec("m", "fake:M")], lambda spec, count: FakeRunner(spec, count, inline),
+    repository = ModelRepository([PluginSpec("m", "fake:M")], lambda spec, count, runner: FakeRunner(spec, count, inline),
                                  in_flight, 1, True)
     serving = Serving(Inference(repository, in_flight, Metrics()), max_buffer_size, None, request_id_source(),
                       BodyDeadlines(60))

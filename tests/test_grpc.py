@@ -170,7 +170,7 @@ def test_repository_statistics_and_config_through_tritons_clients(server, client
     client.load_model("Parameters")
     assert client.is_model_ready("Parameters")
     index = {model.name: model.state for model in client.get_model_repository_index().models}
-    assert index["Parameters"] == "READY" and index["FailsToLoad"] == "UNAVAILABLE"
+    assert index["Parameters"] == "READY" and index["FailsToLoad"] == "UNAVAILABLE", [(m.name, m.state, m.reason) for m in client.get_model_repository_index().models]
 
     tensor = triton.InferInput("x", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.ones((1, 3), np.float32))

@@ -19,6 +19,7 @@ class FakeRunner:
     def __init__(self, spec: PluginSpec, in_flight, inline=False):
         self.spec, self.in_flight, self.inline = spec, in_flight, inline
         self.reason, self.ready, self.metadata = "", True, {"versions": ["2"]}
+        self.elsewhere = None
         self.outcomes: list[asyncio.Future] = []
 
     async def start(self):
@@ -53,7 +54,7 @@ class Responses:
 
 def serving(inline=False):
     in_flight = InFlight()
-    repository = ModelRepository([PluginSpec("m", "fake:M")], lambda spec, count: FakeRunner(spec, count, inline),
+    repository = ModelRepository([PluginSpec("m", "fake:M")], lambda spec, count, runner: FakeRunner(spec, count, inline),
                                  in_flight, drain_timeout=0.05, changeable=True)
     return Inference(repository, in_flight, Metrics()), repository.runners["m"]
 

@@ -78,6 +78,14 @@ def test_the_plugins_own_settings_place_its_replicas(ray_head):
         assert len(pids_answering(server, 30)) == 2
 
 
+def test_a_plugins_settings_can_choose_ray_themselves(ray_head):
+    with running_server("--ray_address", ray_head.address, "--plugin", "Fragile=fixture_plugins.workers:AsksForRay",
+                        env={**plugin_env(), **ray_head.env}, timeout=120) as server:
+        answered = pids_answering(server, 30)
+        assert len(answered) == 2 and all(is_replica(pid) for pid in answered)
+        assert "model 'Fragile': its settings ask for runner 'ray'" in server.log
+
+
 def test_a_deployment_no_node_can_hold_is_reported_at_start(ray_head):
     result = subprocess.run(
         [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0", "--grpc_port", "0",
@@ -116,13 +124,14 @@ def applications(ray_head) -> list[str]:
 
 
 def test_a_joined_cluster_is_left_running_with_this_servers_applications_deleted(ray_head):
+    before = set(applications(ray_head))  # other tests' servers may have theirs there
     with running_server(*ray_head.serve_args(), *FRAGILE, env={**plugin_env(), **ray_head.env},
                         timeout=120) as server:
-        deployed = [name for name in applications(ray_head) if name.startswith("Fragile-")]
+        deployed = set(applications(ray_head)) - before
         assert deployed
     assert server.process.returncode == 0
     left = applications(ray_head)  # the cluster answers: it runs on
-    assert not set(deployed) & set(left)
+    assert not deployed & set(left)
 
 
 def processes_of_ray_session(replica: int) -> list[psutil.Process]:
@@ -144,5 +153,9 @@ def test_a_local_ray_listens_on_loopback_alone_and_stops_with_the_server():
                      for connection in process.connections("inet") if connection.status == psutil.CONN_LISTEN}
         assert listening and all(ip in LOOPBACK for _, ip, _ in listening), [l for l in listening if l[1] not in LOOPBACK]
     assert server.process.returncode == 0
-    wait_until(lambda: not any(process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-                               for process in ray_processes), timeout=30)
+    left_running = lambda: [process for process in ray_processes  # noqa: E731
+                            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE]
+    try:
+        wait_until(lambda: not left_running(), timeout=30)
+    except AssertionError:
+        raise AssertionError(f"still running: {[(p.pid, p.cmdline()) for p in left_running()]}") from None

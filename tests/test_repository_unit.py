@@ -13,14 +13,19 @@ from modelhost.repository import ModelLoadFailed, ModelRepository
 class FakeRunner:
     made: list["FakeRunner"] = []
     fail_from = 99  # the runners made from this one on cannot load
+    wanted = None  # the runner the fake plugin's settings ask for, when the command line names none
 
-    def __init__(self, spec: PluginSpec, in_flight):
-        self.spec, self.in_flight = spec, in_flight
+    def __init__(self, spec: PluginSpec, in_flight, runner=None):
+        self.spec, self.in_flight, self.runner = spec, in_flight, runner
         self.index = len(FakeRunner.made)
         self.ready, self.reason, self.metadata, self.stopped = False, "loading", {}, False
+        self.elsewhere = None
         FakeRunner.made.append(self)
 
     async def start(self):
+        if self.runner is None and FakeRunner.wanted:
+            self.elsewhere = FakeRunner.wanted  # nothing loaded
+            return
         self.ready = self.index < FakeRunner.fail_from
         self.reason = "" if self.ready else "load hook raised OSError: no weights"
 
@@ -35,7 +40,7 @@ class Call:
 
 @pytest.fixture
 def repository():
-    FakeRunner.made, FakeRunner.fail_from = [], 99
+    FakeRunner.made, FakeRunner.fail_from, FakeRunner.wanted = [], 99, None
     in_flight = InFlight()
     return ModelRepository([PluginSpec("m", "fake:M")], FakeRunner, in_flight, drain_timeout=5, changeable=True)
 
@@ -96,3 +101,17 @@ def test_nothing_changes_while_the_server_drains_or_with_several_server_processe
 
     asyncio.run(scenario())
     assert not repository.all_ready()
+
+
+def test_a_plugin_whose_settings_ask_for_another_runner_is_served_by_that_one(repository):
+    FakeRunner.wanted = "ray"
+
+    async def scenario():
+        await repository.start()
+        started = repository.runners["m"]
+        await repository.load("m")  # an upgrade goes the same way
+        return started, repository.runners["m"]
+
+    started, upgraded = asyncio.run(scenario())
+    assert [runner.runner for runner in FakeRunner.made] == [None, "ray", None, "ray"]
+    assert started is FakeRunner.made[1] and started.stopped and upgraded is FakeRunner.made[3] and upgraded.ready

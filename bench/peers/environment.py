@@ -10,6 +10,16 @@ from pathlib import Path
 import modelhost
 import onnxruntime
 
+
+def ray_pin() -> str:
+    """Ray Serve at the version modelhost runs here (its ``ray`` extra), so that both sides of ray_compare.py run
+    the same Ray; the extra's range where this environment has none. From the metadata: importing Ray is slow."""
+    try:
+        return f"ray[serve]=={importlib.metadata.version('ray')}"
+    except importlib.metadata.PackageNotFoundError:
+        return "ray[serve]>=2.50,<2.61"
+
+
 # Pinned so that figures compare across runs; bump deliberately. Every environment gets this
 # machine's ONNX Runtime, so all servers run the same kernels.
 PEERS = {
@@ -18,8 +28,16 @@ PEERS = {
     # event loop", SeldonIO/MLServer#2286); pinning uvloop is the known workaround.
     "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={onnxruntime.__version__}"],
 }
+# Environments that only some scripts use: compare.py installs PEERS alone.
+OTHERS = {
+    # ray_compare.py: KServe's Ray integration (kserve.ray.RayModel). grpcio-reflection, which ray[serve] needs, and
+    # protobuf are held below what needs protobuf 7, which kserve 0.21 cannot take (as modelhost's own extra does).
+    "kserve-ray": ["kserve[ray]==0.21.0", ray_pin(), "grpcio-reflection<1.82", "protobuf<7",
+                   f"onnxruntime=={onnxruntime.__version__}"],
+}
 # What each environment's version line names: the peer first, then what it runs on.
 VERSIONS = {peer: [peer, "uvicorn", "fastapi", "onnxruntime"] for peer in PEERS}
+VERSIONS["kserve-ray"] = ["kserve", "ray", "uvicorn", "fastapi", "onnxruntime"]
 
 
 def prepare_cache(cache: Path) -> Path:
@@ -33,13 +51,14 @@ def venv_python(cache: Path, peer: str) -> Path:
     """The peer's environment under the cache, installed on first use; raises RuntimeError saying why not."""
     venv = cache / "venvs" / peer
     python, marker = venv / "bin" / "python", venv / "installed.txt"
-    wanted = "\n".join(PEERS[peer])
+    requirements = {**PEERS, **OTHERS}[peer]
+    wanted = "\n".join(requirements)
     if marker.is_file() and marker.read_text() == wanted:
         return python
-    print(f"installing {peer} into {venv} (once): {' '.join(PEERS[peer])}", flush=True)
+    print(f"installing {peer} into {venv} (once): {' '.join(requirements)}", flush=True)
     shutil.rmtree(venv, ignore_errors=True)
     steps = [[sys.executable, "-m", "venv", str(venv)],
-             [str(python), "-m", "pip", "install", "--quiet", *PEERS[peer]]]
+             [str(python), "-m", "pip", "install", "--quiet", *requirements]]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True)
         if done.returncode:

@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     for setting, metavar, help_text in MODEL_SETTINGS:
         dashed = setting.replace("_", "-")
         spellings = [f"--{setting}", *([f"--{dashed}"] if dashed != setting else [])]
-        serve_parser.add_argument(*spellings, action="append", type=per_model(settings.RANGES[setting]), default=[],
-                                  metavar=f"[NAME=]{metavar}", help=help_text)
+        serve_parser.add_argument(*spellings, action="append", type=per_model(settings.RANGES[setting], metavar),
+                                  default=[], metavar=f"[NAME=]{metavar}", help=help_text)
     serve_parser.add_argument(
         "--timeout", type=SECONDS, default=120.0,
         help="seconds a request may spend in a model's hooks before it gets 504; a stuck worker "
@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def per_model(check):
+def per_model(check, metavar: str):
     """An argparse type for ``VALUE`` or ``NAME=VALUE``: (name or None for every model, value)."""
 
     def parse(text: str) -> tuple[Optional[str], object]:
@@ -177,7 +177,8 @@ def per_model(check):
         try:
             return name or None, check(value)
         except ValueError as error:
-            raise argparse.ArgumentTypeError(f"expected VALUE or NAME=VALUE, where VALUE {error}") from None
+            raise argparse.ArgumentTypeError(f"expected {metavar} or NAME={metavar}, where {metavar} {error}") \
+                from None
 
     return parse
 

@@ -102,10 +102,13 @@ def settings(name: str) -> Optional[dict[str, Any]]:
     ``inline`` (true: in the server process, run the hooks on the event
     loop itself, for a model whose hooks take microseconds; a slow hook
     then holds up every request and health check), ``max_concurrency``
-    (batches a model with ``async def`` hooks runs at once in each process)
-    and ``health_interval_s`` (seconds between ``healthy`` checks). Called before ``load``,
-    where the plugin runs: in worker mode, in the first worker, so the
-    server never imports the plugin itself.
+    (batches a model with ``async def`` hooks runs at once in each process),
+    ``health_interval_s`` (seconds between ``healthy`` checks), ``runner``
+    (``"workers"``, or ``"ray"``: Ray Serve replicas) and, on Ray,
+    ``ray_actor_options`` and ``autoscaling_config`` (dicts, as Ray Serve
+    takes them). Called before ``load``, where the plugin runs: in worker
+    mode, in the first worker, so the server never imports the plugin
+    itself; on Ray, in a Ray task first, to place the replicas.
     Default: ``{}``: one worker, no batching, 256 requests may wait.
     """
 

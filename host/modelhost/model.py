@@ -27,6 +27,14 @@ from .settings import ServingSettings
 log = logging.getLogger("modelhost")
 
 
+class ServedElsewhere(Exception):
+    """The plugin's own settings ask for another runner than the one loading it: nothing was loaded."""
+
+    def __init__(self, runner: str):
+        super().__init__(runner)
+        self.runner = runner
+
+
 class Model:
     def __init__(self, name: str, plugin: object, predictor: Optional[PredictorSettings] = None):
         self.name = name
@@ -42,14 +50,17 @@ class Model:
         self.metadata: dict = {}
         self.settings = ServingSettings()
 
-    async def load(self, command_line: dict) -> None:
+    async def load(self, command_line: dict, runner: str = "workers") -> None:
         """Resolve the plugin's ``settings`` under the command line's, then ``load`` and read its ``metadata``.
 
-        PluginLoadError says why it cannot serve.
+        PluginLoadError says why it cannot serve; ServedElsewhere that the settings ask for a runner other than
+        the ``runner`` loading it.
         """
         try:
             own = await self.call("settings", name=self.name) or {}
             self.settings = ServingSettings.resolve(own, command_line)
+            if self.settings.runner != runner:
+                raise ServedElsewhere(self.settings.runner)
             await self.call("load", name=self.name, settings=self.settings.as_dict())
             self.metadata = await self.call("metadata", name=self.name) or {}
         except ModelhostError as exc:

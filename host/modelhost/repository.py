@@ -28,11 +28,11 @@ class ModelLoadFailed(ModelhostError):
 
 
 class ModelRepository:
-    def __init__(self, specs: list[PluginSpec], make_runner: Callable[[PluginSpec, Callable[[], int]], Runner],
+    def __init__(self, specs: list[PluginSpec], make_runner: Callable[[PluginSpec, Callable[[], int], Optional[str]], Runner],
                  in_flight: InFlight, drain_timeout: float, changeable: bool,
                  others_loaded: Callable[[], bool] = lambda: True):
-        """``make_runner(spec, in_flight)`` builds a runner, not started, that can ask ``in_flight()`` how many
-        requests for its model are in flight; ``drain_timeout`` bounds the wait for a retired
+        """``make_runner(spec, in_flight, runner)`` builds a runner, not started, that can ask ``in_flight()`` how
+        many requests for its model are in flight: the command line's, or the one named (``runner``); ``drain_timeout`` bounds the wait for a retired
         runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
         (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then;
         and the server is ready only when ``others_loaded()``, since a probe reaches one process for all.
@@ -51,8 +51,18 @@ class ModelRepository:
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
 
-    def new_runner(self, spec: PluginSpec) -> Runner:
-        return self.make_runner(spec, lambda: self.in_flight.count(spec.name))
+    def new_runner(self, spec: PluginSpec, runner: Optional[str] = None) -> Runner:
+        return self.make_runner(spec, lambda: self.in_flight.count(spec.name), runner)
+
+    async def started(self, runner: Runner) -> Runner:
+        """The runner, started; or the one the plugin's own settings ask for, started in its place."""
+        await runner.start()
+        if runner.elsewhere is None:
+            return runner
+        log.info("model %r: its settings ask for runner %r", runner.spec.name, runner.elsewhere)
+        placed = self.new_runner(runner.spec, runner.elsewhere)
+        await placed.start()
+        return placed
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -152,7 +162,7 @@ class ModelRepository:
         """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""
         runner = self.new_runner(spec)
         try:
-            await runner.start()
+            runner = await self.started(runner)
             if not runner.ready:
                 raise ModelLoadFailed(f"model {spec.name!r} cannot be loaded: {runner.reason}")
         except BaseException:
@@ -170,7 +180,15 @@ class ModelRepository:
         await runner.stop()
 
     async def start(self) -> None:
-        await asyncio.gather(*(runner.start() for runner in self.runners.values()))
+        first = dict(self.runners)
+        started = await asyncio.gather(*(self.started(runner) for runner in first.values()))
+        for name, runner in zip(first, started):
+            if runner is first[name]:
+                continue
+            if self.runners.get(name) is first[name]:  # served by another runner than the command line's
+                self.runners[name] = runner
+            else:  # unloaded or upgraded while it started: what replaced it serves
+                await runner.stop()
 
     async def stop(self) -> None:
         for runner in self.runners.values():

@@ -141,8 +141,11 @@ def free_port(host: str) -> int:
 
 
 def make_runner(spec: PluginSpec, in_flight, config: ServerConfig, metrics: Metrics, executor: ThreadPoolExecutor,
-                ray_cluster: RayCluster):
+                ray_cluster: RayCluster, runner: Optional[str] = None):
+    """The runner the command line chooses for the model, or ``runner``: the one its plugin's settings ask for."""
     settings = command_line_for(config.model_settings, spec.name)
+    if runner:
+        settings["runner"] = runner
     if settings.get("runner") == "ray":
         return RayServeRunner(spec, settings, config.timeout, metrics, in_flight, ray_cluster, config.predictor)
     if settings.get("replicas") == 0:
@@ -173,7 +176,8 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     in_flight = InFlight()
     ray_cluster = RayCluster(config.ray_address)  # started or joined once a model is placed on it
     repository = ModelRepository(
-        config.specs, lambda spec, count: make_runner(spec, count, config, metrics, executor, ray_cluster), in_flight,
+        config.specs, lambda spec, count, runner: make_runner(spec, count, config, metrics, executor, ray_cluster, runner),
+        in_flight,
         config.graceful_timeout, changeable=config.server_processes == 1,
         others_loaded=board.all_loaded if board else lambda: True,
     )

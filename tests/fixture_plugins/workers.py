@@ -106,3 +106,11 @@ class Flaky:
         if any(value % 3 == 0 for value in inputs.tolist()):
             raise ValueError("a bug that every third request finds")
         return inputs
+
+
+class AsksForRay(WantsTwo):
+    """Asks in its settings to be served on Ray Serve, by two replicas of a tenth of a CPU each."""
+
+    @hookimpl
+    def settings(self):
+        return {"runner": "ray", "replicas": 2, "ray_actor_options": {"num_cpus": 0.1}}

@@ -17,7 +17,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Optional
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..metrics import Metrics
-from ..model import Model, import_model
+from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
 from ..predictor import PredictorSettings
 from ..request import InferenceRequest
@@ -46,6 +46,7 @@ class InProcessRunner:
         self.model: Optional[Model] = None
         self.why_no_model = "loading"
         self.health = Health(f"model {spec.name!r}")
+        self.elsewhere: Optional[str] = None
 
     @property
     def ready(self) -> bool:
@@ -74,6 +75,9 @@ class InProcessRunner:
             if model.awaits:
                 model.offload = offload_to(self.executor)
             await self.run(model, model.load(self.options))
+        except ServedElsewhere as elsewhere:
+            self.elsewhere = elsewhere.runner
+            return
         except PluginLoadError as exc:
             self.why_no_model = str(exc)
             log.error("model %r is not ready: %s", self.name, exc.for_log())

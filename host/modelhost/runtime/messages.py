@@ -1,14 +1,14 @@
 """What the server and a worker process say to each other over their channel, in the order they say it.
 
-The server sends ``Serve`` once; the worker loads the model and answers ``Ready``
-or ``LoadFailed`` (and exits). Then each ``Batch`` gets its ``Outcomes`` and each
+The server sends ``Serve`` once; the worker loads the model and answers ``Ready``,
+or ``LoadFailed`` or ``Elsewhere`` (and exits). Then each ``Batch`` gets its ``Outcomes`` and each
 ``Probe`` its ``ProbeResult``, answering the same ``id``, until the server closes
 the channel. A synchronous model answers in the order asked; an awaiting one
 (``Ready.awaits``) runs several at once and answers each when it is done.
 """
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import ClassVar, Optional
 
 from ..predictor import PredictorSettings
 from ..request import InferenceRequest
@@ -44,6 +44,18 @@ class LoadFailed:
 
     reason: str
     where: str
+
+
+@dataclass(frozen=True)
+class Elsewhere:
+    """Worker to server: the plugin's settings ask for another runner (``runner``); nothing was loaded."""
+
+    runner: str
+    where: ClassVar[str] = ""
+
+    @property
+    def reason(self) -> str:
+        return f"its settings ask for runner {self.runner!r}"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import RequestQueue
-from .messages import LoadFailed, Ready, Serve
+from .messages import Elsewhere, LoadFailed, Ready, Serve
 from .process import Exit, WorkerProcess
 from .replica import Replica
 from .runner import report_ready
@@ -43,6 +43,7 @@ class WorkerPoolRunner:
         self.metadata: dict = {}
         self.reason = "loading"
         self.loaded = False  # a worker has loaded the model
+        self.elsewhere: Optional[str] = None
 
     @property
     def ready(self) -> bool:
@@ -55,9 +56,12 @@ class WorkerPoolRunner:
     async def start(self) -> None:
         first = Replica(self, 0)
         started = await first.worker.start(self.serving)
-        if isinstance(started, LoadFailed):
-            self.reason = started.reason
-            log.error("model %r is not ready: %s%s", self.name, self.reason, started.where)
+        if isinstance(started, (LoadFailed, Elsewhere)):
+            if isinstance(started, LoadFailed):
+                self.reason = started.reason
+                log.error("model %r is not ready: %s%s", self.name, self.reason, started.where)
+            else:
+                self.elsewhere = started.runner
             await first.worker.stop()
             return
         if isinstance(started, Ready):

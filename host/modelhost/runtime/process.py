@@ -19,7 +19,7 @@ from ..metrics import forget_process
 from ..plugins import PluginSpec
 from .channel import AsyncChannel
 from .deadline import within
-from .messages import LoadFailed, Ready, Serve
+from .messages import Elsewhere, LoadFailed, Ready, Serve
 
 log = logging.getLogger("modelhost")
 worker_log = logging.getLogger("modelhost.worker")
@@ -46,7 +46,7 @@ class Crashed:
     reason: str
 
 
-Started = Union[Ready, LoadFailed, Crashed]
+Started = Union[Ready, LoadFailed, Elsewhere, Crashed]
 
 
 class WorkerProcess:
@@ -84,7 +84,7 @@ class WorkerProcess:
         try:
             await channel.send(serve)
             started = await channel.receive()
-            assert isinstance(started, (Ready, LoadFailed))
+            assert isinstance(started, (Ready, LoadFailed, Elsewhere))
             return started
         except (EOFError, ConnectionError):
             return Crashed(f"its worker {await self.exit_cause()} while loading")

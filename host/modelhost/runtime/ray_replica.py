@@ -17,7 +17,7 @@ from ..errors import PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, import_model
 from ..plugins import PluginSpec
-from .messages import Batch, LoadFailed, Outcomes, Ready, Serve
+from .messages import Batch, Elsewhere, LoadFailed, Outcomes, Ready, Serve
 from .ray_cluster import SINGLE_MACHINE
 from .worker import answer, start
 
@@ -32,13 +32,14 @@ def keep_serve_on_loopback() -> None:
 
 
 class ModelReplica:
-    async def __init__(self, spec: PluginSpec, serving: Serve, search_path: list[str]):
+    # Serve awaits an async __init__, which mypy does not allow.
+    async def __init__(self, spec: PluginSpec, serving: Serve, search_path: list[str]):  # type: ignore[misc]
         if os.environ.get(SINGLE_MACHINE) == "0":
             keep_serve_on_loopback()
         # The server's own import path first, as a worker process has it: a --plugin module beside the server.
         sys.path[:0] = [entry for entry in search_path if entry not in sys.path]
         self.model: Union[Model, None] = None
-        self.started: Union[Ready, LoadFailed]
+        self.started: Union[Ready, LoadFailed, Elsewhere]
         try:
             model = import_model(spec, serving.predictor)
         except PluginLoadError as exc:
@@ -46,14 +47,14 @@ class ModelReplica:
             return
         if model.awaits:
             model.offload = offload_to(None)
-        self.started = await self.run(model, start(model, serving.command_line))
+        self.started = await self.run(model, start(model, serving.command_line, "ray"))
         if isinstance(self.started, Ready):
             self.model = model
 
     def run(self, model: Model, pipeline):
         return pipeline if model.awaits else asyncio.to_thread(run_sync, pipeline)
 
-    def describe(self) -> Union[Ready, LoadFailed]:
+    def describe(self) -> Union[Ready, LoadFailed, Elsewhere]:
         """What the replica's load said: ``Ready`` with the settings it resolved, or why it cannot serve."""
         return self.started
 

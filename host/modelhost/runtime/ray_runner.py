@@ -25,7 +25,7 @@ from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
-from .messages import Batch, LoadFailed, Ready, Serve
+from .messages import Batch, Elsewhere, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
 from .runner import report_ready
 
@@ -57,6 +57,7 @@ class RayServeRunner:
         self.metadata: dict = {}
         self.reason = "loading"
         self.loaded = False
+        self.elsewhere: Optional[str] = None  # the command line chose Ray, which the plugin's settings cannot undo
         self.running = 0  # replicas that Serve reports running
         # An upgrade deploys the new version beside the old: each runner's application has a name of its own.
         self.application = f"{spec.name}-{secrets.token_hex(4)}"
@@ -88,6 +89,7 @@ class RayServeRunner:
             self.fail_to_start(started.reason, started.where)
             await asyncio.to_thread(self.cluster.delete, self.application)
             return
+        assert isinstance(started, Ready)  # the command line chose "ray": no plugin's settings send it elsewhere
         self.metadata = started.metadata
         self.loaded = True
         self.running = self.settings.replicas
@@ -113,7 +115,7 @@ class RayServeRunner:
             raise PluginLoadError(placing.reason)
         return placing
 
-    def deploy(self, awaits: bool) -> Union[Ready, LoadFailed]:
+    def deploy(self, awaits: bool) -> Union[Ready, LoadFailed, Elsewhere]:
         """Place the replicas and wait until they are up; what their load said."""
         from ray import serve
 
@@ -123,7 +125,7 @@ class RayServeRunner:
         actor_options = {**DEFAULT_ACTOR_OPTIONS, **settings.ray_actor_options}
         self.cluster.check_placement(needs(actor_options))
         deployment = serve.deployment(
-            ModelReplica, name=self.name, ray_actor_options=actor_options,
+            name=self.name, ray_actor_options=actor_options,
             num_replicas=None if settings.autoscaling_config else settings.replicas,
             autoscaling_config=settings.autoscaling_config or None,
             health_check_period_s=settings.health_interval_s, health_check_timeout_s=self.timeout,
@@ -131,9 +133,9 @@ class RayServeRunner:
             max_ongoing_requests=settings.max_concurrency if awaits else 1,
             # The server writes each request's access line; a replica's would be a second, per batch.
             logging_config={"enable_access_log": False},
-        )
-        self.handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path))
-        return self.handle.describe.remote().result()
+        )(ModelReplica)
+        handle = self.handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path))
+        return handle.describe.remote().result()
 
     def most_replicas(self) -> int:
         return int(self.settings.autoscaling_config.get("max_replicas", self.settings.replicas)) \

@@ -9,7 +9,7 @@ another runner is one more module that does.
 
 import asyncio
 import logging
-from typing import Protocol
+from typing import Optional, Protocol
 
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
@@ -21,6 +21,9 @@ log = logging.getLogger("modelhost")
 class Runner(Protocol):
     spec: PluginSpec
     reason: str  # why it is not ready, while it is not
+    # Once started: the runner the plugin's own settings ask for, when the command line named none and it is
+    # not this one; nothing was loaded then, and the repository starts that runner instead.
+    elsewhere: Optional[str]
 
     @property
     def ready(self) -> bool:

@@ -23,11 +23,11 @@ from typing import Union
 from .. import logs
 from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
-from ..model import Model, import_model
+from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import AsyncChannel, BlockingChannel, encode
-from .messages import Batch, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
+from .messages import Batch, Elsewhere, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
 
 
 def main(argv=None) -> int:
@@ -65,7 +65,7 @@ def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) ->
     """A model whose hooks are all synchronous: each message answered in turn, on this one thread."""
     started = run_sync(start(model, command_line))
     channel.send(started)
-    if isinstance(started, LoadFailed):
+    if not isinstance(started, Ready):
         return
     while True:
         try:
@@ -83,7 +83,7 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     channel = await AsyncChannel.open(sock)
     started = await start(model, command_line)
     await channel.send(started)
-    if isinstance(started, LoadFailed):
+    if not isinstance(started, Ready):
         return
     answering: set[asyncio.Task] = set()
     while True:
@@ -99,11 +99,13 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     await model.unload()
 
 
-async def start(model: Model, command_line: dict) -> Union[Ready, LoadFailed]:
+async def start(model: Model, command_line: dict, runner: str = "workers") -> Union[Ready, LoadFailed, Elsewhere]:
     try:
-        await model.load(command_line)
+        await model.load(command_line, runner)
     except PluginLoadError as exc:
         return LoadFailed(str(exc), exc.where)
+    except ServedElsewhere as elsewhere:
+        return Elsewhere(elsewhere.runner)
     return Ready(model.settings, model.metadata, model.hooks, model.awaits, await model.health(), model.watched)
 
 
