@@ -1,12 +1,14 @@
 """modelhost's Ray runner against its worker pool and against KServe 0.21's Ray integration, under wrk.
 
-    python bench/ray_compare.py            # 5 interleaved runs of 4 s per row, c = 1 and 8 (about 10 minutes)
-    python bench/ray_compare.py --quick    # 1 run of 2 s per row, c = 8 only (about 4 minutes)
+    python bench/ray_compare.py            # 5 interleaved runs of 4 s per row, c = 1 and 8 (about 8 minutes)
+    python bench/ray_compare.py --quick    # 1 run of 2 s per row, c = 8 only (about 2 minutes)
 
-Options: --runs N and --seconds S override either mode; --cache DIR (default bench/.cache) holds KServe's Ray
+Options: --runs N and --seconds S override either mode; --no-pause leaves the other servers running during each
+run (by default they are stopped with SIGSTOP: an idle Ray takes about a quarter of a core); --cache DIR (default bench/.cache) holds KServe's Ray
 environment (``venvs/kserve-ray``, installed there on first use, as compare.py installs its peers:
 peers/environment.py), the ONNX file, the request bodies and the servers' logs. Run it from the repository root
-with modelhost, its ``ray`` extra and the sample plugin installed.
+with modelhost, its ``ray`` extra and the sample plugin installed. The first run installs KServe's environment
+(about 2 minutes).
 
 Three servers, each started once (one after another, each timed to ready) on 127.0.0.1 and free ports, serving
 both models, per-request logs off:
@@ -26,8 +28,11 @@ The cases are compare.py's: echo V1 (``{"instances": [[16 floats]]}``) and AlexN
 [1,3,224,224] image over V2 binary (KServe also over the base64 V2 JSON body compare.py gives it). Each answer is
 checked once (echo gives back its input; AlexNet's top-5 scores match ONNX Runtime within 1e-4). wrk with one
 thread; a 1 s warm-up of each row; the resident memory (PSS) of every server's processes and its Ray; then rounds,
-each row once per case and c in a round, its order rotated from round to round, 0.5 s of quiet before each run;
-the table gives medians. At the end every server and every Ray process is stopped, and the process table checked.
+each row once per case and c in a round, its order rotated from round to round, 0.5 s of quiet before each run,
+the servers not under load stopped (SIGSTOP, every process of them and their Ray together) and resumed for their
+own runs; the table gives medians. CPU ms/req counts every process of the server and its Ray, and is split by
+part (server process, worker processes, replicas, Ray's own). At the end every server and every Ray process is
+stopped, and the process table checked for any left.
 """
 
 import argparse
@@ -36,6 +41,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -97,28 +103,35 @@ class Server(launcher.Server):
         self.seen.update(found)
         return list(found.values())
 
+    def part(self, process: psutil.Process) -> str:
+        """Which part of the server a process is: the server process, its workers, its Ray's replicas or the rest
+        of its Ray (GCS, raylet, agents, Serve's controller)."""
+        if process.pid == self.process.pid:
+            return "server process"
+        if not self.ray_dir:
+            return "worker processes"
+        return "replicas" if process.name().startswith("ray::ServeRepl") else "Ray's own processes"
+
     def cpu_by_process(self) -> dict:
+        """{pid: (part, utime + stime)} of every process of it now."""
         spent = {}
         for process in self.processes():
             try:
                 times = process.cpu_times()
-                spent[process.pid] = times.user + times.system
+                spent[process.pid] = (self.part(process), times.user + times.system)
             except psutil.NoSuchProcess:
                 pass
         return spent
 
     def memory(self) -> dict:
-        """PSS in bytes by part: the server process, its workers or its Ray's own processes, its Ray replicas."""
+        """{part: (PSS in bytes, processes)}."""
         parts = {}
         for process in self.processes():
             try:
                 pss = process.memory_full_info().pss
-                name = process.name()
+                part = self.part(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
-            part = ("server process" if process.pid == self.process.pid else
-                    "replicas" if name.startswith("ray::ServeRepl") else
-                    "Ray's own processes" if self.ray_dir else "worker processes")
             total, count = parts.get(part, (0, 0))
             parts[part] = (total + pss, count + 1)
         return parts
@@ -294,13 +307,17 @@ def preflight(cases: list, running: dict) -> dict:
     return broken
 
 
-def one_run(server: Server, target: Target, concurrency: int, seconds: int) -> table.Run:
+def one_run(server: Server, target: Target, concurrency: int, seconds: int) -> tuple[table.Run, dict]:
+    """The run, and the CPU seconds each part of the server spent in it."""
     before, busy_before = server.cpu_by_process(), cpu.machine_busy_seconds()
     result = wrk.run(server.url + target.path, target.body, target.headers, concurrency, seconds)
     busy_after, after = cpu.machine_busy_seconds(), server.cpu_by_process()
-    spent = sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
-    others = busy_after - busy_before - spent - result.loader_cpu_s
-    return table.Run(result, spent, max(others, 0.0))
+    parts = {}
+    for pid, (part, spent) in after.items():  # a process that started meanwhile counts from 0
+        parts[part] = parts.get(part, 0.0) + spent - before.get(pid, (part, 0.0))[1]
+    total = sum(parts.values())
+    others = busy_after - busy_before - total - result.loader_cpu_s
+    return table.Run(result, total, max(others, 0.0)), parts
 
 
 def focus(running: dict, key: str, pause: bool) -> None:
@@ -312,7 +329,7 @@ def focus(running: dict, key: str, pause: bool) -> None:
     running[key].resume()
 
 
-def measure(cases: list, running: dict, broken: dict, args) -> tuple[dict, dict]:
+def measure(cases: list, running: dict, broken: dict, args) -> tuple[dict, dict, dict]:
     groups = [(case.key, concurrency, [target for target in case.targets
                                        if target.server in running and (case.key, target.key) not in broken])
               for case in cases for concurrency in args.concurrencies]
@@ -329,7 +346,7 @@ def measure(cases: list, running: dict, broken: dict, args) -> tuple[dict, dict]
     for server in running.values():
         server.resume()
     memory = {key: server.memory() for key, server in running.items()}
-    rows = {}
+    rows, parts = {}, {}
     for round_ in range(args.runs):
         print(f"  round {round_ + 1}/{args.runs}", flush=True)
         for key, concurrency, targets in groups:
@@ -337,9 +354,11 @@ def measure(cases: list, running: dict, broken: dict, args) -> tuple[dict, dict]
             for target in targets[shift:] + targets[:shift]:
                 focus(running, target.server, not args.no_pause)
                 time.sleep(SETTLE)
-                run = one_run(running[target.server], target, concurrency, args.seconds)
+                run, spent = one_run(running[target.server], target, concurrency, args.seconds)
                 rows.setdefault((key, concurrency, target.key), table.Row([])).runs.append(run)
-    return rows, memory
+                parts.setdefault((key, concurrency, target.key), []).append(
+                    {part: 1000 * seconds / max(run.result.requests, 1) for part, seconds in spent.items()})
+    return rows, memory, parts
 
 
 def render(cases: list, rows: dict, broken: dict, missing: dict, concurrencies: tuple) -> list:
@@ -414,6 +433,25 @@ def summary(rows: dict, concurrencies: tuple) -> list:
     return lines
 
 
+def cpu_lines(cases: list, parts: dict, concurrencies: tuple) -> list:
+    """Where each row's CPU went: ms a request by part, medians over the runs."""
+    lines = ["CPU ms a request by part (medians over the runs): where the hop's cost lies"]
+    for case in cases:
+        for concurrency in concurrencies:
+            for target in case.targets:
+                runs = parts.get((case.key, concurrency, target.key))
+                if not runs:
+                    continue
+                names = sorted({name for run in runs for name in run}, key=PARTS.index)
+                cells = ", ".join(f"{name} {statistics.median(run.get(name, 0.0) for run in runs):.2f}"
+                                  for name in names)
+                lines.append(f"  {case.key:<8}{target.label:<44}c={concurrency:<3}{cells}")
+    return lines
+
+
+PARTS = ["server process", "worker processes", "replicas", "Ray's own processes"]
+
+
 def memory_lines(running: dict, memory: dict) -> list:
     lines = ["resident memory after the warm-up (PSS, psutil memory_full_info().pss, summed over every process of the "
              "server's tree and of its Ray):"]
@@ -479,6 +517,8 @@ def stop_all(servers: list) -> list:
 def main() -> None:
     args = parse_args()
     began = time.monotonic()
+    # SIGTERM as Ctrl-C: the servers are resumed and stopped on the way out, their Rays with them.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
     print("command: " + shlex.join(["python", "bench/ray_compare.py", *sys.argv[1:]]))
     cache = environment.prepare_cache(args.cache)
     print(f"cache (KServe's Ray environment, models, bodies, server logs): {cache}")
@@ -516,21 +556,22 @@ def main() -> None:
     for server in servers.values():
         print(f"  {server.label}: {shlex.join(server.command)}" + (f"  (RAY_TMPDIR={server.ray_dir})"
                                                                    if server.ray_dir else ""))
-    rows, memory, broken = {}, {}, {}
+    rows, memory, parts, broken = {}, {}, {}, {}
     try:
         for key, why in start(servers, cache / "logs").items():
             missing[key] = why
         print("\nchecking each row once:")
         broken = preflight(cases, servers)
-        rows, memory = measure(cases, servers, broken, args)
+        rows, memory, parts = measure(cases, servers, broken, args)
     finally:
         stopped = stop_all(everything)
+    others = ("the other servers running idle beside each run (--no-pause)" if args.no_pause
+              else "the other servers stopped (SIGSTOP) during each run")
     print(f"\nmedians of {args.runs} interleaved run(s) of {args.seconds} s each, wrk -t1 -cC; ±%: spread of req/s "
           "over the runs;\nmh+Ray/row: the modelhost Ray runner's req/s over the row's; CPU ms/req: every process of "
-          "the server and of its Ray;\n" + ("the other servers running idle beside each run (--no-pause)\n" if args.no_pause
-                                            else "the other servers stopped (SIGSTOP) during each run\n"))
+          f"the server and of its Ray;\n{others}\n")
     print("\n".join([*render(cases, rows, broken, missing, args.concurrencies), "", *summary(rows, args.concurrencies),
-                     "", *memory_lines(servers, memory),
+                     "", *cpu_lines(cases, parts, args.concurrencies), "", *memory_lines(servers, memory),
                      "time to ready: " + ", ".join(f"{server.label} {server.started_s:.0f} s"
                                                    for server in servers.values()),
                      table.others(rows), *stopped, f"total {time.monotonic() - began:.0f} s"]))

@@ -53,7 +53,9 @@ class RayCluster:
         from ray import serve
 
         # Replicas' output comes to the server's stderr (log_to_driver), where a worker process's would go.
-        ray.init(address=self.address, include_dashboard=False, configure_logging=False, log_to_driver=True)
+        # "local": a Ray of its own, even where another runs on this machine (no address would join that one).
+        ray.init(address=self.address or "local", include_dashboard=False, configure_logging=False,
+                 log_to_driver=True)
         serve.start(proxy_location="Disabled")
         log.info("placing models on %s (Ray %s)", "a local Ray" if self.started_here else
                  f"the Ray cluster at {self.address}", ray.__version__)
