@@ -474,6 +474,7 @@ def living(process: psutil.Process) -> bool:
 def stop_all(servers: list) -> list:
     """Stop every server, then whatever of its Ray is left; the lines that say what, if anything, was left."""
     lines = []
+    print("\nstopping the servers and their Rays", flush=True)
     for server in servers:
         server.resume()
     for server in servers:
@@ -565,6 +566,8 @@ def main() -> None:
         rows, memory, parts = measure(cases, servers, broken, args)
     finally:
         stopped = stop_all(everything)
+        if sys.exc_info()[0] is not None:  # stopped early (Ctrl-C, SIGTERM, a failure): say what was stopped
+            print("\n".join(stopped), flush=True)
     others = ("the other servers running idle beside each run (--no-pause)" if args.no_pause
               else "the other servers stopped (SIGSTOP) during each run")
     print(f"\nmedians of {args.runs} interleaved run(s) of {args.seconds} s each, wrk -t1 -cC; ±%: spread of req/s "

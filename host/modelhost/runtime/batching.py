@@ -20,10 +20,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine
 
-from ..errors import ModelBusy
+from ..errors import ModelBusy, ModelhostError, ModelNotReady
 from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .deadline import within
+from .messages import Outcomes
 
 @dataclass
 class Pending:
@@ -173,6 +174,21 @@ def settle(outcome: asyncio.Future, result=None, error=None) -> None:
 def fail(batch: list[Pending], error: Exception) -> None:
     for pending in batch:
         settle(pending.outcome, error=error)
+
+
+def settle_answered(batch: list[Pending], answered: Outcomes) -> None:
+    """A batch answered by another process (a worker, a Ray replica): its stage timings, then its outcomes."""
+    for pending, spent in zip(batch, answered.timings):
+        pending.request.timings.update(spent)
+    settle_batch(batch, answered.outcomes, ModelhostError)
+
+
+async def stop_taking(tasks: list[asyncio.Task], queue: RequestQueue, name: str) -> None:
+    """Cancel the tasks that take from a runner's queue; what still waits there gets 503."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    queue.fail_all(ModelNotReady(f"model {name!r} is shutting down"))
 
 
 def settle_batch(batch: list[Pending], outcomes: list, error_type: type) -> None:

@@ -15,7 +15,7 @@ from ..plugins import PluginSpec
 from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
-from .batching import RequestQueue
+from .batching import RequestQueue, stop_taking
 from .messages import Elsewhere, LoadFailed, Ready, Serve
 from .process import Exit, WorkerProcess
 from .replica import Replica
@@ -113,8 +113,5 @@ class WorkerPoolRunner:
         return self.queue.submit(request)
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await stop_taking(self.tasks, self.queue, self.name)
         self.reason = "stopped"
-        self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))

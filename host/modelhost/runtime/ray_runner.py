@@ -23,7 +23,7 @@ from ..plugins import PluginSpec
 from ..predictor import PredictorSettings
 from ..request import InferenceRequest
 from ..settings import ServingSettings
-from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
+from .batching import Pending, RequestQueue, fail, run_batches, settle_answered, stop_taking
 from .deadline import within
 from .messages import Batch, Elsewhere, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
@@ -191,16 +191,11 @@ class RayServeRunner:
             log.error("model %r: Ray failed the call: %s", self.name, error)
             fail(batch, PluginError(f"model {self.name!r}: Ray failed the call ({type(error).__name__})"))
             return
-        for pending, spent in zip(batch, outcomes.timings):
-            pending.request.timings.update(spent)
-        settle_batch(batch, outcomes.outcomes, ModelhostError)
+        settle_answered(batch, outcomes)
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await stop_taking(self.tasks, self.queue, self.name)
         self.reason = "stopped"
-        self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         self.running = 0
         if self.cluster.connected:
             await asyncio.to_thread(self.cluster.delete, self.application)

@@ -16,8 +16,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Callable
 
-from ..errors import ModelhostError, ModelNotReady, ModelTimeout
-from .batching import Pending, fail, run_batches, settle_batch
+from ..errors import ModelNotReady, ModelTimeout
+from .batching import Pending, fail, run_batches, settle_answered
 from .channel import AsyncChannel
 from .messages import Batch, Outcomes, Probe, ProbeResult, Ready
 from .process import Crashed, Exit, Started
@@ -160,9 +160,7 @@ class Replica:
         name = self.pool.name
         try:
             outcomes = await self.ask(lambda asked: Batch(asked, [pending.request for pending in batch]))
-            for pending, spent in zip(batch, outcomes.timings):
-                pending.request.timings.update(spent)
-            settle_batch(batch, outcomes.outcomes, ModelhostError)
+            settle_answered(batch, outcomes)
         except Stuck:
             self.worker.kill()
             fail(batch, ModelTimeout(f"model {name!r} did not answer within {self.pool.timeout:g}s; its "
