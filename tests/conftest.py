@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +61,8 @@ def ray_head(tmp_path_factory):
     env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     log = tmp_path_factory.mktemp("ray") / "head.log"
     with open(log, "w") as output:
-        head = subprocess.Popen(["ray", "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+        # The ray command that pip installed beside this interpreter, whatever PATH says.
+        head = subprocess.Popen([str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
                                  "--include-dashboard=false", "--disable-usage-stats"],
                                 stdout=output, stderr=subprocess.STDOUT, env=env)
     try:
