@@ -8,13 +8,14 @@ import re
 import requests
 
 from modelhost import logs
-from support import running_server
+from support import plugin_env, running_server
 
 TALKS = ["--plugin", "fixture_plugins.behaving:Talks"]
 
 
-def test_a_given_request_id_is_returned_and_tags_every_line_about_the_request(mode):
-    with running_server(*mode, *TALKS) as server:
+def test_a_given_request_id_is_returned_and_tags_every_line_about_the_request(runner):
+    args, env = runner
+    with running_server(*args, *TALKS, env={**plugin_env(), **env}, timeout=120) as server:
         answer = requests.post(server.url + "/v1/models/Talks:predict", json={"instances": [1, 2]},
                                headers={"x-request-id": "trace-42"})
         assert answer.status_code == 200

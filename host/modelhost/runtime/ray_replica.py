@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Union
 
+from .. import logs
 from ..errors import PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, import_model
@@ -33,9 +34,12 @@ def keep_serve_on_loopback() -> None:
 
 class ModelReplica:
     # Serve awaits an async __init__, which mypy does not allow.
-    async def __init__(self, spec: PluginSpec, serving: Serve, search_path: list[str]):  # type: ignore[misc]
+    async def __init__(self, spec: PluginSpec, serving: Serve, search_path: list[str],  # type: ignore[misc]
+                       log_level: str):
         if os.environ.get(SINGLE_MACHINE) == "0":
             keep_serve_on_loopback()
+        # As a worker process logs: Ray brings the lines to the server's log, after the replica's name.
+        logs.configure(log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
         # The server's own import path first, as a worker process has it: a --plugin module beside the server.
         sys.path[:0] = [entry for entry in search_path if entry not in sys.path]
         self.model: Union[Model, None] = None

@@ -134,7 +134,9 @@ class RayServeRunner:
             # The server writes each request's access line; a replica's would be a second, per batch.
             logging_config={"enable_access_log": False},
         )(ModelReplica)
-        handle = self.handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path))
+        log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        handle = self.handle = self.cluster.deploy(
+            self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
         return handle.describe.remote().result()
 
     def most_replicas(self) -> int:
