@@ -12,6 +12,7 @@ ends and Serve's handles.
 import asyncio
 import logging
 import os
+import threading
 from typing import Any, Optional
 
 log = logging.getLogger("modelhost")
@@ -32,6 +33,9 @@ class RayCluster:
         self.connected = False
         self.connecting = asyncio.Lock()
         self.applications: set[str] = set()  # the Serve applications this server deployed and has not deleted
+        # Serve 2.60 registers and unregisters a module for pickling around each deployment's config, which
+        # two threads deploying at once break ("is not registered for pickle by value"): one at a time.
+        self.deploying = threading.Lock()
 
     @property
     def started_here(self) -> bool:
@@ -74,7 +78,8 @@ class RayCluster:
         from ray import serve
 
         self.applications.add(application)
-        return serve.run(app, name=application, route_prefix=None)
+        with self.deploying:
+            return serve.run(app, name=application, route_prefix=None)
 
     def status(self, application: str, deployment: str) -> Optional[Any]:
         """Serve's word on a deployment now (its replica states): None once it is gone."""

@@ -61,7 +61,7 @@ class RayServeRunner:
         self.running = 0  # replicas that Serve reports running
         # An upgrade deploys the new version beside the old: each runner's application has a name of its own.
         self.application = f"{spec.name}-{secrets.token_hex(4)}"
-        self.handle = None
+        self.infer_batch = None  # the deployment's handle to ModelReplica.infer_batch, made once
         self.tasks: list[asyncio.Task] = []
 
     @property
@@ -135,8 +135,8 @@ class RayServeRunner:
             logging_config={"enable_access_log": False},
         )(ModelReplica)
         log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        handle = self.handle = self.cluster.deploy(
-            self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
+        handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
+        self.infer_batch = handle.infer_batch
         return handle.describe.remote().result()
 
     def most_replicas(self) -> int:
@@ -172,8 +172,8 @@ class RayServeRunner:
     async def run_batch(self, batch: list[Pending]) -> None:
         from ray.exceptions import RayActorError, RayError
 
-        assert self.handle is not None  # consumers start once deployed
-        response = self.handle.infer_batch.remote(Batch(0, [pending.request for pending in batch]))
+        assert self.infer_batch is not None  # consumers start once deployed
+        response = self.infer_batch.remote(Batch(0, [pending.request for pending in batch]))
         try:
             outcomes = await within(self.timeout, response)
         except asyncio.TimeoutError:
