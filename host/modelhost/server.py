@@ -127,10 +127,15 @@ async def start_grpc(config: ServerConfig, inference: Inference, certificates: O
     return grpc_server
 
 
-async def connect_to_ray(ray_cluster: RayCluster) -> None:
-    try:
-        await ray_cluster.connect()
-    except Exception as error:  # each model placed on Ray says so, with the reason, when it starts
+async def connect_to_ray(ray_cluster: RayCluster, stopping: asyncio.Event) -> None:
+    """Start or join Ray, unless told to stop first: Ray's start can wait for ever on a GCS that died."""
+    connecting = asyncio.create_task(ray_cluster.connect())
+    await asyncio.wait({connecting, asyncio.create_task(stopping.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    if not connecting.done():
+        log.error("stopped while starting or joining Ray")
+        return
+    if connecting.exception():  # each model placed on Ray says so, with the reason, when it starts
+        error = connecting.exception()
         log.error("cannot start or join Ray: %s: %s", type(error).__name__, error)
 
 
@@ -193,7 +198,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     server.add_sockets(sockets)
     if "ray" in config.model_settings.get("runner", {}).values():
         # Before gRPC's threads start: starting a local Ray forks, and gRPC's fork handlers can hang it then.
-        await connect_to_ray(ray_cluster)
+        await connect_to_ray(ray_cluster, stopping)
     grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics), certificates) \
         if config.grpc_port is not None else None
     await repository.start()
