@@ -4,20 +4,21 @@
     python bench/ray_compare.py --quick    # 1 run of 2 s per row, c = 8 only (about 2 minutes)
 
 Options: --runs N and --seconds S override either mode; --no-pause leaves the other servers running during each
-run (by default they are stopped with SIGSTOP: an idle Ray takes about a quarter of a core); --cache DIR (default bench/.cache) holds KServe's Ray
-environment (``venvs/kserve-ray``, installed there on first use, as compare.py installs its peers:
-peers/environment.py), the ONNX file, the request bodies and the servers' logs. Run it from the repository root
-with modelhost, its ``ray`` extra and the sample plugin installed. The first run installs KServe's environment
-(about 2 minutes).
+run (by default they are stopped with SIGSTOP: an idle Ray keeps spending CPU); --cache DIR (default
+bench/.cache) holds KServe's Ray environment (``venvs/kserve-ray``, installed there on first use, as compare.py
+installs its peers: peers/environment.py), the ONNX file, the request bodies and the servers' logs. Run it from
+the repository root with modelhost, its ``ray`` extra and the sample plugin installed. The first run installs
+KServe's environment (about 2 minutes).
 
-Three servers, each started once (one after another, each timed to ready) on 127.0.0.1 and free ports, serving
-both models, per-request logs off:
+Three servers, each started once (one after another, each timed to ready, each given a second try: a model that
+does not load is said at once) on 127.0.0.1 and free ports, serving both models, per-request logs off:
 
-- modelhost, Ray runner: ``modelhost serve --runner ray --replicas 2 --ray_actor_options '{"num_cpus": 0.5}'``,
-  a local Ray the server starts for itself; 2 models x 2 replicas x 0.5 CPU are the 2 CPUs Ray counts here;
+- modelhost, Ray runner: ``modelhost serve --runner ray --replicas 2 --ray_actor_options '{"num_cpus": 0.3}'``,
+  a local Ray the server starts for itself; 3 models (echo with and without batching, AlexNet) x 2 replicas x 0.3
+  CPU fit the 2 CPUs Ray counts here (a logical count: it places replicas, it does not limit them);
 - modelhost, worker pool: ``modelhost serve --replicas 2`` (the default runner: two worker processes a model);
 - KServe 0.21 + Ray Serve: ``peers/kserve_ray.py``, compare.py's ``kserve.Model`` classes as ``@serve.deployment``
-  classes, 2 replicas of 0.5 CPU each, served by ``kserve.ModelServer`` through ``kserve.ray.RayModel``.
+  classes, 2 replicas of 0.3 CPU each, served by ``kserve.ModelServer`` through ``kserve.ray.RayModel``.
 
 Both modelhost servers run AlexNet with ``--max_batch_size 8`` (adaptive batching, before the Ray hop or the hop
 to a worker), echo unbatched. Each Ray gets a temporary directory of its own (RAY_TMPDIR), so that neither joins
@@ -61,7 +62,7 @@ from peers import cpu, environment, servers as launcher, sessions, table, wrk
 BENCH = Path(__file__).resolve().parent
 SETTLE = 0.5  # seconds of quiet before each run
 REPLICAS = 2
-ACTOR_OPTIONS = json.dumps({"num_cpus": 0.5})  # 2 models x 2 replicas x 0.5 CPU: the 2 CPUs Ray counts here
+ACTOR_OPTIONS = json.dumps({"num_cpus": 0.3})  # up to 3 models x 2 replicas x 0.3 CPU: within the 2 CPUs Ray counts here
 MAX_BATCH_SIZE = 8
 SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray binds to 127.0.0.1 (modelhost sets it itself)
 TARGETS = {"echo": 2.0, "alexnet": 1.5}  # modelhost+Ray over KServe+Ray, req/s at c=8
@@ -154,6 +155,44 @@ class Server(launcher.Server):
                 pass
         self.paused = []
 
+    def wait_ready(self, timeout: float) -> None:
+        """Until ready, as the others wait; but a model that modelhost says cannot load ends the wait at once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return super().wait_ready(min(5.0, max(deadline - time.monotonic(), 0.1)))
+            except RuntimeError:
+                if self.process.poll() is not None or time.monotonic() >= deadline:
+                    raise
+            failed = [line.split(" ERROR modelhost: ", 1)[1] for line in self.log.read_text(errors="replace")
+                      .splitlines() if " ERROR modelhost: model " in line and " is not ready: " in line]
+            if failed:
+                raise RuntimeError(failed[0][:400])
+
+    def reap(self) -> list:
+        """After stop: whatever of its Ray is left 30 s on is terminated (then killed); what that was."""
+        lines = []
+        if not self.ray_dir:
+            return lines
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.processes():
+            time.sleep(0.5)
+        left = [process for process in self.processes() if living(process)]
+        for process in left:
+            try:
+                lines.append(f"!! {self.label}: {process.pid} {process.name()} outlived it: terminated")
+                process.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(left, timeout=10)
+        for process in alive:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=10)
+        return lines
+
     def stop(self) -> None:
         self.resume()
         if self.process and self.process.poll() is None:
@@ -213,8 +252,9 @@ def modelhost(label: str, ray_dir: Optional[str], *flags: str) -> Server:
     port, grpc_port = launcher.free_port(), launcher.free_port()
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
                "--grpc_port", str(grpc_port), "--log-level", "WARNING", *flags, "--replicas", str(REPLICAS),
-               "--max_batch_size", f"custom-model={MAX_BATCH_SIZE}",
-               "--plugin", "echo=modelhost_echo:Echo", "--model", "custom-model"]
+               "--max_batch_size", f"custom-model={MAX_BATCH_SIZE}", "--max_batch_size", f"echo-batched={MAX_BATCH_SIZE}",
+               "--plugin", "echo=modelhost_echo:Echo", "--plugin", "echo-batched=modelhost_echo:Echo",
+               "--model", "custom-model"]
     env = base_env(launcher.ECHO_PLUGIN, launcher.PEERS, ray_dir=ray_dir)
     return Server(label, command, env, port, grpc_port, ray_dir=ray_dir)
 
@@ -252,6 +292,9 @@ def build_cases(folder: Path) -> tuple[list, dict]:
     return [
         Case("echo", f"echo, V1 JSON {{\"instances\": [[16 floats]]}} ({echo_body.stat().st_size} bytes)", [
             Target("mh-ray", "mh-ray", "modelhost, Ray runner", echo_path, echo_body, json_headers),
+            # The same echo with adaptive batching: concurrent requests share one trip through Serve's handle.
+            Target("mh-ray-batched", "mh-ray", f"modelhost, Ray runner, --max_batch_size {MAX_BATCH_SIZE}",
+                   "/v1/models/echo-batched:predict", echo_body, json_headers),
             Target("mh-pool", "mh-pool", "modelhost, worker pool", echo_path, echo_body, json_headers),
             Target("ks-ray", "ks-ray", "KServe + Ray Serve", echo_path, echo_body, json_headers),
         ], echoes),
@@ -266,21 +309,30 @@ def build_cases(folder: Path) -> tuple[list, dict]:
 
 
 def start(servers: dict, logs: Path) -> dict:
-    """One after another, each timed to ready; {key: why} for those that did not come up (removed)."""
+    """One after another, each timed to ready, each given a second try; {key: why} for those that did not come up
+    (removed)."""
     logs.mkdir(parents=True, exist_ok=True)
     failed = {}
     for key, server in list(servers.items()):
-        began = time.monotonic()
-        server.start(logs / f"ray-compare-{key}.log")
-        try:
-            server.wait_ready(START_TIMEOUT)
+        for attempt in (1, 2):
+            began = time.monotonic()
+            server.start(logs / f"ray-compare-{key}{'' if attempt == 1 else '-again'}.log")
+            try:
+                server.wait_ready(START_TIMEOUT)
+            except RuntimeError as exc:
+                why = f"{server.label}: {exc}"
+                server.stop()
+                for line in server.reap():
+                    print(line)
+                print(f"!! {why}" + (" (see its log): starting it again, once" if attempt == 1 else ""), flush=True)
+                if attempt == 2:
+                    failed[key] = why
+                    del servers[key]
+                continue
             server.started_s = time.monotonic() - began
-            print(f"  {server.label}: ready in {server.started_s:.0f} s", flush=True)
-        except RuntimeError as exc:
-            failed[key] = f"{server.label}: {exc}"
-            print(f"!! {failed[key]}", flush=True)
-            server.stop()
-            del servers[key]
+            print(f"  {server.label}: ready in {server.started_s:.0f} s"
+                  + (" (at the second try)" if attempt == 2 else ""), flush=True)
+            break
     return failed
 
 
@@ -401,6 +453,7 @@ def summary(rows: dict, concurrencies: tuple) -> list:
 
     lines.append("modelhost+Ray / KServe+Ray, req/s:")
     ratio_line("echo V1", "echo", "mh-ray", "ks-ray")
+    ratio_line(f"echo V1, modelhost batching up to {MAX_BATCH_SIZE}", "echo", "mh-ray-batched", "ks-ray")
     ratio_line("AlexNet, KServe over V2 binary", "alexnet", "mh-ray", "ks-ray")
     ratio_line("AlexNet, KServe over base64 V2 JSON", "alexnet", "mh-ray", "ks-ray-base64")
     lines.append("modelhost+Ray / modelhost worker pool, req/s:")
@@ -480,24 +533,7 @@ def stop_all(servers: list) -> list:
     for server in servers:
         server.stop()
     for server in servers:
-        if server.ray_dir:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and server.processes():
-                time.sleep(0.5)
-            left = [process for process in server.processes() if living(process)]
-            for process in left:
-                try:
-                    lines.append(f"!! {server.label}: {process.pid} {process.name()} outlived it: terminated")
-                    process.terminate()
-                except psutil.NoSuchProcess:
-                    pass
-            _, alive = psutil.wait_procs(left, timeout=10)
-            for process in alive:
-                try:
-                    process.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(alive, timeout=10)
+        lines += server.reap()
     # The check: no process that any server ran is alive (is_running also tells a reused pid apart), and ps lists
     # none in any of the Rays' directories.
     alive = [process for server in servers for process in server.seen.values() if living(process)]
@@ -518,8 +554,9 @@ def stop_all(servers: list) -> list:
 def main() -> None:
     args = parse_args()
     began = time.monotonic()
-    # SIGTERM as Ctrl-C: the servers are resumed and stopped on the way out, their Rays with them.
-    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    # SIGTERM and SIGHUP as Ctrl-C: the servers are resumed and stopped on the way out, their Rays with them.
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, lambda number, frame: sys.exit(128 + number))
     print("command: " + shlex.join(["python", "bench/ray_compare.py", *sys.argv[1:]]))
     cache = environment.prepare_cache(args.cache)
     print(f"cache (KServe's Ray environment, models, bodies, server logs): {cache}")
