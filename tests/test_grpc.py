@@ -36,7 +36,7 @@ def server(runner):
     with running_server(*args, *MODELS, ready="/v2/models/Parameters/ready", env={**plugin_env(), **env},
                         timeout=120) as server:
         for model in ("Gate", "Declared", "RaisesSync"):  # every model but FailsToLoad, which never is
-            server.wait_until_ready(30, f"/v2/models/{model}/ready")
+            server.wait_until_ready(120, f"/v2/models/{model}/ready")  # on Ray, deployed one after another
         yield server
 
 

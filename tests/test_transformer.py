@@ -6,6 +6,8 @@ Through ``PlusOne`` (the transformer adds one) to ``Judging`` (the predictor dou
 
 import http.server
 import re
+import socket
+import socketserver
 import threading
 
 import pytest
@@ -105,7 +107,26 @@ def test_an_unreachable_predictor_gets_503_after_the_retries(protocol):
         assert transformer.log.count("cannot be reached (") == 2 + 1  # two retries logged, then the failure
 
 
-def test_a_retry_reaches_a_predictor_that_comes_up_meanwhile():
+class Forwarder(socketserver.BaseRequestHandler):
+    """Each connection piped to the port ``self.server.to``."""
+
+    def handle(self):
+        with socket.create_connection(("127.0.0.1", self.server.to)) as upstream:
+            back = threading.Thread(target=pipe, args=(upstream, self.request), daemon=True)
+            back.start()
+            pipe(self.request, upstream)
+            back.join(30)
+
+
+def pipe(source: socket.socket, sink: socket.socket) -> None:
+    while data := source.recv(65536):
+        sink.sendall(data)
+    sink.shutdown(socket.SHUT_WR)
+
+
+def test_a_retry_reaches_a_predictor_that_comes_up_meanwhile(predictor):
+    # The predictor "comes up" when its address starts taking connections, already ready: a server's own port
+    # opens before its model is, and a predictor that answers 503 is not retried (as in KServe).
     port = free_port()
     with running_server(*TRANSFORMER, "--predictor_host", f"127.0.0.1:{port}",
                         "--predictor_request_retries", "20") as transformer:
@@ -113,8 +134,14 @@ def test_a_retry_reaches_a_predictor_that_comes_up_meanwhile():
         asking = threading.Thread(target=lambda: answers.append(v1(transformer, [[1]])))
         asking.start()
         transformer.wait_for_log("trying again")
-        with running_server(*PREDICTOR, "--http_port", str(port)):
+        forwarding = socketserver.ThreadingTCPServer(("127.0.0.1", port), Forwarder)
+        forwarding.to = int(address(predictor, "v1").rsplit(":", 1)[1])
+        threading.Thread(target=forwarding.serve_forever, daemon=True).start()
+        try:
             asking.join(60)
+        finally:
+            forwarding.shutdown()
+            forwarding.server_close()
         assert answers[0].status_code == 200 and answers[0].json() == {"predictions": [[4]]}
 
 
