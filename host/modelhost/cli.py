@@ -34,9 +34,8 @@ MODEL_SETTINGS = [
      "(default: the plugin's settings, else 64)"),
     ("health_interval_s", "SECONDS", "how often a model's healthy hook is asked (default: the plugin's "
      "settings, else 5)"),
-    ("runner", "RUNNER", "where a model's hooks run: 'workers' (worker processes of this server, or the server "
-     "process with --replicas 0) or 'ray' (Ray Serve replicas; pip install 'modelhost[ray]') (default: the "
-     "plugin's settings, else workers)"),
+    ("runner", "RUNNER", "'workers' (worker processes, or this process with --replicas 0) or 'ray' (Ray Serve "
+     "replicas; pip install 'modelhost[ray]') (default: the plugin's settings, else workers)"),
     ("ray_actor_options", "JSON", "with --runner ray: each replica's Ray actor options, as Ray Serve takes them, "
      "e.g. '{\"num_cpus\": 1, \"num_gpus\": 1}' (default: the plugin's settings, else one CPU)"),
     ("autoscaling_config", "JSON", "with --runner ray: Serve's autoscaling_config, e.g. '{\"min_replicas\": 1, "
@@ -146,8 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument(
         "--ray_address", "--ray-address", metavar="ADDRESS",
-        help="with --runner ray: the Ray cluster to join ('auto', or the head's HOST:PORT), left running at exit "
-        "(default: a local Ray of this server's own on 127.0.0.1, stopped at exit)",
+        help="with --runner ray: the Ray cluster to join, 'auto' or HOST:PORT (default: a Ray of its own on 127.0.0.1)",
     )
     serve_parser.add_argument("--log-level", "--log_level", default="INFO", help="logging level (default: INFO)")
     serve_parser.add_argument(

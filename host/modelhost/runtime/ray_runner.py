@@ -75,7 +75,7 @@ class RayServeRunner:
     async def start(self) -> None:
         try:
             await self.cluster.connect()
-            placing = await asyncio.to_thread(self.read_settings)
+            placing = await asyncio.to_thread(read_placing, self.spec, self.serving.command_line)
             self.settings = placing.settings
             started = await asyncio.to_thread(self.deploy, placing.awaits)
         except (PlacementError, PluginLoadError) as error:
@@ -94,7 +94,7 @@ class RayServeRunner:
         self.loaded = True
         self.running = self.settings.replicas
         self.count_up()
-        at_once = self.most_replicas() * (self.settings.max_concurrency if started.awaits else 1)
+        at_once = most_replicas(self.settings) * (self.settings.max_concurrency if started.awaits else 1)
         self.queue.configure(self.settings, at_once, shares=not started.awaits)
         self.tasks = [asyncio.create_task(run_batches(self.queue.next_batch, self.run_batch, at_once)),
                       asyncio.create_task(self.follow_replicas())]
@@ -103,17 +103,6 @@ class RayServeRunner:
     def fail_to_start(self, reason: str, where: str = "") -> None:
         self.reason = reason
         log.error("model %r is not ready: %s%s", self.name, reason, where)
-
-    def read_settings(self) -> Placing:
-        """The plugin's settings under the command line's, read by a Ray task where the plugin is installed (in a
-        process of its own, so that an upgrade's are the new code's)."""
-        import ray
-
-        placing = ray.get(ray.remote(num_cpus=0, max_calls=1)(describe_plugin).remote(
-            self.spec, self.serving.command_line, sys.path))
-        if isinstance(placing, LoadFailed):
-            raise PluginLoadError(placing.reason)
-        return placing
 
     def deploy(self, awaits: bool) -> Union[Ready, LoadFailed, Elsewhere]:
         """Place the replicas and wait until they are up; what their load said."""
@@ -138,10 +127,6 @@ class RayServeRunner:
         handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
         self.infer_batch = handle.infer_batch
         return handle.describe.remote().result()
-
-    def most_replicas(self) -> int:
-        return int(self.settings.autoscaling_config.get("max_replicas", self.settings.replicas)) \
-            if self.settings.autoscaling_config else self.settings.replicas
 
     async def follow_replicas(self) -> None:
         """Readiness and ``replicas_up`` as Serve reports the replicas' states."""
@@ -201,6 +186,22 @@ class RayServeRunner:
         self.running = 0
         if self.cluster.connected:
             await asyncio.to_thread(self.cluster.delete, self.application)
+
+
+def most_replicas(settings: ServingSettings) -> int:
+    return int(settings.autoscaling_config.get("max_replicas", settings.replicas)) if settings.autoscaling_config \
+        else settings.replicas
+
+
+def read_placing(spec: PluginSpec, command_line: dict) -> Placing:
+    """The plugin's settings under the command line's, read by a Ray task where the plugin is installed (in a
+    process of its own, so that an upgrade's are the new code's)."""
+    import ray
+
+    placing = ray.get(ray.remote(num_cpus=0, max_calls=1)(describe_plugin).remote(spec, command_line, sys.path))
+    if isinstance(placing, LoadFailed):
+        raise PluginLoadError(placing.reason)
+    return placing
 
 
 def needs(actor_options: dict) -> dict[str, float]:
