@@ -10,16 +10,21 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
+import orjson
 import psutil
 import pytest
 import requests
 
 from loadgen import Call, run
+from modelhost.runtime.ray_cluster import SERVE_DATA_PATH
 from support import plugin_env, running_server, wait_until
 
 pytestmark = pytest.mark.ray
 
 FRAGILE = ["--plugin", "Fragile=fixture_plugins.workers:Fragile"]
+SWITCHES = ["--plugin", "Switches=fixture_plugins.workers:ReadsServeSwitches"]
+DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
@@ -35,8 +40,8 @@ def is_replica(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def fragile(ray_head):
-    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, env={**plugin_env(), **ray_head.env},
-                        timeout=120) as server:
+    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, *SWITCHES, *DOUBLER,
+                        env={**plugin_env(), **ray_head.env}, timeout=120) as server:
         yield server
 
 
@@ -47,6 +52,25 @@ def test_two_replicas_answer_from_two_ray_actor_processes(fragile):
     metrics = requests.get(f"{fragile.url}/metrics", timeout=10).text
     assert 'modelhost_replicas_up{model_name="Fragile"} 2.0' in metrics
     assert "model 'Fragile' is ready in 2 Ray Serve replica(s)" in fragile.log
+
+
+def test_replicas_on_a_joined_cluster_take_serves_fast_data_path(fragile):
+    # The session's cluster was started without the switches: the deployment's runtime environment brings them.
+    switches = list(SERVE_DATA_PATH)
+    answer = requests.post(f"{fragile.url}/v1/models/Switches:predict", json={"instances": switches}, timeout=30)
+    assert answer.json()["predictions"] == [SERVE_DATA_PATH[name] for name in switches]
+
+
+def test_a_batch_over_grpcs_default_message_size_reaches_the_replica(fragile):
+    array = np.arange(5 * 2**20 // 4, dtype=np.float32)  # 5 MiB, over the 4 MiB a gRPC server takes by default
+    header = orjson.dumps({"inputs": [{"name": "x", "shape": [array.size], "datatype": "FP32",
+                                       "parameters": {"binary_data_size": array.nbytes}}],
+                           "outputs": [{"name": "x", "parameters": {"binary_data": True}}]})
+    answer = requests.post(f"{fragile.url}/v2/models/Doubler/infer", data=header + array.tobytes(), timeout=60,
+                           headers={"Inference-Header-Content-Length": str(len(header))})
+    assert answer.status_code == 200, answer.text[:300]
+    length = int(answer.headers["Inference-Header-Content-Length"])
+    np.testing.assert_array_equal(np.frombuffer(answer.content[length:], np.float32), array * 2)
 
 
 def test_a_replica_killed_under_load_leaves_no_request_unanswered_and_serve_brings_it_back(fragile):

@@ -54,6 +54,14 @@ class Fragile:
         return np.full(len(inputs), os.getpid())
 
 
+class ReadsServeSwitches:
+    """Answers the values its process has of the Ray Serve switches named in each instance ('' where unset)."""
+
+    @hookimpl
+    def predict(self, inputs):
+        return np.array([os.environ.get(name, "") for name in inputs.tolist()])
+
+
 class Hangs:
     """Hangs (for 60 s at most) on 'hang'; answers its pid otherwise."""
 

@@ -21,6 +21,15 @@ log = logging.getLogger("modelhost")
 # every server of it there. Ray binds them to every interface otherwise, even with --node-ip-address 127.0.0.1.
 SINGLE_MACHINE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 LOOPBACK = ("127.", "localhost", "[::1]")
+# Three of the switches RAY_SERVE_THROUGHPUT_OPTIMIZED turns on (Ray's "high throughput" guide), without its
+# direct ingress, which would open HTTP and gRPC ports on every replica: handles call replicas over Serve's
+# gRPC channel instead of through Ray's object store, and router and replica code run on their processes'
+# event loops, not on threads of their own. Measured with echo at c=8: 2.1x the requests/s of Serve's defaults.
+# A replica's gRPC server takes what the handle's channel sends (2 GiB, gRPC's most): its 4 MiB default
+# refuses a batch of eight images.
+SERVE_DATA_PATH = {"RAY_SERVE_USE_GRPC_BY_DEFAULT": "1", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+                   "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0",
+                   "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(2**31 - 1)}
 
 
 class PlacementError(Exception):
@@ -53,6 +62,8 @@ class RayCluster:
             os.environ.setdefault(SINGLE_MACHINE, "0")  # read when ray is imported, and by the processes it starts
         # The server drains on SIGTERM itself; Ray's handler would first print a stack trace for it.
         os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
+        for name, value in SERVE_DATA_PATH.items():  # read when Serve is imported: the router's are this process's
+            os.environ.setdefault(name, value)
         import ray
         from ray import serve
 
@@ -63,6 +74,14 @@ class RayCluster:
         serve.start(proxy_location="Disabled")
         log.info("placing models on %s (Ray %s)", "a local Ray" if self.started_here else
                  f"the Ray cluster at {self.address}", ray.__version__)
+
+    @staticmethod
+    def replica_env(actor_options: dict) -> dict:
+        """``actor_options`` with the data path's switches in its runtime environment: a cluster this server
+        joined started its processes with environments of its own."""
+        runtime_env = actor_options.get("runtime_env", {})
+        env_vars = {name: os.environ[name] for name in SERVE_DATA_PATH} | runtime_env.get("env_vars", {})
+        return {**actor_options, "runtime_env": {**runtime_env, "env_vars": env_vars}}
 
     def check_placement(self, needs: dict[str, float]) -> None:
         """PlacementError unless some node alive now has at least ``needs`` of each resource."""

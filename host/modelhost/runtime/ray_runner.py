@@ -15,7 +15,7 @@ import logging
 import secrets
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginError, PluginLoadError
 from ..metrics import Metrics
@@ -25,7 +25,7 @@ from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_answered, stop_taking
 from .deadline import within
-from .messages import Batch, Elsewhere, LoadFailed, Ready, Serve
+from .messages import Batch, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
 from .runner import report_ready
 
@@ -77,7 +77,9 @@ class RayServeRunner:
             await self.cluster.connect()
             placing = await asyncio.to_thread(read_placing, self.spec, self.serving.command_line)
             self.settings = placing.settings
-            started = await asyncio.to_thread(self.deploy, placing.awaits)
+            handle = await asyncio.to_thread(self.deploy, placing.awaits)
+            self.infer_batch = handle.infer_batch
+            started = await handle.describe.remote()
         except (PlacementError, PluginLoadError) as error:
             self.fail_to_start(str(error))
             return
@@ -104,8 +106,8 @@ class RayServeRunner:
         self.reason = reason
         log.error("model %r is not ready: %s%s", self.name, reason, where)
 
-    def deploy(self, awaits: bool) -> Union[Ready, LoadFailed, Elsewhere]:
-        """Place the replicas and wait until they are up; what their load said."""
+    def deploy(self, awaits: bool) -> Any:  # a DeploymentHandle: Ray is imported only once a model runs on it
+        """Place the replicas and wait until they are up; the application's handle."""
         from ray import serve
 
         from .ray_replica import ModelReplica
@@ -114,7 +116,7 @@ class RayServeRunner:
         actor_options = {**DEFAULT_ACTOR_OPTIONS, **settings.ray_actor_options}
         self.cluster.check_placement(needs(actor_options))
         deployment = serve.deployment(
-            name=self.name, ray_actor_options=actor_options,
+            name=self.name, ray_actor_options=self.cluster.replica_env(actor_options),
             num_replicas=None if settings.autoscaling_config else settings.replicas,
             autoscaling_config=settings.autoscaling_config or None,
             health_check_period_s=settings.health_interval_s, health_check_timeout_s=self.timeout,
@@ -124,9 +126,7 @@ class RayServeRunner:
             logging_config={"enable_access_log": False},
         )(ModelReplica)
         log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        handle = self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
-        self.infer_batch = handle.infer_batch
-        return handle.describe.remote().result()
+        return self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
 
     async def follow_replicas(self) -> None:
         """Readiness and ``replicas_up`` as Serve reports the replicas' states."""
@@ -155,7 +155,7 @@ class RayServeRunner:
         return self.queue.submit(request)
 
     async def run_batch(self, batch: list[Pending]) -> None:
-        from ray.exceptions import RayActorError, RayError
+        from ray.exceptions import RayActorError
 
         assert self.infer_batch is not None  # consumers start once deployed
         response = self.infer_batch.remote(Batch(0, [pending.request for pending in batch]))
@@ -174,7 +174,7 @@ class RayServeRunner:
                                       f"({type(error).__name__})"))
             log.error("model %r: a Ray Serve replica died: %s", self.name, error)
             return
-        except RayError as error:  # Ray's own failure (serialization, the handle): the hooks' errors are outcomes
+        except Exception as error:  # Ray's own (serialization, the handle, its gRPC): the hooks' errors are outcomes
             log.error("model %r: Ray failed the call: %s", self.name, error)
             fail(batch, PluginError(f"model {self.name!r}: Ray failed the call ({type(error).__name__})"))
             return
