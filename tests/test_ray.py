@@ -11,13 +11,13 @@ import sys
 import textwrap
 
 import numpy as np
-import orjson
 import psutil
 import pytest
 import requests
 
 from loadgen import Call, run
 from modelhost.runtime.ray_cluster import SERVE_DATA_PATH
+from modelhost.testing import Client
 from support import plugin_env, running_server, wait_until
 
 pytestmark = pytest.mark.ray
@@ -63,14 +63,8 @@ def test_replicas_on_a_joined_cluster_take_serves_fast_data_path(fragile):
 
 def test_a_batch_over_grpcs_default_message_size_reaches_the_replica(fragile):
     array = np.arange(5 * 2**20 // 4, dtype=np.float32)  # 5 MiB, over the 4 MiB a gRPC server takes by default
-    header = orjson.dumps({"inputs": [{"name": "x", "shape": [array.size], "datatype": "FP32",
-                                       "parameters": {"binary_data_size": array.nbytes}}],
-                           "outputs": [{"name": "x", "parameters": {"binary_data": True}}]})
-    answer = requests.post(f"{fragile.url}/v2/models/Doubler/infer", data=header + array.tobytes(), timeout=60,
-                           headers={"Inference-Header-Content-Length": str(len(header))})
-    assert answer.status_code == 200, answer.text[:300]
-    length = int(answer.headers["Inference-Header-Content-Length"])
-    np.testing.assert_array_equal(np.frombuffer(answer.content[length:], np.float32), array * 2)
+    doubler = Client(int(fragile.url.rsplit(":", 1)[1]), "Doubler")
+    np.testing.assert_array_equal(doubler.infer({"x": array}, binary=True)["x"], array * 2)  # raises unless 200
 
 
 def test_a_replica_killed_under_load_leaves_no_request_unanswered_and_serve_brings_it_back(fragile):

@@ -80,7 +80,8 @@ class RayCluster:
         """``actor_options`` with the data path's switches in its runtime environment: a cluster this server
         joined started its processes with environments of its own."""
         runtime_env = actor_options.get("runtime_env", {})
-        env_vars = {name: os.environ[name] for name in SERVE_DATA_PATH} | runtime_env.get("env_vars", {})
+        env_vars = {name: os.environ.get(name, value) for name, value in SERVE_DATA_PATH.items()} | \
+            runtime_env.get("env_vars", {})
         return {**actor_options, "runtime_env": {**runtime_env, "env_vars": env_vars}}
 
     def check_placement(self, needs: dict[str, float]) -> None:
