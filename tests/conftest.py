@@ -80,3 +80,21 @@ def runner(request):
         head = request.getfixturevalue("ray_head")
         return head.serve_args(), head.env
     return ["--replicas", "0" if request.param == "in-process" else "1"], {}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for every test that drives a page: Debian's chromium and its chromedriver."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = "/usr/bin/chromium"
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    # The driver named, so that Selenium's manager never looks for one on the network.
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

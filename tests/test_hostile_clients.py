@@ -97,7 +97,8 @@ def test_with_a_token_set_every_request_but_the_health_checks_needs_it():
             assert refused.status_code == 401, headers
             assert refused.headers["WWW-Authenticate"].startswith("Bearer")
             assert "error" in refused.json()
-        assert requests.get(server.url + "/metrics").status_code == 401
+        for path in ("/metrics", "/openapi.json", "/docs", "/v2/models/echo/docs/openapi.json"):
+            assert requests.get(server.url + path).status_code == 401, path
         allowed = requests.post(url, json={"instances": [1]}, headers={"Authorization": "Bearer s3cret-token"})
         assert allowed.json() == {"predictions": [2]}
         for probe in ("/", "/v2/health/live", "/v2/health/ready", "/v2/models/echo/ready", "/v1/models/echo"):

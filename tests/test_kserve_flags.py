@@ -124,9 +124,17 @@ def test_grpc_max_receive_message_length_bounds_grpc_alone():
 
 
 def test_flags_without_meaning_here_are_accepted_and_named_once():
-    with running_server(*DOUBLER, "--max_threads", "8", "--event-loop", "uvloop", "--enable_docs_url", "true") as server:
-        for flag in ("--max_threads", "--event-loop", "--enable_docs_url"):
+    with running_server(*DOUBLER, "--max_threads", "8", "--event-loop", "uvloop") as server:
+        for flag in ("--max_threads", "--event-loop"):
             assert server.log.count(f"{flag} has no effect here") == 1
+
+
+def test_enable_docs_url_false_serves_no_docs_pages():
+    with running_server(*DOUBLER, "--enable_docs_url", "false") as server:
+        for path in ("/docs", "/docs/static/swagger-ui-bundle.js", "/v2/models/Doubler/docs"):
+            assert requests.get(server.url + path, timeout=30).status_code == 404, path
+        assert not [path for path in requests.get(server.url + "/openapi.json", timeout=30).json()["paths"]
+                    if "docs" in path]
 
 
 def test_every_flag_of_kserves_own_parser_is_taken():

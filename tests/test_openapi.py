@@ -6,6 +6,7 @@ HTTP fuzzer makes: whatever the bytes, decoding returns or raises InvalidInput.
 
 import inspect
 import math
+import re
 import socket
 import struct
 from contextlib import suppress
@@ -22,6 +23,7 @@ from schemathesis import GenerationMode, checks
 from modelhost.http import app
 from modelhost.errors import InvalidInput
 from modelhost.protocol import tensors, v1, v2
+from modelhost.protocol.openapi_model import model_document
 from support import running_server
 
 # Per operation and generation mode: enough to find what the fuzzers found so far, few enough that
@@ -49,8 +51,8 @@ def test_the_served_document_is_valid_openapi(document):
 
 
 def test_every_route_is_documented(document):
-    # Only the routes matter, so make_app's arguments, whatever they are, can be None.
-    application = app.make_app(**dict.fromkeys(inspect.signature(app.make_app).parameters))
+    # Only the routes matter, so make_app's other arguments, whatever they are, can be None.
+    application = app.make_app(**{**dict.fromkeys(inspect.signature(app.make_app).parameters), "docs_pages": True})
     patterns = [rule.matcher.regex.pattern for rule in application.wildcard_router.rules]
     for pattern in patterns:
         for path in documented_paths(pattern):
@@ -58,9 +60,27 @@ def test_every_route_is_documented(document):
 
 
 def documented_paths(pattern: str) -> list[str]:
-    """The OpenAPI paths that a route's pattern stands for: with an optional version, both spellings."""
+    """The OpenAPI paths that a route's pattern stands for: with an optional version, both spellings, and
+    any other named group as a path parameter."""
     pattern = pattern.removesuffix("$").replace(app.MODEL, "{name}")
-    return sorted({pattern.replace(app.VERSION, version) for version in ("", "/versions/{version}")})
+    return sorted({re.sub(r"\(\?P<(\w+)>\[\^/\]\+\)", r"{\1}", pattern.replace(app.VERSION, version))
+                   for version in ("", "/versions/{version}")})
+
+
+def test_a_models_document_holds_its_routes_with_examples_of_its_declared_inputs():
+    document = model_document("sums", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]},
+                                                  {"name": "mask", "datatype": "BOOL", "shape": [2]}]})
+    validate(document)
+    assert "/v2/models/{name}/infer" in document["paths"] and "/v2/health/ready" not in document["paths"]
+    assert not [path for path in document["paths"] if path.startswith("/v2/repository")]
+    infer = document["paths"]["/v2/models/{name}/infer"]
+    assert infer["parameters"][0]["schema"] == {"type": "string", "enum": ["sums"], "example": "sums"}
+    assert infer["post"]["requestBody"]["content"]["application/json"]["example"]["inputs"] == [
+        {"name": "x", "shape": [1, 3], "datatype": "FP32", "data": [0.5, 0.5, 0.5]},
+        {"name": "mask", "shape": [2], "datatype": "BOOL", "data": [True, True]},
+    ]
+    predict = document["paths"]["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert predict["example"] == {"instances": [{"x": [0.5, 0.5, 0.5], "mask": True}]}
 
 
 @pytest.fixture(scope="module")

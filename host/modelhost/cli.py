@@ -241,12 +241,11 @@ def serve_command(args: argparse.Namespace) -> int:
         idle_timeout=args.timeout_keep_alive or args.idle_timeout,
         body_timeout=args.body_timeout,
         auth_token=os.environ.get(AUTH_TOKEN_VARIABLE) or None,
-        model_settings={
-            setting: dict(getattr(args, setting)) for setting, *_ in MODEL_SETTINGS if getattr(args, setting)
-        },
+        model_settings={setting: dict(getattr(args, setting)) for setting, *_ in MODEL_SETTINGS if getattr(args, setting)},
         reload=args.reload,
         predictor=kserve_flags.predictor(args),
         ray_address=args.ray_address,
+        docs_pages=args.enable_docs_url,
     )
     serve(config)
 

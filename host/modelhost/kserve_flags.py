@@ -32,7 +32,6 @@ HTTPS_PORT = 8443  # KServe's, when TLS is on and no port was given
 NO_EFFECT = {
     "--max_threads": "gRPC runs on the event loop (grpc.aio), with no thread pool of its own",
     "--event-loop": "the server runs on asyncio's own event loop",
-    "--enable_docs_url": "modelhost has no /docs page yet",
 }
 
 
@@ -73,8 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser, flag: Callable[[Callable], Ca
                         help=f"accepted; no effect: {NO_EFFECT['--max_threads']}")
     parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=["auto", "asyncio", "uvloop"],
                         default=None, help=f"accepted; no effect: {NO_EFFECT['--event-loop']}")
-    parser.add_argument("--enable_docs_url", type=boolean, default=None, metavar="true|false",
-                        help=f"accepted; no effect: {NO_EFFECT['--enable_docs_url']}")
+    parser.add_argument("--enable_docs_url", type=boolean, default=True, metavar="true|false",
+                        help="serve the API as pages where requests can be tried: /docs, and each model's at "
+                        "/v2/models/NAME/docs (default: true)")
 
 
 def add_predictor_arguments(parser: argparse.ArgumentParser, boolean: Callable[[str], object],

@@ -70,6 +70,7 @@ class ServerConfig:
     tls: Optional[TLSFiles] = None  # HTTPS and TLS for gRPC
     predictor: Optional[PredictorSettings] = None  # the transformer role: where predict sends its inputs
     ray_address: Optional[str] = None  # the Ray cluster that models with runner "ray" join; None: a local Ray
+    docs_pages: bool = True  # /docs and each model's page (--enable_docs_url)
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -189,7 +190,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     certificates = Certificates(config.tls) if config.tls else None
     server = HTTPServer(
         make_app(Inference(repository, in_flight, metrics), config.max_buffer_size, config.auth_token,
-                 config.body_timeout),
+                 config.body_timeout, config.docs_pages),
         max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
         ssl_options=certificates.context if certificates else None,

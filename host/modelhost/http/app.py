@@ -14,8 +14,9 @@ from ..inference import Inference
 from ..model import served_versions
 from ..protocol import v2
 from ..protocol.openapi import openapi_document
-from .exchange import V1, V1_EXPLAIN, V2, InferenceRoute
 from ..logs import request_id_source
+from .docs import ASSET_PREFIX, DocsAssetHandler, DocsPageHandler, ModelDocumentHandler
+from .exchange import V1, V1_EXPLAIN, V2, InferenceRoute
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request
 
 MODEL = r"(?P<name>[^/:]+)"
@@ -116,14 +117,15 @@ class MetricsHandler(BaseHandler):
 
 class OpenAPIHandler(BaseHandler):
     def get(self):
-        self.write_json(openapi_document(self.repository.names()))
+        self.write_json(openapi_document(self.repository.names(), self.docs_pages))
 
 
 def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[str] = None,
-             body_timeout: float = 60.0) -> tornado.web.Application:
+             body_timeout: float = 60.0, docs_pages: bool = True) -> tornado.web.Application:
+    """``docs_pages``: serve the browsable API (``docs``), as KServe's --enable_docs_url."""
     # Made here, in the serving process: forked ones need their own ids and deadlines.
     serving = Serving(inference, max_buffer_size, auth_token, request_ids=request_id_source(),
-                      body_deadlines=BodyDeadlines(body_timeout))
+                      body_deadlines=BodyDeadlines(body_timeout), docs_pages=bool(docs_pages))
     context = {"serving": serving}
     handlers = [
         (r"/", LiveHandler),
@@ -143,6 +145,13 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (r"/metrics", MetricsHandler),
         (r"/openapi.json", OpenAPIHandler),
     ]
+    if docs_pages:
+        handlers += [
+            (r"/docs", DocsPageHandler),
+            (rf"{ASSET_PREFIX}(?P<asset_name>[^/]+)", DocsAssetHandler),
+            (rf"/v2/models/{MODEL}/docs", DocsPageHandler),
+            (rf"/v2/models/{MODEL}/docs/openapi.json", ModelDocumentHandler),
+        ]
     # The inference routes first: the application tries its routes in order, and they take most requests.
     inference_routes = [
         (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),

@@ -34,6 +34,7 @@ class Serving:
     auth_token: Optional[str]
     request_ids: Iterator[str]
     body_deadlines: "BodyDeadlines"
+    docs_pages: bool  # the browsable API's pages are served (http.docs)
 
 
 @tornado.web.stream_request_body
@@ -55,6 +56,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.max_buffer_size = serving.max_buffer_size
         self.auth_token = serving.auth_token
         self.body_deadlines = serving.body_deadlines
+        self.docs_pages = serving.docs_pages
         self.gathered = Body(serving.max_buffer_size)
 
     def set_default_headers(self):

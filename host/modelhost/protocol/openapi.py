@@ -38,7 +38,8 @@ STRING, BOOLEAN, PARAMETERS = {"type": "string"}, {"type": "boolean"}, {"type": 
 INTEGER = {"type": "integer"}
 
 
-def openapi_document(model_names: list[str]) -> dict:
+def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
+    """``docs_pages``: the browsable pages (``http.docs``) are served, and listed."""
     paths = {
         "/": _get("live", "Liveness (KServe)", "Alive"),
         "/v1/models": _get("v1ListModels", "The served models", "V1ModelList"),
@@ -90,6 +91,8 @@ def openapi_document(model_names: list[str]) -> dict:
             f"v2ModelInfer{suffix}", "Inference (Open Inference Protocol)", "InferenceRequest", V2_EXAMPLE,
             "InferenceResponse", binary=True,
         )
+    if docs_pages:
+        paths.update(_docs_paths())
     for path, item in paths.items():
         # A load may name a model that is installed but not served yet: any name may be sent there.
         names = None if path.startswith(REPOSITORY) else model_names
@@ -104,6 +107,20 @@ def openapi_document(model_names: list[str]) -> dict:
     }
 
 
+def _docs_paths() -> dict:
+    page = _response("The page (Swagger UI)", STRING, media_type="text/html")
+    return {
+        "/docs": {"get": {"operationId": "docs", "summary": "This API as a page where requests can be tried",
+                          "responses": {"200": page}}},
+        "/docs/static/{asset_name}": {"get": {"operationId": "docsAsset", "summary": "The page's scripts and styles",
+                                              "responses": {"200": {"description": "The asset"}, **_errors([404])}}},
+        "/v2/models/{name}/docs": {"get": {"operationId": "v2ModelDocs", "summary": "A model's routes as a page, its "
+                                           "inputs in the examples", "responses": {"200": page, **_errors([404])}}},
+        "/v2/models/{name}/docs/openapi.json": _get("v2ModelOpenAPI", "A model's routes, as its page shows them",
+                                                    "OpenAPIDocument", [404]),
+    }
+
+
 def _path_parameter(name: str, model_names: Optional[list[str]]) -> dict:
     # Tornado's routes: a model name has no '/' or ':', a version no '/'.
     schema: dict[str, object]
@@ -112,7 +129,8 @@ def _path_parameter(name: str, model_names: Optional[list[str]]) -> dict:
     elif model_names is None:
         schema = {"type": "string", "pattern": "^[^/:]+$"}
     else:
-        schema = {"type": "string", "enum": model_names}
+        # The first model is the example, so that a "Try it out" on the page starts with a name that answers.
+        schema = {"type": "string", "enum": model_names, **({"example": model_names[0]} if model_names else {})}
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
