@@ -1,4 +1,5 @@
 import os
+import secrets
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class RayHead:
     """A Ray cluster's head on 127.0.0.1, and how a server places its models there."""
 
     address: str
-    env: dict  # what a process needs to join it, over its own: Ray's token authentication, on by default
+    env: dict  # what a process needs to join it, over its own: Ray's token authentication and the token
 
     def serve_args(self, *extra: str) -> list[str]:
         """Every model on Ray Serve, each replica asking a tenth of a CPU, so that a dozen fit on 2 cores."""
@@ -56,7 +57,9 @@ def ray_head(tmp_path_factory):
     """One Ray cluster for every test that places models on Ray: `ray start --head` with 2 CPUs, as a user
     starts one, bound to 127.0.0.1, stopped after the last test."""
     port = free_port()
-    joining = {"RAY_AUTH_MODE": "token"}
+    # Ray's token authentication, on by default, with a token of the session's own: `ray start` refuses to
+    # start without one, and a fresh machine has no ~/.ray/auth_token.
+    joining = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     # Ray's switch for a single-machine Ray, whose servers then bind to 127.0.0.1 alone (ray_cluster.py).
     env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
     log = tmp_path_factory.mktemp("ray") / "head.log"

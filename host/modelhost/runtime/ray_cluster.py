@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 log = logging.getLogger("modelhost")
 
@@ -42,8 +42,9 @@ class RayCluster:
         self.connected = False
         self.connecting = asyncio.Lock()
         self.applications: set[str] = set()  # the Serve applications this server deployed and has not deleted
-        # Serve 2.60 registers and unregisters a module for pickling around each deployment's config, which
-        # two threads deploying at once break ("is not registered for pickle by value"): one at a time.
+        # Serve 2.60 registers and unregisters a module for pickling around each deployment's config, as it makes
+        # one and as it runs one, which two threads doing either at once break ("is not registered for pickle by
+        # value"): one deployment at a time, from its config to its replicas up.
         self.deploying = threading.Lock()
 
     @property
@@ -93,13 +94,13 @@ class RayCluster:
             raise PlacementError(f"no node of the Ray cluster can fulfil the resource request {needs} of each "
                                  f"replica (nodes: {nodes})")
 
-    def deploy(self, application: str, app: Any) -> Any:
-        """Run a Serve application, blocking until its replicas are up; its DeploymentHandle."""
+    def deploy(self, application: str, make_app: Callable[[], Any]) -> Any:
+        """Make a Serve application and run it, blocking until its replicas are up; its DeploymentHandle."""
         from ray import serve
 
         self.applications.add(application)
         with self.deploying:
-            return serve.run(app, name=application, route_prefix=None)
+            return serve.run(make_app(), name=application, route_prefix=None)
 
     def status(self, application: str, deployment: str) -> Optional[Any]:
         """Serve's word on a deployment now (its replica states): None once it is gone."""

@@ -115,7 +115,8 @@ class RayServeRunner:
         settings = self.settings
         actor_options = {**DEFAULT_ACTOR_OPTIONS, **settings.ray_actor_options}
         self.cluster.check_placement(needs(actor_options))
-        deployment = serve.deployment(
+        log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+        return self.cluster.deploy(self.application, lambda: serve.deployment(
             name=self.name, ray_actor_options=self.cluster.replica_env(actor_options),
             num_replicas=None if settings.autoscaling_config else settings.replicas,
             autoscaling_config=settings.autoscaling_config or None,
@@ -124,9 +125,7 @@ class RayServeRunner:
             max_ongoing_requests=settings.max_concurrency if awaits else 1,
             # The server writes each request's access line; a replica's would be a second, per batch.
             logging_config={"enable_access_log": False},
-        )(ModelReplica)
-        log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        return self.cluster.deploy(self.application, deployment.bind(self.spec, self.serving, sys.path, log_level))
+        )(ModelReplica).bind(self.spec, self.serving, sys.path, log_level))
 
     async def follow_replicas(self) -> None:
         """Readiness and ``replicas_up`` as Serve reports the replicas' states."""
