@@ -15,13 +15,19 @@ Every server is started once and serves every model; runs go round-robin over
 servers within each case and concurrency, so a drift of the machine hits all
 alike, and the table gives medians. Next to each row: the CPU seconds the
 server's whole process tree used during one run, and per request. bench/README.md
-explains the cases and holds the last full table.
+explains the cases and holds the last full table. Beside the table it writes a
+chart of req/s and p99 per server and concurrency (peers/chart.py; it needs
+matplotlib, `pip install 'matplotlib>=3.8'`): --chart PATH, by default
+bench/results/DATE-compare.svg (DATE-compare-logs-on.svg with --access-logs,
+-quick.svg with --quick), and prints where.
 """
 
 import argparse
 import json
 import os
 import resource
+import shlex
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -31,7 +37,7 @@ import numpy as np
 from modelhost_alexnet import network
 
 from peers import cases as casebook
-from peers import cpu, environment, grpc_infer, h2load, raw_ort, servers as launcher, sessions, table, wrk
+from peers import chart, cpu, environment, grpc_infer, h2load, raw_ort, servers as launcher, sessions, table, wrk
 
 LOGGING = {
     False: "per-request logging off everywhere: modelhost --log-level WARNING; KServe --enable_latency_logging False "
@@ -64,7 +70,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache",
                         help="virtual environments, models, bodies and logs (default: bench/.cache)")
+    parser.add_argument("--chart", type=Path, help="where to write the chart (default: bench/results/DATE-compare.svg)")
     args = parser.parse_args()
+    suffix = ("-logs-on" if args.access_logs else "") + ("-quick" if args.quick else "")
+    results = Path(__file__).resolve().parent / "results"
+    args.chart = args.chart or results / f"{time.strftime('%Y-%m-%d')}-compare{suffix}.svg"
     args.runs = args.runs or (1 if args.quick else 3)
     args.seconds = args.seconds or (2 if args.quick else 4)
     args.concurrencies, args.alexnet_concurrencies = ((8,), (1,)) if args.quick else ((1, 8, 64), (1, 8))
@@ -218,7 +228,9 @@ def summary(cases: list, rows: dict, limits: dict, limit_runs: dict, labels: dic
 
 def main() -> None:
     args = parse_args()
-    began = time.monotonic()
+    began, date = time.monotonic(), time.strftime("%Y-%m-%d %H:%M %Z")
+    command = shlex.join(["python", "bench/compare.py", *sys.argv[1:]])
+    print(f"command: {command}")
     cache = environment.prepare_cache(args.cache)
     print(f"cache (virtual environments, models, bodies, server logs): {cache}")
     environment.ensure_tools()
@@ -227,7 +239,7 @@ def main() -> None:
     os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
     os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
     os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
-    print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *environment.versions(pythons), LOGGING[args.access_logs]]))
+    print("\n".join(["", date, *environment.versions(pythons), LOGGING[args.access_logs]]))
     alone = raw_limits(1.0 if args.quick else 3.0)
     cases = casebook.build(cache / "bodies", args.concurrencies, args.alexnet_concurrencies)
 
@@ -259,8 +271,14 @@ def main() -> None:
           "±%: spread of req/s over the runs; CPU s: the server's whole process tree during one run\n")
     print("\n".join(table.render(cases, labels, rows, missing)))
     limits = {batch: float(np.median(rates)) for batch, rates in limit_runs.items()}
-    print("\n".join(["", *summary(cases, rows, limits, limit_runs, labels), table.others(rows),
-                     f"total {time.monotonic() - began:.0f} s"]))
+    print("\n".join(["", *summary(cases, rows, limits, limit_runs, labels), table.others(rows)]))
+    points = [chart.Point(case.title, table.label(labels, target), c, row.rps, row.median("p99_ms"))
+              for case in cases for c in case.concurrencies for target in case.targets
+              if (row := rows.get((case.key, c, target.key)))]
+    alexnet = next(case.title for case in cases if case.key == "alexnet")
+    results = chart.Results(command, date, points, limits, alexnet, chart.note(args.runs, args.seconds))
+    print(f"chart: {chart.write(results, args.chart)}")
+    print(f"total {time.monotonic() - began:.0f} s")
 
 
 if __name__ == "__main__":
