@@ -6,7 +6,7 @@ import re
 from support import ROOT
 
 PACKAGE = ROOT / "host" / "modelhost"
-REFERENCE = re.compile(r"`([a-z_/]+\.py):(\d+)` `([A-Za-z_.]+)`")
+REFERENCE = re.compile(r"`([a-z0-9_/]+\.py):(\d+)`\s+`([A-Za-z_.]+)`")
 
 
 def test_every_named_file_and_line_in_the_walk_through_is_where_that_name_is_defined():

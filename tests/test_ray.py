@@ -16,8 +16,11 @@ import pytest
 import requests
 
 from loadgen import Call, run
+from modelhost import tracing
 from modelhost.runtime.ray_cluster import SERVE_DATA_PATH
 from modelhost.testing import Client
+from otlp_receiver import (CLIENT_SPAN, CLIENT_TRACE, STAGES, TRACED, TRACEPARENT, assert_nested, exporting_to,
+                           otlp_receiver, received_trace)
 from support import plugin_env, running_server, wait_until
 
 pytestmark = pytest.mark.ray
@@ -39,10 +42,26 @@ def is_replica(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def fragile(ray_head):
-    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, *SWITCHES, *DOUBLER,
-                        env={**plugin_env(), **ray_head.env}, timeout=120) as server:
+def received():
+    with otlp_receiver("http/protobuf") as received:
+        yield received
+
+
+@pytest.fixture(scope="module")
+def fragile(ray_head, received):
+    """Models on the session's cluster, two replicas each, the server tracing to an OTLP receiver."""
+    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, *SWITCHES, *DOUBLER, *TRACED,
+                        env={**exporting_to(received, "http/protobuf"), **ray_head.env}, timeout=120) as server:
         yield server
+
+
+def test_a_replicas_spans_come_back_to_the_server_under_the_request(fragile, received):
+    answer = requests.post(f"{fragile.url}/v1/models/traced:predict", json={"instances": [1]}, headers=TRACEPARENT,
+                           timeout=30)
+    assert answer.json() == {"predictions": [2]}
+    request_span = tracing.REQUEST_SPANS["v1"]
+    spans = received_trace(received, CLIENT_TRACE, STAGES | {"plugin-work", request_span})
+    assert_nested(spans, request_span, CLIENT_SPAN)
 
 
 def test_two_replicas_answer_from_two_ray_actor_processes(fragile):

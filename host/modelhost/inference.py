@@ -13,9 +13,10 @@ wait any longer, the log line of a refusal, the metrics and the access line.
 import asyncio
 import logging
 import time
-from typing import Callable, Optional
+from collections.abc import Mapping
+from typing import Any, Callable, Optional
 
-from . import logs
+from . import logs, tracing
 from .errors import ClientGone, ModelhostError, ServerShuttingDown
 from .inflight import InFlight
 from .metrics import Metrics
@@ -38,13 +39,19 @@ def ignore(result, error: Optional[BaseException]) -> None:
 class Inference:
     """What an inference call needs of its serving process; the front ends hold one and begin calls with it."""
 
-    def __init__(self, repository: ModelRepository, in_flight: InFlight, metrics: Metrics):
+    def __init__(self, repository: ModelRepository, in_flight: InFlight, metrics: Metrics, tracer: Any = None):
         self.repository = repository
         self.in_flight = in_flight
         self.metrics = metrics
+        self.tracer = tracer  # OpenTelemetry's, when the server traces (``tracing.server_tracer``)
 
-    def begin(self, protocol: str, origin: logs.Origin, respond: Respond) -> "InferenceCall":
-        return InferenceCall(self, protocol, origin, respond)
+    def begin(self, protocol: str, origin: logs.Origin, respond: Respond,
+              headers: Optional[Mapping[str, str]] = None) -> "InferenceCall":
+        """``headers``: the request's, where a client's ``traceparent`` may be."""
+        call = InferenceCall(self, protocol, origin, respond)
+        if self.tracer is not None:
+            call.span = tracing.start_request(self.tracer, protocol, headers)
+        return call
 
     def statistics(self, name: Optional[str] = None, version: Optional[str] = None) -> dict:
         """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""
@@ -65,7 +72,7 @@ class InferenceCall:
     """One inference request. It is told its outcome once, and finished once."""
 
     __slots__ = ("inference", "protocol", "origin", "respond", "started", "name", "model", "request", "version",
-                 "runner", "outcome", "responded", "finished")
+                 "runner", "outcome", "responded", "finished", "span")
 
     def __init__(self, inference: Inference, protocol: str, origin: logs.Origin, respond: Respond):
         self.inference = inference
@@ -81,6 +88,7 @@ class InferenceCall:
         self.outcome: Optional[asyncio.Future] = None  # the runner's
         self.responded = False
         self.finished = False
+        self.span: Any = None  # the request's OpenTelemetry span, when the server traces
 
     def admit(self, name: str) -> None:
         """Count the call in flight for model ``name``; ServerShuttingDown once the server drains."""
@@ -99,6 +107,8 @@ class InferenceCall:
         runner = self.inference.repository.get(self.name, version)
         request = decode()
         request.request_id = self.origin.request_id
+        if self.span is not None:
+            tracing.carry(self.span, request)
         self.request = request
         self.version = version
         self.runner = runner
@@ -172,3 +182,5 @@ class InferenceCall:
         if self.model:
             inference.metrics.request_done(self.model, self.protocol, status, seconds, timings)
         logs.access(self.origin, status, seconds, self.model, timings)
+        if self.span is not None:
+            tracing.end_request(self.span, status, self.name, self.model_version(), self.origin.request_id)

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Optional
 
-from . import logs
+from . import logs, tracing
 from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
 from .hookcallers import HookCaller, Offload
 from .predictor import PredictorClient, PredictorSettings, make_client
@@ -174,14 +174,16 @@ class Model:
         return split(outputs, sizes)
 
     async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
-        """Call a hook for these requests: its time goes into their timings, their ids onto its log lines."""
+        """Call a hook for these requests: its time goes into their timings, their ids onto its log lines, and
+        when they are traced, its span around it."""
         ids = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests if r.request_id)
         tag = logs.request_id.set(ids)
         predictor_calls: list[float] = []
         calls_tag = calls_took.set(predictor_calls) if self.predictor else None
         started = time.perf_counter()
         try:
-            return await self.call(hook, **kwargs)
+            with tracing.stage(hook, self.name, requests) if requests[0].trace_context else tracing.NO_SPAN:
+                return await self.call(hook, **kwargs)
         finally:
             spent = time.perf_counter() - started
             for request in requests:

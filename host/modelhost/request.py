@@ -62,7 +62,9 @@ class InferenceRequest:
     ``requested_outputs`` names the V2 outputs the client asked for (None: all).
     ``request_id`` is the ``x-request-id`` the request is logged under, and
     ``timings`` the seconds it spent in each stage (``queue``, ``preprocess``,
-    ``predict``, ``postprocess``), filled in by the host.
+    ``predict``, ``postprocess``), filled in by the host. ``trace_context``
+    carries the request's OpenTelemetry span (its W3C ``traceparent``) to
+    wherever the model runs, when the server traces (``tracing``).
     """
 
     protocol: str
@@ -76,6 +78,7 @@ class InferenceRequest:
     request_id: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=Headers)
+    trace_context: Optional[dict[str, str]] = None
 
 
 @dataclass

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn, Optional
 
 import tornado.netutil
 
+from . import tracing
 from .http.app import make_app
 from .inference import Inference
 from .inflight import InFlight
@@ -178,6 +179,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     """
     # In-process plugin hooks are synchronous; they run here, off the event loop.
     executor = ThreadPoolExecutor(config.hook_threads, thread_name_prefix="modelhost-hooks")
+    tracer = tracing.server_tracer()  # before the runners, which ask their workers and replicas to trace
     metrics = Metrics()
     in_flight = InFlight()
     ray_cluster = RayCluster(config.ray_address)  # started or joined once a model is placed on it
@@ -188,9 +190,9 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         others_loaded=board.all_loaded if board else lambda: True,
     )
     certificates = Certificates(config.tls) if config.tls else None
+    inference = Inference(repository, in_flight, metrics, tracer)
     server = HTTPServer(
-        make_app(Inference(repository, in_flight, metrics), config.max_buffer_size, config.auth_token,
-                 config.body_timeout, config.docs_pages),
+        make_app(inference, config.max_buffer_size, config.auth_token, config.body_timeout, config.docs_pages),
         max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
         ssl_options=certificates.context if certificates else None,
@@ -200,8 +202,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     if "ray" in config.model_settings.get("runner", {}).values():
         # Before gRPC's threads start: starting a local Ray forks, and gRPC's fork handlers can hang it then.
         await connect_to_ray(ray_cluster, stopping)
-    grpc_server = await start_grpc(config, Inference(repository, in_flight, metrics), certificates) \
-        if config.grpc_port is not None else None
+    grpc_server = await start_grpc(config, inference, certificates) if config.grpc_port is not None else None
     await repository.start()
     started(repository)
     if board:
@@ -229,4 +230,5 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     await repository.stop()
     await ray_cluster.stop()
     executor.shutdown(wait=False, cancel_futures=True)
+    tracing.flush()
     return status

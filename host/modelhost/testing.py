@@ -126,9 +126,19 @@ def served(plugin: object, name: str = "model", **settings: Any) -> Iterator[Cli
     ``settings`` are the model's command-line settings (``max_batch_size=8``, say); the model runs in this
     process. Raises ServedError (503) when the plugin cannot load, with the reason.
     """
-    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
     spec = PluginSpec(name=name, target=f"<{type(plugin).__name__} served by modelhost.testing>", instance=plugin)
-    overrides: CommandLineSettings = {setting: {None: value} for setting, value in {**settings, "replicas": 0}.items()}
+    with serving(spec, **{**settings, "replicas": 0}) as port:
+        yield Client(port, name)
+
+
+@contextmanager
+def serving(spec: PluginSpec, **settings: Any) -> Iterator[int]:
+    """Serve the model ``spec`` names, with these command-line settings, from a thread of this process: its port.
+
+    With ``replicas`` 1 or more it runs in worker processes, which import ``spec.target`` themselves.
+    """
+    sockets = tornado.netutil.bind_sockets(0, "127.0.0.1")
+    overrides: CommandLineSettings = {setting: {None: value} for setting, value in settings.items()}
     config = ServerConfig(specs=[spec], host="127.0.0.1", http_port=0, grpc_port=None, model_settings=overrides)
     loop = asyncio.new_event_loop()
     stopping = asyncio.Event()
@@ -150,8 +160,8 @@ def served(plugin: object, name: str = "model", **settings: Any) -> Iterator[Cli
     try:
         loaded.wait()
         if not_ready or not thread.is_alive():
-            raise ServedError(503, f"model {name!r} is not ready: {'; '.join(not_ready) or 'the server stopped'}")
-        yield Client(sockets[0].getsockname()[1], name)
+            raise ServedError(503, f"model {spec.name!r} is not ready: {'; '.join(not_ready) or 'the server stopped'}")
+        yield sockets[0].getsockname()[1]
     finally:
         loop.call_soon_threadsafe(stopping.set)
         thread.join(60)

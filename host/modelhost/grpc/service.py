@@ -139,7 +139,8 @@ class InferenceService:
         context.set_trailing_metadata((("x-request-id", request_id),))
         origin = logs.Origin("ModelInfer", request.model_name, context.peer(), request_id)
         answered = asyncio.get_running_loop().create_future()
-        call = self.serving.inference.begin("grpc", origin, lambda result, error: answered.set_result((result, error)))
+        call = self.serving.inference.begin("grpc", origin, lambda result, error: answered.set_result((result, error)),
+                                            headers)
         try:
             call.admit(request.model_name)
             call.run(request.model_version or None, lambda: decoded(request, headers))

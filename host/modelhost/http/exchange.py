@@ -106,7 +106,8 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
         self.name_in_path = name_in_path
         self.version_in_path = version_in_path
         self.request_id = request_id_for(request.headers, serving.request_ids)
-        self.call = serving.inference.begin(route.codec.name, origin_of(request, self.request_id), self.respond)
+        self.call = serving.inference.begin(route.codec.name, origin_of(request, self.request_id), self.respond,
+                                            request.headers)
         self.body = Body(serving.max_buffer_size)
         self.closed = False
         # Tornado's type is the abstract HTTPConnection; the server's connections are WholeBodyConnections.

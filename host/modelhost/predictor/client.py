@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from .. import logs
+from .. import logs, tracing
 from ..errors import PredictorError
 from ..rows import rows
 from ..runtime.deadline import within
@@ -84,7 +84,8 @@ class PredictorClient:
         headers = {"x-request-id": request_id} if request_id else {}
         started = time.perf_counter()
         try:
-            outputs = await within(self.settings.timeout_s, self.with_retries(inputs, model, headers))
+            with tracing.predictor_call(headers, self.address, model):
+                outputs = await within(self.settings.timeout_s, self.with_retries(inputs, model, headers))
             if isinstance(outputs, dict) and len(outputs) == 1 and not isinstance(inputs, dict):
                 outputs = next(iter(outputs.values()))  # as it was sent: a bare array
             expected, produced = rows(inputs), rows(outputs)

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Coroutine
 
+from .. import tracing
 from ..errors import ModelBusy, ModelhostError, ModelNotReady
 from ..request import InferenceRequest
 from ..settings import ServingSettings
@@ -97,6 +98,8 @@ class RequestQueue:
         taken = time.perf_counter()
         for pending in batch:
             pending.request.timings["queue"] = taken - pending.submitted
+            if pending.request.trace_context:
+                tracing.queued(pending.request, self.name, pending.submitted, taken, len(batch))
         if batch:
             self.last_size = len(batch)
             self.observe_batch(len(batch))
@@ -177,7 +180,10 @@ def fail(batch: list[Pending], error: Exception) -> None:
 
 
 def settle_answered(batch: list[Pending], answered: Outcomes) -> None:
-    """A batch answered by another process (a worker, a Ray replica): its stage timings, then its outcomes."""
+    """A batch answered by another process (a worker, a Ray replica): its stage timings and spans, then its
+    outcomes."""
+    if answered.spans:
+        tracing.take(answered.spans)
     for pending, spent in zip(batch, answered.timings):
         pending.request.timings.update(spent)
     settle_batch(batch, answered.outcomes, ModelhostError)

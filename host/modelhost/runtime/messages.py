@@ -7,7 +7,7 @@ the channel. A synchronous model answers in the order asked; an awaiting one
 (``Ready.awaits``) runs several at once and answers each when it is done.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 from ..predictor import PredictorSettings
@@ -17,11 +17,12 @@ from ..settings import ServingSettings
 
 @dataclass(frozen=True)
 class Serve:
-    """Server to worker, first: the command line's settings for the model, which beat the plugin's own, and the
-    predictor it sends its inputs to in the transformer role."""
+    """Server to worker, first: the command line's settings for the model, which beat the plugin's own, the
+    predictor it sends its inputs to in the transformer role, and whether the server traces (``tracing``)."""
 
     command_line: dict
     predictor: Optional[PredictorSettings] = None
+    tracing: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,13 @@ class Batch:
 
 @dataclass(frozen=True)
 class Outcomes:
-    """Worker to server: each request's outcome (a result, or the error that answers it) and stage timings."""
+    """Worker to server: each request's outcome (a result, or the error that answers it), stage timings, and
+    the spans the worker finished when the server traces (``tracing.shipping.ShippedSpan``)."""
 
     id: int
     outcomes: list
     timings: list[dict]
+    spans: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)

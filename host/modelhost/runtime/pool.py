@@ -9,6 +9,7 @@ import asyncio
 import logging
 from typing import Callable, Optional
 
+from .. import tracing
 from ..errors import ModelNotReady
 from ..metrics import Metrics
 from ..plugins import PluginSpec
@@ -33,7 +34,7 @@ class WorkerPoolRunner:
         self.name = spec.name
         # What each worker is told: the command line's settings for this model, which beat the plugin's, and the
         # transformer role's predictor.
-        self.serving = Serve(options, predictor)
+        self.serving = Serve(options, predictor, tracing.traced_here())
         self.timeout = timeout
         self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Union
 
-from .. import logs
+from .. import logs, tracing
 from ..errors import PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, import_model
@@ -42,6 +42,8 @@ class ModelReplica:
         logs.configure(log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
         # The server's own import path first, as a worker process has it: a --plugin module beside the server.
         sys.path[:0] = [entry for entry in search_path if entry not in sys.path]
+        if serving.tracing:
+            tracing.trace_in_replica()
         self.model: Union[Model, None] = None
         self.started: Union[Ready, LoadFailed, Elsewhere]
         try:

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Union
 
+from .. import tracing
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginError, PluginLoadError
 from ..metrics import Metrics
 from ..plugins import PluginSpec
@@ -48,7 +49,7 @@ class RayServeRunner:
                  cluster: RayCluster, predictor: Optional[PredictorSettings] = None):
         self.spec = spec
         self.name = spec.name
-        self.serving = Serve(options, predictor)
+        self.serving = Serve(options, predictor, tracing.traced_here())
         self.timeout = timeout
         self.metrics = metrics
         self.cluster = cluster

@@ -20,7 +20,7 @@ import socket
 import sys
 from typing import Union
 
-from .. import logs
+from .. import logs, tracing
 from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, ServedElsewhere, import_model
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     try:
         serve = channel.receive()
         assert isinstance(serve, Serve)
+        if serve.tracing:  # before the plugin is imported, so that its tracers are this provider's
+            tracing.trace_in_replica()
         model = import_model(PluginSpec(name=args.name, target=args.target), serve.predictor)
     except EOFError:
         return 0
@@ -114,7 +116,8 @@ async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:
         return ProbeResult(message.id, await model.health())
     assert isinstance(message, Batch)
     outcomes = await model.infer_batch(message.requests)
-    return Outcomes(message.id, outcomes, [request.timings for request in message.requests])
+    spans = tracing.finished_here() if message.requests[0].trace_context else []
+    return Outcomes(message.id, outcomes, [request.timings for request in message.requests], spans)
 
 
 async def reply(model: Model, channel: AsyncChannel, message: object) -> None:
