@@ -11,6 +11,7 @@ import requests
 
 from fixture_plugins.batching import Batches, MiscountsRows
 from modelhost import InferenceRequest, InvalidInput
+from modelhost.batched import infer_batch
 from modelhost.runtime.batching import RequestQueue
 from modelhost.cli import build_parser
 from modelhost.errors import PluginError
@@ -39,27 +40,27 @@ def columns(outcome: bytes) -> dict[str, list]:
 def test_requests_of_different_sizes_share_one_predict_and_get_their_own_rows():
     sizes = [2, 1, 3, 1]
     requests_ = [v1([[float(f"{i}.{row}")] for row in range(size)]) for i, size in enumerate(sizes)]
-    outcomes = [columns(outcome) for outcome in run_sync(batching(Batches()).infer_batch(requests_))]
+    outcomes = [columns(outcome) for outcome in run_sync(infer_batch(batching(Batches()), requests_))]
     for request, outcome in zip(requests_, outcomes):
         np.testing.assert_array_equal(outcome["y"], np.asarray(request.instances) * 10)
         assert outcome["rows_in_batch"] == [sum(sizes)] * len(request.instances)
 
 
 def test_a_request_whose_preprocess_fails_fails_alone():
-    outcomes = run_sync(batching(Batches()).infer_batch([v1([[1.0]]), v1(["bad"]), v1([[2.0], [3.0]])]))
+    outcomes = run_sync(infer_batch(batching(Batches()), [v1([[1.0]]), v1(["bad"]), v1([[2.0], [3.0]])]))
     assert isinstance(outcomes[1], InvalidInput)
     assert columns(outcomes[0])["y"] == [[10.0]]
     assert columns(outcomes[2]) == {"y": [[20.0], [30.0]], "rows_in_batch": [3, 3]}
 
 
 def test_without_batching_each_request_is_predicted_on_its_own():
-    outcomes = [columns(o) for o in run_sync(batching(Batches(), max_batch_size=1).infer_batch([v1([[1.0], [2.0]]), v1([[3.0]])]))]
+    outcomes = [columns(o) for o in run_sync(infer_batch(batching(Batches(), max_batch_size=1), [v1([[1.0], [2.0]]), v1([[3.0]])]))]
     assert [o["rows_in_batch"] for o in outcomes] == [[2, 2], [1]]
     assert outcomes[1]["y"] == [[30.0]]
 
 
 def test_inputs_that_do_not_concatenate_are_predicted_apart():
-    outcomes = [columns(o) for o in run_sync(batching(Batches()).infer_batch([v1([[1.0, 2.0]]), v1([[3.0]]), v1([[4.0, 5.0]])]))]
+    outcomes = [columns(o) for o in run_sync(infer_batch(batching(Batches()), [v1([[1.0, 2.0]]), v1([[3.0]]), v1([[4.0, 5.0]])]))]
     assert [o["rows_in_batch"] for o in outcomes] == [[2], [1], [2]]
     assert outcomes[1]["y"] == [[30.0]]
 
@@ -68,14 +69,14 @@ def test_v2_tensors_batch_by_name():
     def v2(x, z):
         return InferenceRequest(protocol="v2", inputs={"x": np.asarray(x), "z": np.asarray(z)})
 
-    first, second = run_sync(batching(Batches()).infer_batch([v2([[1]], [7]), v2([[2], [3]], [8, 9])]))
+    first, second = run_sync(infer_batch(batching(Batches()), [v2([[1]], [7]), v2([[2], [3]], [8, 9])]))
     np.testing.assert_array_equal(second["x"], [[20], [30]])
     np.testing.assert_array_equal(second["z"], [80, 90])
     assert list(first["rows_in_batch"]) == [3]
 
 
 def test_predict_returning_the_wrong_number_of_rows_fails_its_batch():
-    outcomes = run_sync(batching(MiscountsRows()).infer_batch([v1([[1.0]]), v1([[2.0]])]))
+    outcomes = run_sync(infer_batch(batching(MiscountsRows()), [v1([[1.0]]), v1([[2.0]])]))
     assert all(isinstance(o, PluginError) and "predict returned 1 rows for 2 inputs" in o.message for o in outcomes)
 
 

@@ -21,7 +21,7 @@ from .predictor.hooks import PredictorHooks
 from .plugins import HOOK_NAMES, PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
 from .replies import carried
 from .request import InferenceRequest
-from .rows import check_rows, concatenate, groups_that_concatenate, rows, split
+from .rows import check_rows, rows
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
@@ -112,66 +112,6 @@ class Model:
     def respond(self, result, request: InferenceRequest):
         """The result as the request's protocol carries it (``replies.carried``)."""
         return carried(result, request, self.name, self.metadata, self.hooks)
-
-    async def infer_batch(self, requests: list[InferenceRequest]) -> list:
-        """Each request's result, or the error that is its answer alone.
-
-        With batching off (``max_batch_size`` 1), each request goes through
-        ``infer`` on its own. With it on, preprocess runs per request, the
-        inputs are concatenated along the leading dimension so that predict
-        runs once, and its outputs are split back by each request's rows for
-        postprocess; inputs that cannot be concatenated (shapes that differ
-        beyond the first dimension) are predicted apart. Each request's
-        ``timings`` get the seconds of each stage; a batch's predict counts for
-        each of its requests.
-        """
-        if self.settings.max_batch_size <= 1:
-            return [await self.outcome(request) for request in requests]
-        outcomes: list = [None] * len(requests)
-        prepared = {}
-        for index, request in enumerate(requests):
-            try:
-                inputs = await self.timed([request], "preprocess", request=request)
-                prepared[index] = (inputs, rows(inputs), self.verb(request))
-            except ModelhostError as error:
-                outcomes[index] = error
-        for group in groups_that_concatenate(prepared):
-            try:
-                parts = await self.predict_together([prepared[index] for index in group], [requests[i] for i in group])
-            except ModelhostError as error:
-                parts = [error] * len(group)
-            for index, part in zip(group, parts):
-                try:
-                    outcomes[index] = part if isinstance(part, ModelhostError) else self.respond(await self.timed(
-                        [requests[index]], "postprocess", outputs=part, request=requests[index]
-                    ), requests[index])
-                except ModelhostError as error:
-                    outcomes[index] = error
-        return outcomes
-
-    async def outcome(self, request: InferenceRequest):
-        """The request's result, or the error that answers it."""
-        try:
-            return await self.infer(request)
-        except ModelhostError as error:
-            return error
-
-    async def predict_together(self, prepared: list, requests: list[InferenceRequest]) -> list:
-        """Run the group's verb (each group has one) once for all its requests' inputs."""
-        hook = prepared[0][2]
-        if len(prepared) == 1:
-            outputs = await self.timed(requests, hook, inputs=prepared[0][0], predictor=self.predictor)
-            check_rows(outputs, prepared[0][1], self.name, hook)
-            return [outputs]
-        sizes = [size for _, size, _ in prepared]
-        log.debug("model %r: predicting a batch of %d requests, %d rows", self.name, len(prepared), sum(sizes))
-        try:
-            batch = concatenate([inputs for inputs, _, _ in prepared])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise PluginError(f"model {self.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-        outputs = await self.timed(requests, hook, inputs=batch, predictor=self.predictor)
-        check_rows(outputs, sum(sizes), self.name, hook)
-        return split(outputs, sizes)
 
     async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines, and

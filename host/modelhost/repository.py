@@ -27,26 +27,44 @@ class ModelLoadFailed(ModelhostError):
     status = 400
 
 
+# (spec, how many of its model's requests are in flight, the runner its settings name) -> a runner, not started
+MakeRunner = Callable[[PluginSpec, Callable[[], int], Optional[str]], Runner]
+
+
+class Installed:
+    """The plugins a load can serve: the installed entry points as they are now, and the import paths served."""
+
+    def __init__(self, specs: list[PluginSpec]):
+        # Plugins served by import path (--plugin) have no entry point to find again: a load reuses their spec.
+        self.import_paths = {spec.name: spec for spec in specs if spec.distribution is None}
+
+    async def all(self) -> dict[str, PluginSpec]:
+        # Reading every installed distribution's metadata is file-system work: off the event loop.
+        installed = await asyncio.to_thread(discover)
+        return {**{spec.name: spec for spec in installed}, **self.import_paths}
+
+    async def find(self, name: str) -> PluginSpec:
+        spec = (await self.all()).get(name)
+        if spec is None:
+            raise ModelNotFound(f"no model named {name!r} is installed")
+        return spec
+
+
 class ModelRepository:
-    def __init__(self, specs: list[PluginSpec], make_runner: Callable[[PluginSpec, Callable[[], int], Optional[str]], Runner],
-                 in_flight: InFlight, drain_timeout: float, changeable: bool,
-                 others_loaded: Callable[[], bool] = lambda: True):
-        """``make_runner(spec, in_flight, runner)`` builds a runner, not started, that can ask ``in_flight()`` how
-        many requests for its model are in flight: the command line's, or the one named (``runner``); ``drain_timeout`` bounds the wait for a retired
-        runner's requests, as ``--graceful_timeout`` bounds the server's. With several server processes
-        (``--workers N``) a request reaches one of them, which would change alone: not ``changeable`` then;
-        and the server is ready only when ``others_loaded()``, since a probe reaches one process for all.
-        """
+    def __init__(self, specs: list[PluginSpec], make_runner: MakeRunner, in_flight: InFlight, drain_timeout: float,
+                 changeable: bool, others_loaded: Callable[[], bool] = lambda: True):
+        """``make_runner`` builds the command line's runner, or the one a plugin's settings name. ``drain_timeout``
+        bounds the wait for a retired runner's requests. With ``--workers N`` a request reaches one process,
+        which would change alone: not ``changeable``; and the server is ready only when ``others_loaded()``,
+        since a probe reaches one process for all."""
         self.others_loaded = others_loaded
         self.make_runner = make_runner
         self.in_flight = in_flight
         self.drain_timeout = drain_timeout
         self.changeable = changeable
         self.runners: dict[str, Runner] = {spec.name: self.new_runner(spec) for spec in specs}
-        # Plugins served by import path (--plugin) have no entry point to find again: a load reuses their spec.
-        self.import_paths = {spec.name: spec for spec in specs if spec.distribution is None}
-        # The index entries of models known here but not served: loading for the first time, unloading,
-        # unloaded, or failed to load.
+        self.installed = Installed(specs)
+        # Index entries of models known but not served: loading the first time, unloading, unloaded, failed.
         self.not_served: dict[str, dict] = {}
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
@@ -94,7 +112,7 @@ class ModelRepository:
 
     async def index(self, ready_only: bool = False) -> list[dict]:
         """Every model known here, served or not, as the repository extension's index lists them."""
-        entries = {name: entry(spec, UNAVAILABLE, "not loaded") for name, spec in (await self.loadable()).items()}
+        entries = {name: entry(spec, UNAVAILABLE, "not loaded") for name, spec in (await self.installed.all()).items()}
         entries.update(self.not_served)
         for name, runner in self.runners.items():
             state, reason = (READY, "") if runner.ready else (UNAVAILABLE, runner.reason)
@@ -107,7 +125,7 @@ class ModelRepository:
         An upgrade starts the new runner beside the old and switches only once it is ready, so no request
         is refused; if the new one cannot load, the old one serves on and the caller gets ModelLoadFailed.
         """
-        spec = await self.find(name)
+        spec = await self.installed.find(name)
         async with self.change(name):
             old = self.runners.get(name)
             if old is None:
@@ -127,7 +145,7 @@ class ModelRepository:
     async def unload(self, name: str) -> None:
         """Stop serving ``name`` (its requests get 404 from now on) once the requests it holds are answered."""
         if name not in self.runners and name not in self.not_served:
-            await self.find(name)  # unloading what is installed but not loaded does nothing; an unknown name is 404
+            await self.installed.find(name)  # unloading what is installed but not loaded does nothing; an unknown name is 404
         async with self.change(name):
             runner = self.runners.pop(name, None)
             if runner is None:
@@ -145,18 +163,6 @@ class ModelRepository:
         if self.in_flight.stopping:
             raise ServerShuttingDown("the server is shutting down")
         return self.changing.setdefault(name, asyncio.Lock())
-
-    async def find(self, name: str) -> PluginSpec:
-        spec = (await self.loadable()).get(name)
-        if spec is None:
-            raise ModelNotFound(f"no model named {name!r} is installed")
-        return spec
-
-    async def loadable(self) -> dict[str, PluginSpec]:
-        """The plugins a load can serve: the installed entry points as they are now, and the import paths."""
-        # Reading every installed distribution's metadata is file-system work: off the event loop.
-        installed = await asyncio.to_thread(discover)
-        return {**{spec.name: spec for spec in installed}, **self.import_paths}
 
     async def start_runner(self, spec: PluginSpec) -> Runner:
         """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""

@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable, Coroutine, Optional
 
+from ..batched import infer_batch
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..metrics import Metrics
@@ -146,7 +147,7 @@ class InProcessRunner:
         model = self.model  # loaded before consumers start; stop cancels them before letting go of it
         assert model is not None
         try:
-            outcomes = await within(self.timeout, self.run(model, model.infer_batch([p.request for p in batch])))
+            outcomes = await within(self.timeout, self.run(model, infer_batch(model, [p.request for p in batch])))
         except asyncio.TimeoutError:
             # An awaited hook is cancelled; a thread cannot be: its hook runs on, but its requests are answered.
             fail(batch, ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))

@@ -21,6 +21,7 @@ import sys
 from typing import Union
 
 from .. import logs, tracing
+from ..batched import infer_batch
 from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, ServedElsewhere, import_model
@@ -115,7 +116,7 @@ async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:
     if isinstance(message, Probe):
         return ProbeResult(message.id, await model.health())
     assert isinstance(message, Batch)
-    outcomes = await model.infer_batch(message.requests)
+    outcomes = await infer_batch(model, message.requests)
     spans = tracing.finished_here() if message.requests[0].trace_context else []
     return Outcomes(message.id, outcomes, [request.timings for request in message.requests], spans)
 
