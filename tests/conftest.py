@@ -10,6 +10,15 @@ import pytest
 from support import ROOT, free_port, plugin_env, stop, wait_until
 
 
+def pytest_collection_modifyitems(items):
+    """Two test processes (pytest-xdist's ``--dist loadgroup``, pyproject.toml's addopts): each module's tests in
+    one of them, so that its fixtures' servers start once, and every test on Ray in one, so that one Ray cluster
+    (``ray_head``) serves them all. Before xdist's own hook, which reads the groups."""
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("ray" if item.get_closest_marker("ray") else item.module.__name__))
+
+
 @pytest.fixture(scope="session")
 def installed_plugins(tmp_path_factory):
     """plugins/echo really installed (pip, entry points and all) into a directory of its own.
@@ -60,8 +69,9 @@ def ray_head(tmp_path_factory):
     # Ray's token authentication, on by default, with a token of the session's own: `ray start` refuses to
     # start without one, and a fresh machine has no ~/.ray/auth_token.
     joining = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
-    # Ray's switch for a single-machine Ray, whose servers then bind to 127.0.0.1 alone (ray_cluster.py).
-    env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # A single-machine Ray (its servers on 127.0.0.1 alone, ray_cluster.py), which stops at once when the
+    # session ends: Ray 2.60 drains a node for 30 s on SIGTERM otherwise, for Kubernetes' sake.
+    env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = tmp_path_factory.mktemp("ray") / "head.log"
     with open(log, "w") as output:
         # The ray command that pip installed beside this interpreter, whatever PATH says.

@@ -197,8 +197,9 @@ class ModelRepository:
                 await runner.stop()
 
     async def stop(self) -> None:
-        for runner in self.runners.values():
-            await runner.stop()
+        # All at once: each waits for its workers or replicas to stop, and a server of several models would
+        # otherwise outlast the time an orchestrator gives it to exit.
+        await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
 
 
 def entry(spec: PluginSpec, state: str, reason: str = "", versions: Optional[list[str]] = None) -> dict:

@@ -34,7 +34,7 @@ class Serving:
     auth_token: Optional[str]
     request_ids: Iterator[str]
     body_deadlines: "BodyDeadlines"
-    docs_pages: bool  # the browsable API's pages are served (http.docs)
+    docs_pages: bool = False  # the browsable API's pages are served (http.docs)
 
 
 @tornado.web.stream_request_body
