@@ -10,10 +10,11 @@ import pytest
 from support import ROOT, free_port, plugin_env, stop, wait_until
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reads the groups into the tests' ids
 def pytest_collection_modifyitems(items):
     """Two test processes (pytest-xdist's ``--dist loadgroup``, pyproject.toml's addopts): each module's tests in
     one of them, so that its fixtures' servers start once, and every test on Ray in one, so that one Ray cluster
-    (``ray_head``) serves them all. Before xdist's own hook, which reads the groups."""
+    (``ray_head``) serves them all."""
     for item in items:
         if not item.get_closest_marker("xdist_group"):
             item.add_marker(pytest.mark.xdist_group("ray" if item.get_closest_marker("ray") else item.module.__name__))
