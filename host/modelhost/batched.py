@@ -50,12 +50,14 @@ async def infer_batch(model: Model, requests: list[InferenceRequest]) -> list:
                 outcomes[index] = error
     return outcomes
 
+
 async def outcome(model: Model, request: InferenceRequest):
     """The request's result, or the error that answers it."""
     try:
         return await model.infer(request)
     except ModelhostError as error:
         return error
+
 
 async def predict_together(model: Model, prepared: list, requests: list[InferenceRequest]) -> list:
     """Run the group's verb (each group has one) once for all its requests' inputs."""

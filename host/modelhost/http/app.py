@@ -117,7 +117,7 @@ class MetricsHandler(BaseHandler):
 
 class OpenAPIHandler(BaseHandler):
     def get(self):
-        self.write_json(openapi_document(self.repository.names(), self.docs_pages))
+        self.write_json(openapi_document(self.repository.names(), self.application.settings["serving"].docs_pages))
 
 
 def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[str] = None,

@@ -56,7 +56,6 @@ class BaseHandler(tornado.web.RequestHandler):
         self.max_buffer_size = serving.max_buffer_size
         self.auth_token = serving.auth_token
         self.body_deadlines = serving.body_deadlines
-        self.docs_pages = serving.docs_pages
         self.gathered = Body(serving.max_buffer_size)
 
     def set_default_headers(self):
