@@ -194,7 +194,8 @@ def test_hooks_resolved_once_answer_as_pluggy_would():
     assert run_sync(callers["preprocess"]({"request": v1(["late"])})) == ["late"]
     assert run_sync(callers["postprocess"]({"outputs": [7], "request": v1([1])})) == [7]  # the host's default
     # Not firstresult: every implementation's result counts, as pluggy's own call returns them.
-    assert run_sync(callers["load"]({"name": "ordered", "settings": {}})) == model.pm.hook.load(name="ordered", settings={})
+    loaded = {"name": "ordered", "settings": {}, "model_dir": None}
+    assert run_sync(callers["load"](loaded)) == model.pm.hook.load(**loaded)
 
 
 def test_hooks_with_wrappers_keep_pluggys_caller():

@@ -3,8 +3,9 @@
 __version__ = "0.1.0"
 
 from .errors import InvalidInput  # noqa: E402
+from .formats import ModelFormat  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .predictor import PredictorClient  # noqa: E402
 from .request import Headers, InferenceRequest, Response  # noqa: E402
 
-__all__ = ["hookimpl", "Headers", "InferenceRequest", "InvalidInput", "PredictorClient", "Response", "__version__"]
+__all__ = ["hookimpl", "Headers", "InferenceRequest", "InvalidInput", "ModelFormat", "PredictorClient", "Response", "__version__"]

@@ -201,7 +201,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
-    specs = kserve_flags.renamed(chosen_specs(args.model, args.plugin), args.model_name)
+    if args.model_dir is not None:
+        specs = chosen_specs(args.model, args.plugin, kserve_flags.model_dir_models(args))
+    else:
+        specs = kserve_flags.renamed(chosen_specs(args.model, args.plugin), args.model_name)
     kserve_flags.report_no_effect(args)
     if args.plugin:
         # As `python -m` does, and as the worker processes (`python -m modelhost.runtime.worker`) do for their own part.
@@ -250,13 +253,16 @@ def serve_command(args: argparse.Namespace) -> int:
     serve(config)
 
 
-def chosen_specs(models: list[str], plugins: list[str]) -> list[PluginSpec]:
+def chosen_specs(models: list[str], plugins: list[str], model_files: Optional[list[PluginSpec]] = None) \
+        -> list[PluginSpec]:
+    """--model's installed plugins (every one when neither --plugin nor --model_dir is given), --plugin's, and
+    --model_dir's models."""
     installed = discover()
     if models:
         specs = select(installed, models)
     else:
-        specs = [] if plugins else installed
-    specs += [PluginSpec.from_import_path(text) for text in plugins]
+        specs = [] if plugins or model_files else installed
+    specs += [PluginSpec.from_import_path(text) for text in plugins] + (model_files or [])
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

@@ -35,14 +35,16 @@ hookimpl = pluggy.HookimplMarker("modelhost")
 
 
 @hookspec
-def load(name: str, settings: dict[str, Any]) -> None:
+def load(name: str, settings: dict[str, Any], model_dir: Optional[str]) -> None:
     """Prepare the model before it serves any request: read weights, build sessions.
 
-    Receives ``name``, the model's name as served, and ``settings``, how the
+    Receives ``name``, the model's name as served, ``settings``, how the
     host serves it: the plugin's own ``settings`` overridden by the command
     line, with every key of ``settings`` filled in (``replicas`` is 0 when the
-    model runs in the server process). A plugin can size its thread pools from
-    ``replicas`` so that replicas do not fight over cores. Returns nothing.
+    model runs in the server process), and ``model_dir``: for a model format's
+    plugin (``modelhost.formats``), the absolute path of the folder holding the
+    model's files (``--model_dir``), else None. A plugin can size its thread
+    pools from ``replicas`` so that replicas do not fight over cores. Returns nothing.
     Called once in each process that serves the model, before its first
     request; an exception here marks the model not ready and is reported with
     its cause. Default: nothing to do.
@@ -92,10 +94,10 @@ def metadata(name: str) -> Optional[dict[str, Any]]:
 
 
 @hookspec(firstresult=True)
-def settings(name: str) -> Optional[dict[str, Any]]:
+def settings(name: str, model_dir: Optional[str]) -> Optional[dict[str, Any]]:
     """The plugin's own defaults for how the host serves it; the command line wins.
 
-    Receives ``name``. Returns a dict with any of ``replicas`` (worker
+    Receives ``name`` and ``model_dir``, as ``load`` does. Returns a dict with any of ``replicas`` (worker
     processes, at least 1), ``max_batch_size`` (requests gathered into one
     ``predict``), ``max_batch_wait_ms`` (how long a batch may wait for
     more), ``max_queue_size`` (requests that may wait; more get 503) and

@@ -4,7 +4,9 @@ A container spec written for KServe's Python server passes these; each acts
 as in KServe, or, where it means nothing here, is accepted and named once in
 the start-up log as having no effect. Flags modelhost shares with KServe and
 had before (``--http_port``, ``--grpc_port``, ``--workers``,
-``--max_asyncio_workers``, ``--enable_grpc``) are in ``cli.py``.
+``--max_asyncio_workers``, ``--enable_grpc``) are in ``cli.py``. Beside
+KServe's built-in servers' ``--model_dir`` are modelhost's two flags that say
+which model format serves it (``formats``).
 """
 
 import argparse
@@ -18,6 +20,7 @@ from typing import Callable, Optional
 
 from . import logs
 from .errors import PluginLoadError
+from .formats import FormatChoice, model_dir_specs
 from .plugins import PluginSpec
 from .predictor import PROTOCOLS, PredictorSettings
 from .settings import COUNT, Bounded
@@ -43,7 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser, flag: Callable[[Callable], Ca
     """
     count = flag(COUNT)
     parser.add_argument("--model_name", default=None, metavar="NAME",
-                        help="serve the one selected model under NAME, as KServe's --model_name (default: its own name)")
+                        help="serve the one selected model under NAME, as KServe's --model_name (default: its own name; "
+                        "with --model_dir, 'model')")
+    parser.add_argument("--model_dir", type=Path, default=None, metavar="DIR",
+                        help="serve the model files in DIR with no code, as KServe's built-in servers do: one model, "
+                        "or one per folder in DIR, named after it; the format is picked by the files")
+    parser.add_argument("--model_format", default=None, metavar="FORMAT",
+                        help="the installed model format that serves --model_dir (sklearn, xgboost, onnx, ...), "
+                        "for files that do not say, and to allow a format whose files run code when loaded")
+    parser.add_argument("--allow_format", action="append", default=[], metavar="FORMAT",
+                        help="let --model_dir's files pick this format even though loading them runs code (a pickle): "
+                        "only for a trusted folder; repeat for several")
     parser.add_argument("--configure_logging", type=boolean, default=True, metavar="true|false",
                         help="false: leave Python's logging as it is, for --log_config_file or the plugin to set up "
                         "(default: true)")
@@ -139,6 +152,14 @@ def read_config(path: Path) -> dict:
     config.setdefault("version", 1)
     config.setdefault("disable_existing_loggers", False)
     return config
+
+
+def model_dir_models(args: argparse.Namespace) -> list[PluginSpec]:
+    """The models in --model_dir, each with the format's plugin that serves it (none without --model_dir)."""
+    if args.model_dir is None:
+        return []
+    return model_dir_specs(args.model_dir, args.model_name,
+                           FormatChoice(args.model_format, frozenset(args.allow_format)))
 
 
 def renamed(specs: list[PluginSpec], model_name: Optional[str]) -> list[PluginSpec]:

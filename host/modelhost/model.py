@@ -36,9 +36,11 @@ class ServedElsewhere(Exception):
 
 
 class Model:
-    def __init__(self, name: str, plugin: object, predictor: Optional[PredictorSettings] = None):
+    def __init__(self, name: str, plugin: object, predictor: Optional[PredictorSettings] = None,
+                 model_dir: Optional[str] = None):
         self.name = name
         self.plugin = plugin
+        self.model_dir = model_dir
         # The transformer role's: where predict sends its inputs, and the predictor argument of a plugin's own.
         self.predictor: Optional[PredictorClient] = make_client(predictor, name) if predictor else None
         self.pm = make_plugin_manager(name, plugin, PredictorHooks(self.predictor) if self.predictor else None)
@@ -57,11 +59,11 @@ class Model:
         the ``runner`` loading it.
         """
         try:
-            own = await self.call("settings", name=self.name) or {}
+            own = await self.call("settings", name=self.name, model_dir=self.model_dir) or {}
             self.settings = ServingSettings.resolve(own, command_line)
             if self.settings.runner != runner:
                 raise ServedElsewhere(self.settings.runner)
-            await self.call("load", name=self.name, settings=self.settings.as_dict())
+            await self.call("load", name=self.name, settings=self.settings.as_dict(), model_dir=self.model_dir)
             self.metadata = await self.call("metadata", name=self.name) or {}
         except ModelhostError as exc:
             raise PluginLoadError(exc.message) from None
@@ -157,4 +159,4 @@ def served_version(spec: PluginSpec, declared: dict) -> Optional[str]:
 
 def import_model(spec: PluginSpec, predictor: Optional[PredictorSettings] = None) -> Model:
     """Import a plugin and check that it keeps the contract; PluginLoadError says why it cannot serve."""
-    return Model(spec.name, import_plugin(spec), predictor)
+    return Model(spec.name, import_plugin(spec), predictor, spec.model_dir)

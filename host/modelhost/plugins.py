@@ -37,12 +37,15 @@ class PluginSpec:
 
     ``instance`` is a plugin object already made, for a model served in this
     process only (``modelhost.testing``); ``target`` then only names it.
+    ``model_dir`` is the folder of model files a model format's plugin serves
+    (``--model_dir``, ``formats``); None for a plugin that brings its own model.
     """
 
     name: str
     target: str
     distribution: Optional[str] = None
     version: Optional[str] = None
+    model_dir: Optional[str] = None
     instance: Optional[object] = field(default=None, compare=False)
 
     @classmethod

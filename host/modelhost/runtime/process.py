@@ -69,6 +69,7 @@ class WorkerProcess:
         self.process = process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "modelhost.runtime.worker", "--fd", str(theirs.fileno()),
             "--name", self.spec.name, "--target", self.spec.target,
+            *(["--model_dir", self.spec.model_dir] if self.spec.model_dir else []),
             "--log-level", logging.getLevelName(logging.getLogger().getEffectiveLevel()),
             pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,

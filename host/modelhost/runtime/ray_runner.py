@@ -218,7 +218,7 @@ def describe_plugin(spec: PluginSpec, command_line: dict, search_path: list[str]
     sys.path[:0] = [entry for entry in search_path if entry not in sys.path]
     try:
         model = import_model(spec)
-        own = asyncio.run(model.call("settings", name=spec.name)) or {}
+        own = asyncio.run(model.call("settings", name=spec.name, model_dir=spec.model_dir)) or {}
         return Placing(ServingSettings.resolve(own, command_line), model.awaits)
     except (PluginLoadError, ModelhostError) as exc:
         return LoadFailed(str(exc), getattr(exc, "where", ""))

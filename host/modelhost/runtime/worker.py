@@ -1,6 +1,7 @@
 """A model worker process: a fresh interpreter that loads one model and runs its requests.
 
-Started by the server as ``python -m modelhost.runtime.worker --fd N --name NAME --target MODULE:ATTR``.
+Started by the server as ``python -m modelhost.runtime.worker --fd N --name NAME --target MODULE:ATTR
+[--model_dir DIR]``.
 It is told the command line's settings (``messages.Serve``), loads the model
 with them over the plugin's own, says ``Ready`` or why it cannot
 (``LoadFailed``), then answers each ``Batch`` and ``Probe`` until the server
@@ -36,6 +37,7 @@ def main(argv=None) -> int:
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--name", required=True)
     parser.add_argument("--target", required=True)
+    parser.add_argument("--model_dir", default=None)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     die_with_parent(os.getppid(), signal.SIGKILL)
@@ -51,7 +53,7 @@ def main(argv=None) -> int:
         assert isinstance(serve, Serve)
         if serve.tracing:  # before the plugin is imported, so that its tracers are this provider's
             tracing.trace_in_replica()
-        model = import_model(PluginSpec(name=args.name, target=args.target), serve.predictor)
+        model = import_model(PluginSpec(name=args.name, target=args.target, model_dir=args.model_dir), serve.predictor)
     except EOFError:
         return 0
     except PluginLoadError as exc:
