@@ -46,6 +46,7 @@ def models(tmp_path_factory):
     converted = to_onnx(classifier, features[:1].astype(np.float32), options={"zipmap": False})
     save(folder / "converted" / "model.onnx", lambda path: path.write_bytes(converted.SerializeToString()))
     save(folder / "sum" / "model.onnx", lambda path: onnx.save(two_inputs(), str(path)))
+    save(folder / "words" / "model.onnx", lambda path: onnx.save(text_identity(), str(path)))
     colors = np.array([[COLORS[i % 3], *row] for i, row in enumerate(features[:, :2].tolist())], dtype=object)
     pipeline = make_pipeline(ColumnTransformer([("color", OneHotEncoder(), [0])], remainder="passthrough"),
                              LogisticRegression(max_iter=500)).fit(colors, labels)
@@ -67,6 +68,13 @@ def two_inputs() -> onnx.ModelProto:
     graph = helper.make_graph([helper.make_node("Add", ["a", "b"], ["total"]),
                                helper.make_node("Mul", ["a", "two"], ["scaled"])],
                               "two_inputs", [a, b], [total, scaled], initializer=[two])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def text_identity() -> onnx.ModelProto:
+    """A STRING input [N] answered as it came."""
+    words, same = (helper.make_tensor_value_info(name, TensorProto.STRING, ["N"]) for name in ("words", "same"))
+    graph = helper.make_graph([helper.make_node("Identity", ["words"], ["same"])], "text", [words], [same])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
 
 
@@ -140,6 +148,12 @@ def test_onnx_with_two_inputs_and_a_dynamic_dimension(server):
     v1 = requests.post(f"{server.url}/v1/models/sum:predict",
                        json={"instances": [{"a": row.tolist(), "b": [1, 1, 1]} for row in a]})
     assert v1.json()["predictions"] == [{"total": (row + 1).tolist(), "scaled": (row * 2).tolist()} for row in a]
+
+
+def test_onnx_string_inputs_are_bytes(server):
+    answer = v2(server, "words", [("words", "BYTES", np.array(["ünï", "code"]))])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"][0]["data"] == ["ünï", "code"] and answer.json()["outputs"][0]["datatype"] == "BYTES"
 
 
 def test_metadata_comes_from_the_model_files(server):

@@ -63,11 +63,15 @@ def columns(name: str, array: np.ndarray) -> np.ndarray:
     if array.ndim != 2 or not array.shape[0]:
         raise InvalidInput(f"input {name!r} has shape {list(array.shape)}: send rows [N, F], or a column [N]")
     if array.dtype == object:
-        try:
-            return np.vectorize(lambda value: value.decode() if isinstance(value, bytes) else value,
-                                otypes=[object])(array)
-        except UnicodeDecodeError:
-            raise InvalidInput(f"input {name!r} holds bytes that are not UTF-8 text") from None
+        return as_text(name, array)
     if array.dtype.kind not in "biuf":
         raise InvalidInput(f"input {name!r} is {array.dtype}: send numbers (FP32, FP64, INT) or text (BYTES)")
     return array
+
+
+def as_text(name: str, array: np.ndarray) -> np.ndarray:
+    """A BYTES input's elements as str, as libraries take text; InvalidInput when one is not UTF-8."""
+    try:
+        return np.vectorize(lambda value: value.decode() if isinstance(value, bytes) else value, otypes=[object])(array)
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r} holds bytes that are not UTF-8 text") from None

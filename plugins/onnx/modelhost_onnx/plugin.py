@@ -19,6 +19,7 @@ import onnxruntime as ort
 
 from modelhost import InvalidInput, hookimpl
 from modelhost.formats import format_options, model_file, replica_threads
+from modelhost.tabular import as_text
 
 from . import FORMAT
 
@@ -62,10 +63,7 @@ class Tensor:
         if not fits:
             raise InvalidInput(f"input {self.name!r} has shape {list(array.shape)}; the model takes "
                                f"{list(self.shape)} (-1: any size)")
-        if self.datatype == "BYTES":  # ONNX Runtime's strings are str
-            return np.vectorize(lambda value: value.decode() if isinstance(value, bytes) else value,
-                                otypes=[object])(array)
-        return array
+        return as_text(self.name, array) if self.datatype == "BYTES" else array  # ONNX Runtime's strings are str
 
 
 class ONNXModel:
