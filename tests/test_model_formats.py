@@ -210,7 +210,8 @@ def batch_count(server, model) -> float:
 
 
 def modelhost(*args):
-    return subprocess.run([sys.executable, "-m", "modelhost", "serve", "--http_port", "0", *args],
+    return subprocess.run([sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", "0",
+                           "--grpc_port", "0", *args],
                           capture_output=True, text=True, timeout=60)
 
 
