@@ -34,10 +34,18 @@ OTHERS = {
     # protobuf are held below what needs protobuf 7, which kserve 0.21 cannot take (as modelhost's own extra does).
     "kserve-ray": ["kserve[ray]==0.21.0", ray_pin(), "grpcio-reflection<1.82", "protobuf<7",
                    f"onnxruntime=={onnxruntime.__version__}"],
+    # formats_compare.py: MLServer's own runtimes for model files, on this machine's scikit-learn and XGBoost (each
+    # unpinned where this environment lacks it), so that both sides run the same library code on the same files.
+    # uvloop as for "mlserver" above.
+    "mlserver-formats": ["mlserver==1.7.1", "uvloop<0.22", "mlserver-sklearn==1.7.1", "mlserver-xgboost==1.7.1",
+                         *(next((f"{name}=={found.version}" for found in importlib.metadata.distributions(name=name)),
+                                name) for name in ("scikit-learn", "xgboost"))],
 }
 # What each environment's version line names: the peer first, then what it runs on.
 VERSIONS = {peer: [peer, "uvicorn", "fastapi", "onnxruntime"] for peer in PEERS}
 VERSIONS["kserve-ray"] = ["kserve", "ray", "uvicorn", "fastapi", "onnxruntime"]
+VERSIONS["mlserver-formats"] = ["mlserver", "mlserver-sklearn", "mlserver-xgboost", "scikit-learn", "xgboost",
+                                "uvicorn", "fastapi"]
 
 
 def prepare_cache(cache: Path) -> Path:
