@@ -65,9 +65,7 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--access-logs", action="store_true",
                         help="every server writes its per-request access log (default: off for all)")
-    parser.add_argument("--quick", action="store_true", help="1 run of 2 s, c = 8 only (AlexNet c = 1)")
-    parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
-    parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
+    environment.add_run_arguments(parser, 3, "1 run of 2 s, c = 8 only (AlexNet c = 1)")
     parser.add_argument("--cache", type=Path, default=Path(__file__).resolve().parent / ".cache",
                         help="virtual environments, models, bodies and logs (default: bench/.cache)")
     parser.add_argument("--chart", type=Path, help="where to write the chart (default: bench/results/DATE-compare.svg)")
@@ -75,8 +73,7 @@ def parse_args() -> argparse.Namespace:
     suffix = ("-logs-on" if args.access_logs else "") + ("-quick" if args.quick else "")
     results = Path(__file__).resolve().parent / "results"
     args.chart = args.chart or results / f"{time.strftime('%Y-%m-%d')}-compare{suffix}.svg"
-    args.runs = args.runs or (1 if args.quick else 3)
-    args.seconds = args.seconds or (2 if args.quick else 4)
+    environment.set_run_lengths(args, 3)
     args.concurrencies, args.alexnet_concurrencies = ((8,), (1,)) if args.quick else ((1, 8, 64), (1, 8))
     return args
 

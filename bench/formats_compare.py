@@ -67,9 +67,7 @@ class Tee(io.TextIOBase):
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 2 s per row, c = 8 only")
-    parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
-    parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
+    environment.add_run_arguments(parser, 3, "1 run of 2 s per row, c = 8 only")
     parser.add_argument("--save", action="store_true",
                         help="also write the output to bench/results/DATE-formats-compare.txt "
                              "(-quick.txt with --quick)")
@@ -78,8 +76,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, default=BENCH / ".cache",
                         help="the peers' virtual environments, models, bodies and logs (default: bench/.cache)")
     args = parser.parse_args()
-    args.runs = args.runs or (1 if args.quick else 3)
-    args.seconds = args.seconds or (2 if args.quick else 4)
+    environment.set_run_lengths(args, 3)
     args.concurrencies = (8,) if args.quick else (1, 8, 64)
     return args
 

@@ -225,17 +225,14 @@ class Case:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 2 s per row, c = 8 only")
-    parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 5; --quick: 1)")
-    parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
+    environment.add_run_arguments(parser, 5, "1 run of 2 s per row, c = 8 only")
     parser.add_argument("--no-pause", action="store_true",
                         help="leave the other servers running during each run (default: SIGSTOP them, so that "
                         "their idle Rays take no CPU from the server under load)")
     parser.add_argument("--cache", type=Path, default=BENCH / ".cache",
                         help="KServe's Ray environment, models, bodies and logs (default: bench/.cache)")
     args = parser.parse_args()
-    args.runs = args.runs or (1 if args.quick else 5)
-    args.seconds = args.seconds or (2 if args.quick else 4)
+    environment.set_run_lengths(args, 5)
     args.concurrencies = (8,) if args.quick else (1, 8)
     return args
 

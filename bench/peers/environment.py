@@ -109,3 +109,16 @@ def versions(pythons: dict) -> list[str]:
         found = found if len(found) == len(names) else ["?"] * len(names)
         lines.append(f"{peer} {found[0]} ({', '.join(f'{n} {v}' for n, v in zip(names[1:], found[1:]))})")
     return lines
+
+
+def add_run_arguments(parser, runs: int, quick: str) -> None:
+    """--quick, --runs and --seconds, as every side-by-side script takes them; ``quick`` says what --quick runs."""
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--runs", type=int, help=f"interleaved runs per row (default: {runs}; --quick: 1)")
+    parser.add_argument("--seconds", type=int, help="whole seconds per wrk run (default: 4; --quick: 2)")
+
+
+def set_run_lengths(args, runs: int) -> None:
+    """Fill in --runs and --seconds from --quick where they were not given."""
+    args.runs = args.runs or (1 if args.quick else runs)
+    args.seconds = args.seconds or (2 if args.quick else 4)

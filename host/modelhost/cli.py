@@ -5,7 +5,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from . import __version__, kserve_flags, logs, settings
 from .errors import CannotServe, PluginLoadError
@@ -26,8 +26,7 @@ MODEL_SETTINGS = [
      "server process (default: what the plugin's settings ask for, else 1)"),
     ("max_batch_size", "N", "gather up to N concurrent requests into one predict call, for every model "
      "or with NAME= for one (default: the plugin's settings, else 1: no batching)"),
-    ("max_batch_wait_ms", "MS", "how long a batch may wait for more requests (default: the plugin's "
-     "settings, else 5)"),
+    ("max_batch_wait_ms", "MS", "how long a batch may wait for more requests (default: the plugin's settings, else 5)"),
     ("max_queue_size", "N", "requests that may wait for a model; more get 503 with Retry-After at once "
      "(default: the plugin's settings, else 256)"),
     ("max_concurrency", "N", "batches a model with async hooks runs at once in each process serving it "
@@ -201,10 +200,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 def serve_command(args: argparse.Namespace) -> int:
     """Serves until stopped, then exits the process; returns only when there is nothing to serve."""
-    if args.model_dir is not None:
-        specs = chosen_specs(args.model, args.plugin, kserve_flags.model_dir_models(args))
-    else:
-        specs = kserve_flags.renamed(chosen_specs(args.model, args.plugin), args.model_name)
+    specs = chosen_specs(args.model, args.plugin, kserve_flags.model_dir_models(args))
+    specs = specs if args.model_dir else kserve_flags.renamed(specs, args.model_name)  # --model_dir's are named
     kserve_flags.report_no_effect(args)
     if args.plugin:
         # As `python -m` does, and as the worker processes (`python -m modelhost.runtime.worker`) do for their own part.
@@ -253,16 +250,14 @@ def serve_command(args: argparse.Namespace) -> int:
     serve(config)
 
 
-def chosen_specs(models: list[str], plugins: list[str], model_files: Optional[list[PluginSpec]] = None) \
-        -> list[PluginSpec]:
-    """--model's installed plugins (every one when neither --plugin nor --model_dir is given), --plugin's, and
-    --model_dir's models."""
+def chosen_specs(models: list[str], plugins: list[str], model_files: Sequence[PluginSpec] = ()) -> list[PluginSpec]:
+    """--model's installed plugins (all without --plugin or --model_dir), --plugin's, and --model_dir's."""
     installed = discover()
     if models:
         specs = select(installed, models)
     else:
         specs = [] if plugins or model_files else installed
-    specs += [PluginSpec.from_import_path(text) for text in plugins] + (model_files or [])
+    specs += [PluginSpec.from_import_path(text) for text in plugins] + list(model_files)
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:

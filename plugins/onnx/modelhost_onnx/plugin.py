@@ -33,6 +33,7 @@ DATATYPES = {
     "tensor(uint32)": ("UINT32", np.uint32), "tensor(uint64)": ("UINT64", np.uint64),
     "tensor(string)": ("BYTES", np.object_),
 }
+DATATYPE_OF = {np.dtype(dtype): datatype for datatype, dtype in DATATYPES.values()}
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -141,10 +142,7 @@ class ONNXModel:
 
 def v2_datatype(array: np.ndarray) -> str:
     """The datatype the request sent, as the host decoded it: BYTES as an object array."""
-    if array.dtype == object:
-        return "BYTES"
-    return next((datatype for datatype, dtype in DATATYPES.values() if np.dtype(dtype) == array.dtype),
-                str(array.dtype))
+    return DATATYPE_OF.get(array.dtype, str(array.dtype))  # an object array is BYTES, as np.object_ maps
 
 
 def chosen_providers(options: dict) -> list[str]:

@@ -26,10 +26,12 @@ class SKLearnModel:
         self.estimator = None
         self.method = "predict"
         self.methods: tuple[str, ...] = ()
+        self.features = None  # what the estimator was fitted on, when it says
 
     @hookimpl
     def load(self, model_dir):
         self.estimator = joblib.load(model_file(model_dir, FORMAT.files))
+        self.features = getattr(self.estimator, "n_features_in_", None)
         self.methods = tuple(method for method in METHODS if callable(getattr(self.estimator, method, None)))
         proba = os.environ.get("PREDICT_PROBA", "").lower() == "true"
         self.method = format_options(model_dir).get("method", "predict_proba" if proba else "predict")
@@ -38,10 +40,9 @@ class SKLearnModel:
 
     @hookimpl
     def metadata(self):
-        features = getattr(self.estimator, "n_features_in_", None)
         return {
             "platform": "sklearn",
-            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, features or -1]}],
+            "inputs": [{"name": "input-0", "datatype": "FP64", "shape": [-1, self.features or -1]}],
             "outputs": [{"name": method, "datatype": "FP64", "shape": [-1, -1]} if method == "predict_proba" else
                         {"name": method, "datatype": label_datatype(self.estimator), "shape": [-1]}
                         for method in self.methods],
@@ -49,7 +50,7 @@ class SKLearnModel:
 
     @hookimpl
     def preprocess(self, request):
-        rows = feature_rows(request, getattr(self.estimator, "n_features_in_", None))
+        rows = feature_rows(request, self.features)
         wanted = self.wanted(request)
         # One flag column per method, so that a batch of several requests runs each method once, if any asks.
         return {"rows": rows, **{method: np.full(len(rows), method in wanted) for method in self.methods}}
