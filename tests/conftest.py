@@ -71,7 +71,7 @@ def ray_head(tmp_path_factory):
     # start without one, and a fresh machine has no ~/.ray/auth_token.
     joining = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}
     # A single-machine Ray (its servers on 127.0.0.1 alone, ray_cluster.py), which stops at once when the
-    # session ends: Ray 2.60 drains a node for 30 s on SIGTERM otherwise, for Kubernetes' sake.
+    # session ends: Ray drains a node for 30 s on SIGTERM otherwise, for Kubernetes' sake.
     env = {**os.environ, **joining, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
     log = tmp_path_factory.mktemp("ray") / "head.log"
     with open(log, "w") as output:

@@ -14,7 +14,7 @@ postprocess) in a replica. The models are compare.py's (``kserve_server.Echo``, 
 What is set alike on both sides of the comparison, as modelhost's Ray runner sets it (``ray_cluster.py``,
 ``ray_runner.py``): a Ray of this process's own (``address="local"``) without the dashboard, Serve without its
 HTTP proxy (requests reach the replicas through KServe's servers and the handles), the replicas' per-request
-access log off, and the replicas' inter-deployment gRPC server bound to 127.0.0.1, where Serve 2.60 binds it to
+access log off, and the replicas' inter-deployment gRPC server bound to 127.0.0.1, where Serve binds it to
 every interface. ``max_ongoing_requests`` is left at Serve's default: KServe's guide sets none. Per-request logs of
 KServe itself are off as in ``kserve_server.py``. SIGTERM stops KServe's servers; Serve and Ray are shut down then.
 """
@@ -34,7 +34,7 @@ from kserve_server import AlexNet, Echo
 
 
 def keep_serve_on_loopback() -> None:
-    """Serve 2.60 binds a replica's inter-deployment gRPC server to [::] whatever Ray's node address is."""
+    """Serve binds a replica's inter-deployment gRPC server to [::] whatever Ray's node address is."""
     try:
         from ray.serve._private import replica
     except ImportError:

@@ -42,7 +42,7 @@ class RayCluster:
         self.connected = False
         self.connecting = asyncio.Lock()
         self.applications: set[str] = set()  # the Serve applications this server deployed and has not deleted
-        # Serve 2.60 registers and unregisters a module for pickling around each deployment's config, as it makes
+        # Serve registers and unregisters a module for pickling around each deployment's config, as it makes
         # one and as it runs one, which two threads doing either at once break ("is not registered for pickle by
         # value"): one deployment at a time, from its config to its replicas up.
         self.deploying = threading.Lock()

@@ -25,7 +25,7 @@ from .worker import answer, start
 
 def keep_serve_on_loopback() -> None:
     """On a single-machine Ray (``ray_cluster.SINGLE_MACHINE``), bind the replica's inter-deployment gRPC server
-    to 127.0.0.1 as Ray binds its own: Serve 2.60 binds it to every interface whatever Ray's node address is."""
+    to 127.0.0.1 as Ray binds its own: Serve binds it to every interface whatever Ray's node address is."""
     from ray.serve._private import replica
 
     bind = replica.add_port_to_grpc_server
