@@ -10,7 +10,7 @@ import time
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import running_server, wait_for_children
+from support import running_server, wait_for_children, wait_until
 
 DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
 
@@ -128,3 +128,27 @@ def test_batch_sizes_show_how_requests_were_gathered(tmp_path):
         # How the four met depends on timing; that each was handed over once, in some batch, does not.
         assert value(samples, "modelhost_batch_size_sum", model_name="Batches") == 4
         assert 1 <= value(samples, "modelhost_batch_size_count", model_name="Batches") <= 4
+
+
+def test_with_batching_off_each_request_is_a_predict_call_of_its_own(tmp_path):
+    """Requests queued behind a busy worker are handed over together, and still predicted one by one."""
+    started, release = tmp_path / "started", tmp_path / "release"
+    gated = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}],
+             "parameters": {"started": str(started), "release": str(release)}}
+    with running_server("--replicas", "1", "--plugin", "fixture_plugins.behaving:Gate") as server:
+        def send():
+            return requests.post(server.url + "/v2/models/Gate/infer", json=gated, timeout=60)
+
+        senders = [threading.Thread(target=send)]
+        senders[0].start()
+        wait_until(started.exists)
+        senders += [threading.Thread(target=send) for _ in range(4)]
+        for sender in senders[1:]:
+            sender.start()
+        wait_until(lambda: value(scrape(server), "modelhost_requests_in_flight", model_name="Gate") == 5)
+        release.touch()
+        for sender in senders:
+            sender.join()
+        samples = scrape(server)
+        assert value(samples, "modelhost_batch_size_sum", model_name="Gate") == 5
+        assert value(samples, "modelhost_batch_size_count", model_name="Gate") == 5

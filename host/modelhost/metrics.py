@@ -81,8 +81,8 @@ class Metrics:
         }
         self.in_flight = Gauge("modelhost_requests_in_flight", "inference requests received and not yet answered",
                                MODEL, multiprocess_mode="livesum", **register)
-        self.batch_size = Histogram("modelhost_batch_size", "requests handed to a model at once (one predict "
-                                    "call when batching is on)", MODEL, buckets=BATCH_BUCKETS, **register)
+        self.batch_size = Histogram("modelhost_batch_size", "requests in one predict call (1 with batching "
+                                    "off)", MODEL, buckets=BATCH_BUCKETS, **register)
         self.replicas_up = Gauge("modelhost_replicas_up", "worker processes of a model ready to serve",
                                  MODEL, multiprocess_mode="livesum", **register)
         self.restarts = Counter("modelhost_replica_restarts", "worker processes started again after one was lost",

@@ -38,7 +38,7 @@ class RequestQueue:
     def __init__(self, name: str, observe_batch: Callable[[int], None] = lambda size: None,
                  in_flight: Callable[[], int] = lambda: 0):
         self.name = name
-        self.observe_batch = observe_batch  # told the size of every batch handed out
+        self.observe_batch = observe_batch  # told how many requests each predict call gets
         # How many requests for this model the server has received, from their headers on, and not answered:
         # those still arriving (a large body) are on their way to this queue.
         self.in_flight = in_flight
@@ -102,7 +102,9 @@ class RequestQueue:
                 tracing.queued(pending.request, self.name, pending.submitted, taken, len(batch))
         if batch:
             self.last_size = len(batch)
-            self.observe_batch(len(batch))
+            # With batching off, a share's requests are each predicted alone.
+            for size in [len(batch)] if self.max_size > 1 else [1] * len(batch):
+                self.observe_batch(size)
         return batch
 
     async def gather(self, batch: list[Pending]) -> None:
