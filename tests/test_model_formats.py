@@ -3,7 +3,7 @@
 The models are made here: scikit-learn on iris-sized synthetic data, the same
 model converted to ONNX with skl2onnx, an XGBoost classifier, a pipeline with
 a string column, and an ONNX graph with two inputs and a dynamic dimension
-built with onnx.helper. One server per mode serves them all from one folder.
+built with onnx.helper. One server per runner (in-process, workers, Ray) serves them all from one folder.
 """
 
 import json
@@ -27,9 +27,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
-from support import running_server
+from support import plugin_env, running_server
 
-pytestmark = pytest.mark.xdist_group("model_formats")
 ROWS = np.random.default_rng(1).normal(size=(5, 4))
 COLORS = ["red", "green", "blue"]
 
@@ -79,11 +78,12 @@ def text_identity() -> onnx.ModelProto:
 
 
 @pytest.fixture(scope="module")
-def server(models, mode):
-    folder, _ = models
-    # Batching on, so that concurrent requests share a predict; pickles allowed: the folder is the test's own.
-    with running_server("--model_dir", str(folder), "--allow_format", "sklearn", "--max_batch_size", "8",
-                        "--max_batch_wait_ms", "20", *mode) as running:
+def server(models, runner):
+    (folder, _), (args, env) = models, runner
+    # Batching: scikit-learn's and XGBoost's by their runtimes' own default, ONNX's asked for, since it batches
+    # only a graph with a batch dimension. Pickles allowed: the folder is the test's own.
+    with running_server("--model_dir", str(folder), "--allow_format", "sklearn", "--max_batch_size", "converted=8",
+                        "--max_batch_wait_ms", "20", *args, env={**plugin_env(), **env}, timeout=120) as running:
         yield running
 
 
@@ -193,14 +193,26 @@ def test_bad_v1_instances_and_outputs_get_400(server):
     assert requests.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
-def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server, models):
-    classifier, pool = models[1]["iris"], ThreadPoolExecutor(16)
-    batches_before = batch_count(server, "iris")
-    sent = [ROWS[i % 5:i % 5 + 1 + i % 3] for i in range(48)]
-    answers = list(pool.map(lambda rows: requests.post(f"{server.url}/v1/models/iris:predict",
-                                                       json={"instances": rows.tolist()}).json(), sent))
-    assert answers == [{"predictions": classifier.predict(rows).tolist()} for rows in sent]
-    assert batch_count(server, "iris") - batches_before < len(sent)  # some requests shared a predict
+@pytest.mark.parametrize("model", ["iris", "trees", "converted"])
+def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server, models, model):
+    (input_name, output_name, expected), pool = library_call(models, model), ThreadPoolExecutor(16)
+    batches_before = batch_count(server, model)
+    sent = [ROWS[i % 5:i % 5 + 1 + i % 3].astype(np.float32) for i in range(48)]
+    answers = list(pool.map(lambda rows: outputs(v2(server, model, [(input_name, "FP32", rows)])), sent))
+    for rows, answer in zip(sent, answers):
+        np.testing.assert_allclose(answer[output_name], expected(rows), rtol=1e-5)
+    assert batch_count(server, model) - batches_before < len(sent)  # some requests shared a predict
+
+
+def library_call(models, model):
+    """The input a model's server takes, the output compared, and the library's own call for rows."""
+    held = models[1][model]
+    if model == "iris":
+        return "input-0", "predict", held.predict
+    if model == "trees":
+        return "input-0", "predict", held.get_booster().inplace_predict
+    session = onnxruntime.InferenceSession(held, providers=["CPUExecutionProvider"])
+    return "X", "probabilities", lambda rows: session.run(["probabilities"], {"X": rows})[0]
 
 
 def batch_count(server, model) -> float:

@@ -158,7 +158,6 @@ def format_options(model_dir: str) -> dict:
     return {key: value for key, value in folder_settings(Path(model_dir)).items() if key != "format"}
 
 
-
 def model_file(model_dir: str, patterns: tuple[str, ...]) -> Path:
     """(For a format's plugin.) The one file in ``model_dir`` that matches its patterns; ValueError otherwise."""
     found = matching_files(Path(model_dir), patterns)
