@@ -49,7 +49,7 @@ def test_the_runtime_validates_against_the_clusterservingruntime_crd(runtime):
 def test_the_runtime_serves_the_formats_whose_plugins_are_first_party(runtime):
     served = {entry["name"] for entry in runtime["spec"]["supportedModelFormats"]}
     plugins = {path.name for path in (ROOT / "plugins").iterdir() if (path / "pyproject.toml").is_file()}
-    assert served == {"sklearn", "xgboost", "onnx"} and served <= plugins
+    assert served == {"sklearn", "xgboost", "lightgbm", "onnx"} and served <= plugins
 
 
 def test_the_inferenceservice_validates_and_names_the_runtime_and_one_of_its_formats(runtime):

@@ -1,7 +1,7 @@
 """Model files served with no code (``--model_dir``): scikit-learn, XGBoost and ONNX, answers equal to the libraries'.
 
 The models are made here: scikit-learn on iris-sized synthetic data, the same
-model converted to ONNX with skl2onnx, an XGBoost classifier, a pipeline with
+model converted to ONNX with skl2onnx, XGBoost and LightGBM classifiers, a pipeline with
 a string column, and an ONNX graph with two inputs and a dynamic dimension
 built with onnx.helper. One server per runner (in-process, workers, Ray) serves them all from one folder.
 """
@@ -13,6 +13,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import joblib
+import lightgbm
 import numpy as np
 import onnx
 import onnxruntime
@@ -42,6 +43,8 @@ def models(tmp_path_factory):
     save(folder / "iris" / "model.joblib", lambda path: joblib.dump(classifier, path))
     booster = xgboost.XGBClassifier(n_estimators=10, max_depth=3).fit(features, labels)
     save(folder / "trees" / "model.json", booster.save_model)
+    boosted = lightgbm.LGBMClassifier(n_estimators=10, max_depth=3, verbose=-1).fit(features, labels)
+    save(folder / "boosted" / "model.bst", lambda path: boosted.booster_.save_model(str(path)))
     converted = to_onnx(classifier, features[:1].astype(np.float32), options={"zipmap": False})
     save(folder / "converted" / "model.onnx", lambda path: path.write_bytes(converted.SerializeToString()))
     save(folder / "sum" / "model.onnx", lambda path: onnx.save(two_inputs(), str(path)))
@@ -50,8 +53,8 @@ def models(tmp_path_factory):
     pipeline = make_pipeline(ColumnTransformer([("color", OneHotEncoder(), [0])], remainder="passthrough"),
                              LogisticRegression(max_iter=500)).fit(colors, labels)
     save(folder / "colors" / "model.joblib", lambda path: joblib.dump(pipeline, path))
-    return folder, {"iris": classifier, "trees": booster, "converted": str(folder / "converted" / "model.onnx"),
-                    "colors": pipeline}
+    return folder, {"iris": classifier, "trees": booster.get_booster(), "boosted": boosted.booster_,
+                    "converted": str(folder / "converted" / "model.onnx"), "colors": pipeline}
 
 
 def save(path, write):
@@ -119,15 +122,15 @@ def test_a_pipeline_takes_a_string_column_as_bytes_beside_numbers(server, models
     assert v1.json() == {"predictions": pipeline.predict(rows).tolist()}
 
 
-def test_xgboost_answers_as_its_booster_does(server, models):
-    expected = models[1]["trees"].get_booster().inplace_predict(ROWS.astype(np.float32))
-    v1 = requests.post(f"{server.url}/v1/models/trees:predict", json={"instances": ROWS.tolist()})
-    np.testing.assert_allclose(v1.json()["predictions"], expected, rtol=1e-6)
+@pytest.mark.parametrize("model", ["trees", "boosted"])  # XGBoost's, LightGBM's
+def test_a_booster_answers_as_the_library_does(server, models, model):
+    _, _, expected = library_call(models, model)
+    v1 = requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": ROWS.tolist()})
+    np.testing.assert_allclose(v1.json()["predictions"], expected(ROWS), rtol=1e-6)
     for datatype in ("FP32", "FP64", "INT64"):
         rows = ROWS.astype({"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}[datatype])
-        np.testing.assert_allclose(outputs(v2(server, "trees", [("input-0", datatype, rows)]))["predict"],
-                                   models[1]["trees"].get_booster().inplace_predict(rows.astype(np.float32)),
-                                   rtol=1e-6)
+        np.testing.assert_allclose(outputs(v2(server, model, [("input-0", datatype, rows)]))["predict"],
+                                   expected(rows), rtol=1e-6)
 
 
 def test_onnx_answers_as_onnx_runtime_does(server, models):
@@ -158,7 +161,7 @@ def test_onnx_string_inputs_are_bytes(server):
 
 def test_metadata_comes_from_the_model_files(server):
     described = {name: requests.get(f"{server.url}/v2/models/{name}").json()
-                 for name in ("iris", "trees", "converted", "sum", "colors")}
+                 for name in ("iris", "trees", "boosted", "converted", "sum", "colors")}
     assert described["sum"]["platform"] == "onnxruntime_onnx"
     assert described["sum"]["inputs"] == [{"name": "a", "datatype": "FP32", "shape": [-1, 3]},
                                           {"name": "b", "datatype": "FP32", "shape": [-1, 3]}]
@@ -168,6 +171,8 @@ def test_metadata_comes_from_the_model_files(server):
     assert [output["name"] for output in described["iris"]["outputs"]] == ["predict", "predict_proba"]
     assert described["trees"]["platform"] == "xgboost" and described["trees"]["inputs"][0]["shape"] == [-1, 4]
     assert described["trees"]["outputs"] == [{"name": "predict", "datatype": "FP32", "shape": [-1, 3]}]
+    assert described["boosted"]["platform"] == "lightgbm" and described["boosted"]["inputs"][0]["shape"] == [-1, 4]
+    assert described["boosted"]["outputs"] == [{"name": "predict", "datatype": "FP32", "shape": [-1, 3]}]
 
 
 @pytest.mark.parametrize("model, inputs, message", [
@@ -179,6 +184,8 @@ def test_metadata_comes_from_the_model_files(server):
     ("iris", [("input-0", "FP64", np.ones((2, 3)))], "has 3 feature(s); the model takes 4"),
     ("trees", [("input-0", "FP32", np.ones((2, 5)))], "has 5 feature(s); the model takes 4"),
     ("trees", [("input-0", "BYTES", np.array([["a"] * 4]))], "takes numbers"),
+    ("boosted", [("input-0", "FP64", np.ones((2, 3)))], "has 3 feature(s); the model takes 4"),
+    ("boosted", [("input-0", "BYTES", np.array([["a"] * 4]))], "takes numbers"),
 ])
 def test_bad_inputs_get_400_naming_what_is_wrong(server, model, inputs, message):
     answer = v2(server, model, inputs)
@@ -193,7 +200,7 @@ def test_bad_v1_instances_and_outputs_get_400(server):
     assert requests.get(f"{server.url}/v2/health/ready").status_code == 200
 
 
-@pytest.mark.parametrize("model", ["iris", "trees", "converted"])
+@pytest.mark.parametrize("model", ["iris", "trees", "boosted", "converted"])
 def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server, models, model):
     (input_name, output_name, expected), pool = library_call(models, model), ThreadPoolExecutor(16)
     batches_before = batch_count(server, model)
@@ -209,8 +216,10 @@ def library_call(models, model):
     held = models[1][model]
     if model == "iris":
         return "input-0", "predict", held.predict
-    if model == "trees":
-        return "input-0", "predict", held.get_booster().inplace_predict
+    if model == "trees":  # XGBoost reads rows as FP32, whatever is sent
+        return "input-0", "predict", lambda rows: held.inplace_predict(rows.astype(np.float32))
+    if model == "boosted":
+        return "input-0", "predict", held.predict
     session = onnxruntime.InferenceSession(held, providers=["CPUExecutionProvider"])
     return "X", "probabilities", lambda rows: session.run(["probabilities"], {"X": rows})[0]
 

@@ -1,4 +1,5 @@
-"""Rows of features for a tabular model's format plugin (scikit-learn, XGBoost): from V1 instances or V2 tensors.
+"""Rows of features for a tabular model's format plugin (scikit-learn, XGBoost, LightGBM): from V1 instances or V2
+tensors, and what the gradient-boosting formats' plugins share.
 
 V1 sends rows: ``{"instances": [[5.1, 3.5, 1.4, 0.2], ...]}``. V2 sends one
 tensor [N, F], or several, each one column [N] or a block of columns [N, k],
@@ -12,7 +13,46 @@ from typing import Optional
 import numpy as np
 
 from .errors import InvalidInput
+from .hookspecs import hookimpl
 from .request import InferenceRequest
+
+# A tabular model's call costs mostly its fixed overhead, so concurrent requests' rows share one; batching gathers
+# only what already waits, so a lone request is not held back.
+BATCHED = {"max_batch_size": 32}
+
+
+class BoosterModel:
+    """(For a format's plugin.) Gradient-boosted trees: numbers in as rows, the booster's answer out as the output
+    ``predict`` (V1: ``predictions``), batched by default. A subclass names its ``platform`` and gives ``load``,
+    which sets ``booster``, ``features`` and ``shape``, and ``predict``."""
+
+    platform = ""
+
+    def __init__(self):
+        self.booster = None
+        self.features = 0
+        self.shape = [-1]  # [-1, classes] where the booster answers each class's probability
+
+    @hookimpl
+    def settings(self):
+        return dict(BATCHED)
+
+    @hookimpl
+    def metadata(self):
+        return {"platform": self.platform,
+                "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.features]}],
+                "outputs": [{"name": "predict", "datatype": "FP32", "shape": self.shape}]}
+
+    @hookimpl
+    def preprocess(self, request):
+        rows = feature_rows(request, self.features)
+        if rows.dtype == object:
+            raise InvalidInput(f"a {self.platform} model takes numbers: send FP32, FP64 or INT rows")
+        return rows
+
+    @hookimpl
+    def postprocess(self, outputs, request):
+        return outputs if request.protocol == "v1" else {"predict": outputs}
 
 
 def feature_rows(request: InferenceRequest, features: Optional[int]) -> np.ndarray:

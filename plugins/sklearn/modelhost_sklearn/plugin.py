@@ -14,7 +14,7 @@ import numpy as np
 
 from modelhost import InvalidInput, hookimpl
 from modelhost.formats import format_options, model_file
-from modelhost.tabular import feature_rows
+from modelhost.tabular import BATCHED, feature_rows
 
 from . import FORMAT
 
@@ -30,9 +30,7 @@ class SKLearnModel:
 
     @hookimpl
     def settings(self):
-        # A call costs mostly its fixed overhead, so rows of concurrent requests share one. Batching only
-        # gathers what already waits, so a lone request is not held back.
-        return {"max_batch_size": 32}
+        return dict(BATCHED)
 
     @hookimpl
     def load(self, model_dir):

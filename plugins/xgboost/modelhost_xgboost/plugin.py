@@ -10,23 +10,15 @@ import json
 import numpy as np
 import xgboost
 
-from modelhost import InvalidInput, hookimpl
+from modelhost import hookimpl
 from modelhost.formats import model_file, replica_threads
-from modelhost.tabular import feature_rows
+from modelhost.tabular import BoosterModel
 
 from . import FORMAT
 
 
-class XGBoostModel:
-    def __init__(self):
-        self.booster = None
-        self.features = 0
-        self.shape = [-1]
-
-    @hookimpl
-    def settings(self):
-        # As scikit-learn's: a booster's call costs mostly its fixed overhead, which a batch of rows shares.
-        return {"max_batch_size": 32}
+class XGBoostModel(BoosterModel):
+    platform = "xgboost"
 
     @hookimpl
     def load(self, settings, model_dir):
@@ -40,23 +32,6 @@ class XGBoostModel:
         self.shape = [-1, classes] if learner["objective"]["name"] == "multi:softprob" else [-1]
 
     @hookimpl
-    def metadata(self):
-        return {"platform": "xgboost",
-                "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.features]}],
-                "outputs": [{"name": "predict", "datatype": "FP32", "shape": self.shape}]}
-
-    @hookimpl
-    def preprocess(self, request):
-        rows = feature_rows(request, self.features)
-        if rows.dtype == object:
-            raise InvalidInput("an XGBoost model takes numbers: send FP32, FP64 or INT rows")
-        return rows
-
-    @hookimpl
     def predict(self, inputs):
         # inplace_predict reads the array as it is, without building a DMatrix for each batch.
         return self.booster.inplace_predict(np.ascontiguousarray(inputs, dtype=np.float32))
-
-    @hookimpl
-    def postprocess(self, outputs, request):
-        return outputs if request.protocol == "v1" else {"predict": outputs}
