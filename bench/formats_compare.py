@@ -15,9 +15,10 @@ plugins installed (bench/README.md).
 1. scikit-learn and XGBoost: a RandomForestClassifier (model.joblib) and an
    XGBClassifier (model.json), trained here on synthetic iris-sized data, served
    by `modelhost serve --model_dir DIR --model_name NAME --model_format F`
-   (as shipped, and with --max_batch_size 32) and by MLServer 1.7.1's
-   mlserver-sklearn and mlserver-xgboost runtimes with their default settings
-   (one inference worker), from the same files, one V2 JSON row of 4 features.
+   (as shipped, batching up to 32 requests, and with --max_batch_size 1) and by
+   MLServer 1.7.1's mlserver-sklearn and mlserver-xgboost runtimes with their
+   default settings (one inference worker), from the same files, one V2 JSON
+   row of 4 features.
 2. ONNX: the sample's AlexNet file as model.onnx under modelhost's ONNX
    runtime, against the sample's hand-written plugin (`--model custom-model`)
    on the same file, and ONNX Runtime's session.run alone in this process; one
@@ -47,7 +48,6 @@ from peers import servers as launcher
 
 BENCH = Path(__file__).resolve().parent
 SETTLE = 0.5  # seconds of quiet before each run
-BATCH = 32  # modelhost's adaptive batching row: --max_batch_size, with the default wait (5 ms)
 ONNX_TARGET = 0.10  # the ONNX runtime within 10% of the hand-written plugin's req/s
 
 
@@ -106,7 +106,7 @@ def build(models: formats.Models, folder: Path, concurrencies: tuple) -> list:
         casebook.Case("sklearn", f"scikit-learn RandomForestClassifier (50 trees, depth 8), model.joblib, V2 JSON FP64 "
                       f"[1,4]: {row}, the label out", concurrencies, [
             Target("mh-sklearn", sklearn_path, sklearn_body, json_headers, expected=labels),
-            Target("mh-sklearn-batch", sklearn_path, sklearn_body, json_headers, expected=labels),
+            Target("mh-sklearn-unbatched", sklearn_path, sklearn_body, json_headers, expected=labels),
             Target("mlserver", sklearn_path, sklearn_body, json_headers, versus="mh-sklearn", expected=labels),
         ], ()),
         # MLServer loads an XGBClassifier's file into XGBClassifier and answers its predict, the argmax of the
@@ -114,7 +114,7 @@ def build(models: formats.Models, folder: Path, concurrencies: tuple) -> list:
         casebook.Case("xgboost", f"XGBoost XGBClassifier (50 trees, depth 6), model.json, V2 JSON FP32 [1,4]: "
                       f"{row}, the probabilities (modelhost) or the label (MLServer) out", concurrencies, [
             Target("mh-xgboost", xgboost_path, xgboost_body, json_headers, expected=probabilities),
-            Target("mh-xgboost-batch", xgboost_path, xgboost_body, json_headers, expected=probabilities),
+            Target("mh-xgboost-unbatched", xgboost_path, xgboost_body, json_headers, expected=probabilities),
             Target("mlserver", xgboost_path, xgboost_body, json_headers, versus="mh-xgboost",
                    expected=("predict", models.xgboost_labels)),
         ], ()),
@@ -129,18 +129,18 @@ def build(models: formats.Models, folder: Path, concurrencies: tuple) -> list:
 
 def servers(python, repo: Path, models: formats.Models, cache: Path) -> dict:
     """Every server, as ray_compare.Server (which SIGSTOPs its whole process tree for another's run)."""
-    batching = ["--max_batch_size", str(BATCH)]
+    unbatched = ["--max_batch_size", "1"]
     made = {
         "mh-sklearn": formats.modelhost("modelhost sklearn (default)", "--model_dir", str(models.sklearn_dir),
                                         "--model_name", formats.SKLEARN, "--model_format", "sklearn"),
-        "mh-sklearn-batch": formats.modelhost(f"modelhost sklearn (--max_batch_size {BATCH})", "--model_dir",
-                                              str(models.sklearn_dir), "--model_name", formats.SKLEARN,
-                                              "--model_format", "sklearn", *batching),
+        "mh-sklearn-unbatched": formats.modelhost("modelhost sklearn (--max_batch_size 1)", "--model_dir",
+                                                  str(models.sklearn_dir), "--model_name", formats.SKLEARN,
+                                                  "--model_format", "sklearn", *unbatched),
         "mh-xgboost": formats.modelhost("modelhost xgboost (default)", "--model_dir", str(models.xgboost_dir),
                                         "--model_name", formats.XGBOOST, "--model_format", "xgboost"),
-        "mh-xgboost-batch": formats.modelhost(f"modelhost xgboost (--max_batch_size {BATCH})", "--model_dir",
-                                              str(models.xgboost_dir), "--model_name", formats.XGBOOST,
-                                              "--model_format", "xgboost", *batching),
+        "mh-xgboost-unbatched": formats.modelhost("modelhost xgboost (--max_batch_size 1)", "--model_dir",
+                                                  str(models.xgboost_dir), "--model_name", formats.XGBOOST,
+                                                  "--model_format", "xgboost", *unbatched),
         "mh-onnx": formats.modelhost("modelhost ONNX runtime (--model_dir, default)", "--model_dir",
                                      str(models.onnx_dir), "--model_name", formats.ALEXNET, "--model_format", "onnx"),
         "mh-handwritten": formats.modelhost("modelhost hand-written plugin (sample)", "--model", formats.HANDWRITTEN),
@@ -240,10 +240,10 @@ def summary(rows: dict, limits: dict, concurrencies: tuple) -> list:
     for case, name in (("sklearn", "scikit-learn"), ("xgboost", "XGBoost")):
         lines.append(f"  {name}: modelhost (default) / MLServer: "
                      + ratios(rows, case, f"mh-{case}", "mlserver", concurrencies))
-        lines.append(f"  {name}: modelhost --max_batch_size {BATCH} / MLServer: "
-                     + ratios(rows, case, f"mh-{case}-batch", "mlserver", concurrencies))
-        lines.append(f"  {name}: modelhost --max_batch_size {BATCH} / modelhost (default): "
-                     + ratios(rows, case, f"mh-{case}-batch", f"mh-{case}", concurrencies))
+        lines.append(f"  {name}: modelhost --max_batch_size 1 / MLServer: "
+                     + ratios(rows, case, f"mh-{case}-unbatched", "mlserver", concurrencies))
+        lines.append(f"  {name}: modelhost (default) / modelhost --max_batch_size 1: "
+                     + ratios(rows, case, f"mh-{case}", f"mh-{case}-unbatched", concurrencies))
     lines.append(f"  ONNX runtime / hand-written plugin (target: {1 - ONNX_TARGET:.2f}-{1 + ONNX_TARGET:.2f}): "
                  + ratios(rows, "onnx", "mh-onnx", "mh-handwritten", concurrencies))
     if limit:
