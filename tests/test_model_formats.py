@@ -20,6 +20,7 @@ import onnxruntime
 import pytest
 import requests
 import xgboost
+from modelhost_onnx.plugin import chosen_providers
 from onnx import TensorProto, helper
 from skl2onnx import to_onnx
 from sklearn.compose import ColumnTransformer
@@ -268,3 +269,16 @@ def test_batching_a_graph_without_a_batch_dimension_is_refused(tmp_path):
               str(tmp_path / "model.onnx"))
     refused = modelhost("--model_dir", str(tmp_path), "--max_batch_size", "4", "--replicas", "0")
     assert refused.returncode != 0 and "have no batch dimension" in refused.stderr
+
+
+def test_the_execution_providers_are_chosen_by_a_setting(tmp_path, monkeypatch):
+    onnx.save(two_inputs(), str(tmp_path / "model.onnx"))
+    (tmp_path / "modelhost.json").write_text(json.dumps({"format": "onnx", "providers": ["NoSuchExecutionProvider"]}))
+    refused = modelhost("--model_dir", str(tmp_path), "--replicas", "0")
+    assert refused.returncode != 0 and "has no NoSuchExecutionProvider (it has " in refused.stderr
+    # By default CUDA where ONNX Runtime has it (onnxruntime-gpu on a machine with a GPU), then the CPU.
+    monkeypatch.setattr(onnxruntime, "get_available_providers",
+                        lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert chosen_providers({}) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setenv("MODELHOST_ONNX_PROVIDERS", "CPUExecutionProvider")
+    assert chosen_providers({}) == ["CPUExecutionProvider"]
