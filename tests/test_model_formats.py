@@ -130,8 +130,9 @@ def test_a_booster_answers_as_the_library_does(server, models, model):
     np.testing.assert_allclose(v1.json()["predictions"], expected(ROWS), rtol=1e-6)
     for datatype in ("FP32", "FP64", "INT64"):
         rows = ROWS.astype({"FP32": np.float32, "FP64": np.float64, "INT64": np.int64}[datatype])
-        np.testing.assert_allclose(outputs(v2(server, model, [("input-0", datatype, rows)]))["predict"],
-                                   expected(rows), rtol=1e-6)
+        answer = v2(server, model, [("input-0", datatype, rows)])
+        np.testing.assert_allclose(outputs(answer)["predict"], expected(rows), rtol=1e-6)
+        assert answer.json()["outputs"][0]["datatype"] == {"trees": "FP32", "boosted": "FP64"}[model]
 
 
 def test_onnx_answers_as_onnx_runtime_does(server, models):
@@ -173,7 +174,7 @@ def test_metadata_comes_from_the_model_files(server):
     assert described["trees"]["platform"] == "xgboost" and described["trees"]["inputs"][0]["shape"] == [-1, 4]
     assert described["trees"]["outputs"] == [{"name": "predict", "datatype": "FP32", "shape": [-1, 3]}]
     assert described["boosted"]["platform"] == "lightgbm" and described["boosted"]["inputs"][0]["shape"] == [-1, 4]
-    assert described["boosted"]["outputs"] == [{"name": "predict", "datatype": "FP32", "shape": [-1, 3]}]
+    assert described["boosted"]["outputs"] == [{"name": "predict", "datatype": "FP64", "shape": [-1, 3]}]
 
 
 @pytest.mark.parametrize("model, inputs, message", [

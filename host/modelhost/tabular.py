@@ -23,10 +23,11 @@ BATCHED = {"max_batch_size": 32}
 
 class BoosterModel:
     """(For a format's plugin.) Gradient-boosted trees: numbers in as rows, the booster's answer out as the output
-    ``predict`` (V1: ``predictions``), batched by default. A subclass names its ``platform`` and gives ``load``,
-    which sets ``booster``, ``features`` and ``shape``, and ``predict``."""
+    ``predict`` (V1: ``predictions``), batched by default. A subclass names its ``platform`` and the datatype its
+    booster answers, and gives ``load``, which sets ``booster``, ``features`` and ``shape``, and ``predict``."""
 
     platform = ""
+    output_datatype = "FP32"
 
     def __init__(self):
         self.booster = None
@@ -41,7 +42,7 @@ class BoosterModel:
     def metadata(self):
         return {"platform": self.platform,
                 "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, self.features]}],
-                "outputs": [{"name": "predict", "datatype": "FP32", "shape": self.shape}]}
+                "outputs": [{"name": "predict", "datatype": self.output_datatype, "shape": self.shape}]}
 
     @hookimpl
     def preprocess(self, request):

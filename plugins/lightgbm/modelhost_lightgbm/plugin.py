@@ -16,6 +16,7 @@ from . import FORMAT
 
 class LightGBMModel(BoosterModel):
     platform = "lightgbm"
+    output_datatype = "FP64"  # LightGBM computes and answers in doubles
 
     def __init__(self):
         super().__init__()
