@@ -15,6 +15,8 @@ import os
 import threading
 from typing import Any, Callable, Optional
 
+from .ray_pickling import count_pickle_by_value
+
 log = logging.getLogger("modelhost")
 
 # Ray's switch for a Ray that is not a cluster: it then takes the loopback address as the node's and binds
@@ -42,9 +44,8 @@ class RayCluster:
         self.connected = False
         self.connecting = asyncio.Lock()
         self.applications: set[str] = set()  # the Serve applications this server deployed and has not deleted
-        # Serve registers and unregisters a module for pickling around each deployment's config, as it makes
-        # one and as it runs one, which two threads doing either at once break ("is not registered for pickle by
-        # value"): one deployment at a time, from its config to its replicas up.
+        # One deployment at a time, from its config to its replicas up: serve.run is Serve's driver API, made for
+        # one caller, and this server's runners deploy from threads of their own.
         self.deploying = threading.Lock()
 
     @property
@@ -68,6 +69,7 @@ class RayCluster:
         import ray
         from ray import serve
 
+        count_pickle_by_value()
         # Replicas' output comes to the server's stderr (log_to_driver), where a worker process's would go.
         # "local": a Ray of its own, even where another runs on this machine (no address would join that one).
         ray.init(address=self.address or "local", include_dashboard=False, configure_logging=False,
