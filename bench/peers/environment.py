@@ -17,7 +17,8 @@ def ray_pin() -> str:
     try:
         return f"ray[serve]=={importlib.metadata.version('ray')}"
     except importlib.metadata.PackageNotFoundError:
-        return "ray[serve]>=2.50,<2.61"
+        extra = [r for r in importlib.metadata.requires("modelhost") or () if r.startswith("ray[serve]")]
+        return extra[0].split(";")[0].strip()
 
 
 # Pinned so that figures compare across runs; bump deliberately. Every environment gets this
