@@ -1,5 +1,6 @@
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,9 +29,12 @@ def installed_plugins(tmp_path_factory):
     installed plugin, while the test environment itself stays untouched.
     """
     target = tmp_path_factory.mktemp("site")
+    # Built from a copy: each test process (pytest-xdist) installs it, and setuptools builds in the source's own
+    # build/ folder, where two builds at once collide ("File exists").
+    source = shutil.copytree(ROOT / "plugins" / "echo", tmp_path_factory.mktemp("echo") / "echo",
+                             ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target),
-         str(ROOT / "plugins" / "echo")],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
         check=True,
     )
     return target
