@@ -1,6 +1,7 @@
 """The ``modelhost`` command: ``serve`` the installed model plugins, ``list`` them."""
 
 import argparse
+import dataclasses
 import logging
 import os
 import sys
@@ -12,6 +13,7 @@ from .errors import CannotServe, PluginLoadError
 from .model import Model
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
 from .scaffold import write_plugin
+from .protocol.limits import RequestLimits
 from .server import ServerConfig, default_hook_threads, serve
 from .settings import Bounded
 
@@ -100,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max_buffer_size", "--max-buffer-size", type=COUNT, default=10 * 1024 * 1024,
         help="largest request body in bytes; larger ones get 413 (default: 10485760, 10 MiB)",
     )
+    for limit in dataclasses.fields(RequestLimits):
+        serve_parser.add_argument(f"--{limit.name}", f"--{limit.name.replace('_', '-')}", type=COUNT, metavar="N",
+                                  default=limit.default, help=limit.metadata["help"])
     serve_parser.add_argument(
         "--max_asyncio_workers", "--max-asyncio-workers", type=COUNT, default=default_hook_threads(),
         help="threads that run plugin hooks in each process (default: min(32, cpus + 4))",
@@ -246,6 +251,7 @@ def serve_command(args: argparse.Namespace) -> int:
         predictor=kserve_flags.predictor(args),
         ray_address=args.ray_address,
         docs_pages=args.enable_docs_url,
+        limits=RequestLimits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(RequestLimits)}),
     )
     serve(config)
 

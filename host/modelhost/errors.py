@@ -5,6 +5,19 @@ where a plugin runs, in this process or in a worker, reaches the HTTP layer
 unchanged.
 """
 
+LONGEST_QUOTE = 200  # characters of a client's string that a message or a log line quotes
+
+
+def shortened(text: str) -> str:
+    """A client's string cut to ``LONGEST_QUOTE`` characters, its length said: a long name can neither swell an
+    answer past a client's limit on headers (gRPC's messages travel in them) nor flood the log."""
+    return text if len(text) <= LONGEST_QUOTE else f"{text[:LONGEST_QUOTE]}... ({len(text)} characters)"
+
+
+def quoted(text: object) -> str:
+    """A client's value as a message quotes it: its repr, ``shortened``."""
+    return shortened(repr(text))
+
 
 class ModelhostError(Exception):
     """Base for every error the host turns into ``{"error": message}``."""

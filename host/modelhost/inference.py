@@ -28,6 +28,11 @@ from .runtime.runner import Runner
 
 log = logging.getLogger("modelhost")
 
+# A request body this large is decoded on a thread: its tensors (many BYTES elements, say) could take long
+# enough to hold up every other request on the event loop, health checks included. Smaller ones are decoded at
+# once, as a thread's hand-over costs more than their decoding.
+DECODE_ELSEWHERE_BYTES = 1 << 20
+
 # Told the outcome: (result, None), or (None, the error that answers the request).
 Respond = Callable[[object, Optional[BaseException]], None]
 
@@ -99,13 +104,28 @@ class InferenceCall:
             self.model = name
             inference.metrics.request_started(name)
 
-    def run(self, version: Optional[str], decode: Callable[[], InferenceRequest]) -> None:
+    def run(self, version: Optional[str], decode: Callable[[], InferenceRequest], size: int = 0) -> None:
         """Find the model's runner (``version`` of it, when one is named), then decode the request and hand it over.
 
-        In that order: a request for a model not served here is 404, whatever its body holds.
+        In that order: a request for a model not served here is 404, whatever its body holds. A request of
+        ``size`` bytes or more is decoded on a thread (``DECODE_ELSEWHERE_BYTES``).
         """
         runner = self.inference.repository.get(self.name, version)
-        request = decode()
+        if size < DECODE_ELSEWHERE_BYTES:
+            self.submit(runner, version, decode())
+            return
+        decoding = asyncio.get_running_loop().run_in_executor(None, decode)
+        decoding.add_done_callback(lambda decoded: self.decoded(decoded, runner, version))
+
+    def decoded(self, decoding: asyncio.Future, runner: Runner, version: Optional[str]) -> None:
+        if self.responded:  # the client left, or the server stopped, while it was decoded
+            return
+        try:
+            self.submit(runner, version, decoding.result())
+        except Exception as error:
+            self.fail(error)
+
+    def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
         if self.span is not None:
             tracing.carry(self.span, request)
@@ -139,6 +159,10 @@ class InferenceCall:
         """The error is the request's answer: logged here, mapped to a status by the front end."""
         if not self.responded:
             self.log_failure(error)
+            # Logged: what it says is all that is left to use. Its traceback holds the frames that raised it, and
+            # with them the request's body and message, in a cycle with this caller's frame that only the garbage
+            # collector breaks: refused large requests pinned tens of MiB each until it ran.
+            error.__traceback__ = error.__context__ = error.__cause__ = None
             self.deliver(None, error)
 
     def deliver(self, result, error: Optional[BaseException]) -> None:

@@ -10,7 +10,7 @@ import asyncio
 import logging
 from typing import Callable, Optional
 
-from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown
+from .errors import InvalidInput, ModelhostError, ModelNotFound, ServerShuttingDown, quoted
 from .inflight import InFlight
 from .model import served_versions
 from .plugins import PluginSpec, discover
@@ -46,7 +46,7 @@ class Installed:
     async def find(self, name: str) -> PluginSpec:
         spec = (await self.all()).get(name)
         if spec is None:
-            raise ModelNotFound(f"no model named {name!r} is installed")
+            raise ModelNotFound(f"no model named {quoted(name)} is installed")
         return spec
 
 
@@ -90,11 +90,11 @@ class ModelRepository:
         try:
             runner = self.runners[name]
         except KeyError:
-            raise ModelNotFound(f"model {name!r} is not served here") from None
+            raise ModelNotFound(f"model {quoted(name)} is not served here") from None
         if version is not None:
             versions = served_versions(runner.spec, runner.metadata)
             if version not in versions:
-                raise ModelNotFound(f"model {name!r} has no version {version!r} "
+                raise ModelNotFound(f"model {quoted(name)} has no version {quoted(version)} "
                                     f"(served: {', '.join(versions) or 'none named'})")
         return runner
 

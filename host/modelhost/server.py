@@ -22,6 +22,7 @@ from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
 from .predictor import PredictorSettings
+from .protocol.limits import RequestLimits
 from .reload import reload_on_change
 from .repository import ModelRepository
 from .runtime.inprocess import InProcessRunner
@@ -72,6 +73,7 @@ class ServerConfig:
     predictor: Optional[PredictorSettings] = None  # the transformer role: where predict sends its inputs
     ray_address: Optional[str] = None  # the Ray cluster that models with runner "ray" join; None: a local Ray
     docs_pages: bool = True  # /docs and each model's page (--enable_docs_url)
+    limits: RequestLimits = field(default_factory=RequestLimits)  # what one request may hold beyond its bytes
 
 
 def serve(config: ServerConfig) -> NoReturn:
@@ -120,7 +122,8 @@ async def start_grpc(config: ServerConfig, inference: Inference, certificates: O
     from .grpc.server import GRPCServer
     from .grpc.service import GRPCServing
 
-    grpc_server = GRPCServer(GRPCServing(inference, request_id_source(), config.auth_token), config.host, config.grpc_port,
+    grpc_server = GRPCServer(GRPCServing(inference, request_id_source(), config.auth_token, config.limits),
+                             config.host, config.grpc_port,
                              config.grpc_max_receive or config.max_buffer_size, config.grpc_max_send,
                              shared_port=config.server_processes > 1,
                              credentials=certificates.grpc_credentials() if certificates else None)
@@ -192,7 +195,8 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
     certificates = Certificates(config.tls) if config.tls else None
     inference = Inference(repository, in_flight, metrics, tracer)
     server = HTTPServer(
-        make_app(inference, config.max_buffer_size, config.auth_token, config.body_timeout, config.docs_pages),
+        make_app(inference, config.max_buffer_size, config.auth_token, config.body_timeout, config.docs_pages,
+                 config.limits),
         max_body_size=config.max_buffer_size,
         idle_connection_timeout=config.idle_timeout,
         ssl_options=certificates.context if certificates else None,

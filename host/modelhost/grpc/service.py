@@ -15,14 +15,16 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import DecodeError
 
 from .. import logs
 from ..auth import check_bearer
-from ..errors import ClientGone, ModelBusy, ModelhostError
+from ..errors import ClientGone, InvalidInput, ModelBusy, ModelhostError, shortened
 from ..inference import Inference, InferenceCall
 from ..model import served_versions
 from ..replies import Reply
 from ..protocol import grpc_v2, v2
+from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from ..request import Headers, InferenceRequest
 
 log = logging.getLogger("modelhost")
@@ -40,6 +42,7 @@ class GRPCServing:
     inference: Inference
     request_ids: Iterator[str]
     auth_token: Optional[str]
+    limits: RequestLimits = DEFAULT_LIMITS  # what one inference request may hold beyond its bytes
 
 
 class InferenceService:
@@ -66,25 +69,31 @@ class InferenceService:
         }
         open_to_all = {"ServerLive", "ServerReady", "ModelReady"}  # probes, as over HTTP
         return grpc.method_handlers_generic_handler(grpc_v2.SERVICE, {
+            # The request arrives as bytes and is parsed in the RPC: grpc's own parsing answers bytes that are no
+            # message with UNKNOWN, and logs a traceback for each.
             name: grpc.unary_unary_rpc_method_handler(
-                self.guarded(method, name in open_to_all),
-                request_deserializer=getattr(messages, request).FromString,
+                self.guarded(name, method, getattr(messages, request), name in open_to_all),
                 response_serializer=lambda response: response.SerializeToString(),
             )
             for name, (method, request) in rpcs.items()
         })
 
-    def guarded(self, method: Callable[..., Awaitable[Any]], open_to_all: bool):
-        """The RPC behind the bearer token (when the server has one), its errors as gRPC statuses."""
+    def guarded(self, name: str, method: Callable[..., Awaitable[Any]], message_class: Any, open_to_all: bool):
+        """The RPC behind the bearer token (when the server has one), its request parsed, its errors as gRPC
+        statuses."""
 
         @functools.wraps(method)
-        async def rpc(request, context: grpc.aio.ServicerContext):
+        async def rpc(body: bytes, context: grpc.aio.ServicerContext):
             try:
                 if self.serving.auth_token and not open_to_all:
                     check_token(context, self.serving.auth_token)
+                try:
+                    request = message_class.FromString(body)
+                except DecodeError:
+                    raise unparsable(message_class, logs.Origin(name, "", context.peer(), "")) from None
                 return await method(request, context)
             except ModelhostError as error:
-                await context.abort(code_for(error), error.message)
+                return refuse(context, code_for(error), error.message)
 
         return rpc
 
@@ -137,13 +146,14 @@ class InferenceService:
         headers = Headers([(key, value) for key, value in metadata if isinstance(value, str)])
         request_id = headers.get("x-request-id") or next(self.serving.request_ids)
         context.set_trailing_metadata((("x-request-id", request_id),))
-        origin = logs.Origin("ModelInfer", request.model_name, context.peer(), request_id)
+        origin = logs.Origin("ModelInfer", shortened(request.model_name), context.peer(), request_id)
         answered = asyncio.get_running_loop().create_future()
         call = self.serving.inference.begin("grpc", origin, lambda result, error: answered.set_result((result, error)),
                                             headers)
         try:
             call.admit(request.model_name)
-            call.run(request.model_version or None, lambda: decoded(request, headers))
+            call.run(request.model_version or None, lambda: decoded(request, headers, self.serving.limits),
+                     request.ByteSize())
         except Exception as error:
             call.fail(error)
         try:
@@ -166,12 +176,27 @@ class InferenceService:
                 return response
         if isinstance(failure, ModelhostError):
             call.finish(failure.status)
-            await context.abort(code_for(failure), failure.message)
+            return refuse(context, code_for(failure), failure.message)
         call.finish(500)
-        await context.abort(grpc.StatusCode.INTERNAL, "Internal Server Error")
+        return refuse(context, grpc.StatusCode.INTERNAL, "Internal Server Error")
 
-def decoded(request, headers: Headers) -> InferenceRequest:
-    decoded_request = grpc_v2.decode_infer_request(request)
+def refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:
+    """Answer with an error status. Not ``context.abort``: the exception it raises would hold the RPC's frames,
+    and with them the request, in a cycle with grpc's state that only the garbage collector breaks, pinning a
+    large refused request's memory until it runs."""
+    context.set_code(code)
+    context.set_details(message)
+    return None
+
+
+def unparsable(message_class: Any, origin: logs.Origin) -> InvalidInput:
+    refusal = InvalidInput(f"cannot parse the request as {message_class.DESCRIPTOR.full_name}")
+    logs.refused(refusal.status, refusal.message, origin)  # one line, where grpc's own parsing logged a traceback
+    return refusal
+
+
+def decoded(request, headers: Headers, limits: RequestLimits) -> InferenceRequest:
+    decoded_request = grpc_v2.decode_infer_request(request, limits)
     decoded_request.headers = headers
     return decoded_request
 

@@ -13,6 +13,7 @@ import tornado.web
 from ..inference import Inference
 from ..model import served_versions
 from ..protocol import v2
+from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from ..protocol.openapi import openapi_document
 from ..logs import request_id_source
 from .docs import ASSET_PREFIX, DocsAssetHandler, DocsPageHandler, ModelDocumentHandler
@@ -121,11 +122,12 @@ class OpenAPIHandler(BaseHandler):
 
 
 def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[str] = None,
-             body_timeout: float = 60.0, docs_pages: bool = True) -> tornado.web.Application:
+             body_timeout: float = 60.0, docs_pages: bool = True,
+             limits: RequestLimits = DEFAULT_LIMITS) -> tornado.web.Application:
     """``docs_pages``: serve the browsable API (``docs``), as KServe's --enable_docs_url."""
     # Made here, in the serving process: forked ones need their own ids and deadlines.
     serving = Serving(inference, max_buffer_size, auth_token, request_ids=request_id_source(),
-                      body_deadlines=BodyDeadlines(body_timeout), docs_pages=bool(docs_pages))
+                      body_deadlines=BodyDeadlines(body_timeout), docs_pages=bool(docs_pages), limits=limits)
     context = {"serving": serving}
     handlers = [
         (r"/", LiveHandler),

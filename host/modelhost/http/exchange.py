@@ -24,6 +24,7 @@ from ..inference import InferenceCall
 from ..replies import Reply
 from ..protocol import v1, v2
 from ..protocol.jsonio import Buffer
+from ..protocol.limits import RequestLimits
 from ..request import Headers, InferenceRequest
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
 
@@ -35,7 +36,7 @@ class Codec:
     """A protocol's request decoder and response encoder; ``name`` labels its metrics."""
 
     name: str
-    decode: Callable[[Buffer, tornado.httputil.HTTPHeaders], InferenceRequest]
+    decode: Callable[[Buffer, tornado.httputil.HTTPHeaders, RequestLimits], InferenceRequest]
     # (what Model.respond made of the result, the call it answers) -> (body, headers)
     encode: Callable[[Any, InferenceCall], tuple[bytes, dict]]
 
@@ -55,9 +56,10 @@ def encode_v2(result: Any, call: InferenceCall) -> tuple[bytes, dict]:
     return body, {**result.headers, **headers}
 
 
-V1 = Codec("v1", lambda body, headers: v1.decode_request(body), encode_v1)
-V1_EXPLAIN = Codec("v1", lambda body, headers: v1.decode_request(body, "explain"), V1.encode)
-V2 = Codec("v2", lambda body, headers: v2.decode_request(body, headers.get(v2.HEADER_LENGTH)), encode_v2)
+V1 = Codec("v1", lambda body, headers, limits: v1.decode_request(body), encode_v1)
+V1_EXPLAIN = Codec("v1", lambda body, headers, limits: v1.decode_request(body, "explain"), V1.encode)
+V2 = Codec("v2", lambda body, headers, limits: v2.decode_request(body, headers.get(v2.HEADER_LENGTH), limits),
+           encode_v2)
 
 
 class Connection(Protocol):
@@ -138,13 +140,13 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             return
         try:
             version = None if self.version_in_path is None else path_part(self.version_in_path, "model version")
-            self.call.run(version, self.decoded)
+            self.call.run(version, self.decoded, self.body.size)
         except Exception as error:
             self.call.fail(error)
 
     def decoded(self) -> InferenceRequest:
         headers = self.request.headers
-        request = self.route.codec.decode(self.body.whole(), headers)
+        request = self.route.codec.decode(self.body.whole(), headers, self.route.serving.limits)
         request.headers = Headers(headers.get_all())
         return request
 

@@ -18,9 +18,10 @@ import tornado.web
 
 from .. import logs
 from ..auth import check_bearer
-from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge
+from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge, shortened
 from ..inference import Inference
 from ..protocol import jsonio
+from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 
 VERBS = ("get", "head", "post", "delete", "patch", "put", "options")
 
@@ -35,6 +36,7 @@ class Serving:
     request_ids: Iterator[str]
     body_deadlines: "BodyDeadlines"
     docs_pages: bool = False  # the browsable API's pages are served (http.docs)
+    limits: RequestLimits = DEFAULT_LIMITS  # what one inference request may hold beyond its bytes
 
 
 @tornado.web.stream_request_body
@@ -151,7 +153,7 @@ def error_body(message: str) -> bytes:
 
 
 def origin_of(request: tornado.httputil.HTTPServerRequest, request_id: str) -> logs.Origin:
-    return logs.Origin(request.method or "", request.uri or "", request.remote_ip or "", request_id)
+    return logs.Origin(request.method or "", shortened(request.uri or ""), request.remote_ip or "", request_id)
 
 
 def log_request(handler: BaseHandler) -> None:

@@ -16,9 +16,10 @@ import grpc
 import numpy as np
 from google.protobuf import descriptor_pool, message_factory
 
-from ..errors import InvalidInput, PluginError
+from ..errors import InvalidInput, PluginError, quoted
 from ..request import InferenceRequest
 from . import grpc_descriptor, tensors
+from .limits import DEFAULT_LIMITS, RequestLimits
 from .v2 import requested
 
 SERVICE = "inference.GRPCInferenceService"
@@ -76,53 +77,71 @@ def set_parameters(field, values: dict[str, Any], whose: str) -> None:
                               "InferParameter cannot carry (bool, integer, float or string)")
 
 
-def decode_infer_request(message) -> InferenceRequest:
+def decode_infer_request(message, limits: RequestLimits = DEFAULT_LIMITS) -> InferenceRequest:
     """A ModelInferRequest as the host's request; InvalidInput says what in it does not add up."""
     raw = message.raw_input_contents
     if raw and len(raw) != len(message.inputs):
         raise InvalidInput(f"the request has {len(raw)} raw_input_contents for {len(message.inputs)} inputs")
     if not message.inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
+    limits.check_inputs(len(message.inputs))
+    limits.check_inputs(len(message.outputs), "requested outputs")
     inputs: dict[str, np.ndarray] = {}
     input_parameters: dict[str, dict[str, Any]] = {}
     for index, tensor in enumerate(message.inputs):
         name = tensor.name
         if name in inputs:
-            raise InvalidInput(f"input {name!r} is given twice")
+            raise InvalidInput(f"input {quoted(name)} is given twice")
         datatype = tensors.check_datatype(name, tensor.datatype)
         shape = tensors.check_shape(name, list(tensor.shape))
-        if raw:  # a copy, so that a plugin's arrays are writable, as over HTTP
-            inputs[name] = tensors.from_binary(name, datatype, shape, memoryview(bytearray(raw[index])))
+        if raw:
+            if tensor.contents.ListFields():  # Triton refuses it too: which of the two would be the tensor?
+                raise InvalidInput(f"input {quoted(name)} has both contents and raw_input_contents; give one")
+            # a copy, so that a plugin's arrays are writable, as over HTTP
+            inputs[name] = tensors.from_binary(name, datatype, shape, memoryview(bytearray(raw[index])), limits)
         else:
-            inputs[name] = from_contents(name, datatype, shape, tensor.contents)
-        input_parameters[name] = parameters_of(tensor.parameters)
+            inputs[name] = from_contents(name, datatype, shape, tensor.contents, limits)
+        input_parameters[name] = checked_parameters(tensor.parameters, f"input {quoted(name)}", limits)
     return InferenceRequest(
         protocol="v2",
         inputs=inputs,
         input_parameters=input_parameters,
         id=message.id or None,
-        parameters=parameters_of(message.parameters),
-        requested_outputs={output.name: parameters_of(output.parameters) for output in message.outputs} or None,
+        parameters=checked_parameters(message.parameters, "the request", limits),
+        requested_outputs={output.name: checked_parameters(output.parameters, f"output {quoted(output.name)}",
+                                                           limits)
+                           for output in message.outputs} or None,
     )
 
 
-def from_contents(name: str, datatype: str, shape: tuple[int, ...], contents) -> np.ndarray:
+def checked_parameters(field, whose: str, limits: RequestLimits) -> dict[str, Any]:
+    limits.check_parameters(len(field), whose)
+    return parameters_of(field)
+
+
+def from_contents(name: str, datatype: str, shape: tuple[int, ...], contents,
+                  limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     field = CONTENTS.get(datatype)
     if field is None:
-        raise InvalidInput(f"input {name!r}: {datatype} has no typed contents; send it in raw_input_contents")
-    values = getattr(contents, field)
+        raise InvalidInput(f"input {quoted(name)}: {datatype} has no typed contents; send it in raw_input_contents")
+    given = [descriptor.name for descriptor, _ in contents.ListFields()]
+    if given and given != [field]:
+        raise InvalidInput(f"input {quoted(name)}: {datatype} goes in {field}, its contents hold {', '.join(given)}")
     count = math.prod(shape)
+    if datatype == "BYTES":
+        limits.check_bytes_elements(name, count)
+    values = getattr(contents, field)
     if len(values) != count:
-        raise InvalidInput(f"input {name!r}: shape {list(shape)} holds {count} elements, its {field} has "
+        raise InvalidInput(f"input {quoted(name)}: shape {list(shape)} holds {count} elements, its {field} has "
                            f"{len(values)}")
     if datatype == "BYTES":
         array = np.empty(count, dtype=object)
         array[:] = list(values)
-        return array.reshape(shape)
+        return tensors.shaped(name, array, shape)
     try:
-        return np.array(values, dtype=tensors.DTYPES[datatype]).reshape(shape)
+        return tensors.shaped(name, np.array(values, dtype=tensors.DTYPES[datatype]), shape)
     except OverflowError:
-        raise InvalidInput(f"input {name!r}: a value of its {field} is out of {datatype}'s range") from None
+        raise InvalidInput(f"input {quoted(name)}: a value of its {field} is out of {datatype}'s range") from None
 
 
 def encode_infer_response(outputs: dict[str, np.ndarray], request: InferenceRequest, model_name: str,

@@ -5,7 +5,8 @@ import struct
 
 import numpy as np
 
-from ..errors import InvalidInput, PluginError
+from ..errors import InvalidInput, PluginError, quoted
+from .limits import DEFAULT_LIMITS, RequestLimits
 
 DTYPES = {
     "BOOL": np.dtype(np.bool_),
@@ -25,6 +26,8 @@ DATATYPES = {dtype: name for name, dtype in DTYPES.items()}
 # Which kinds of JSON-parsed NumPy data each datatype accepts without losing meaning.
 ACCEPTED_KINDS = {"BOOL": "b", "INT": "iu", "UINT": "iu", "FP": "iuf"}
 LENGTH_PREFIX = struct.Struct("<I")
+FEW_ELEMENTS = 64  # BYTES tensors up to this many elements are encoded by a plain join
+MAX_DIMENSIONS = 64  # NumPy 2's own limit; a longer shape is refused before its list is quoted anywhere
 
 
 def datatype_of(array: np.ndarray) -> str:
@@ -41,10 +44,10 @@ def check_output(name: str, array: np.ndarray) -> None:
     if array.dtype.kind == "O":
         odd = next((element for element in array.reshape(-1) if not isinstance(element, (bytes, str))), None)
         if odd is not None:
-            raise ValueError(f"output {name!r} holding a {type(odd).__name__} ({_short(odd)}): a tensor holds "
+            raise ValueError(f"output {quoted(name)} holding a {type(odd).__name__} ({_short(odd)}): a tensor holds "
                              "numbers, booleans, str or bytes")
     elif array.dtype.kind not in "SU" and array.dtype.newbyteorder("<") not in DATATYPES:
-        raise ValueError(f"output {name!r} of dtype {array.dtype}, which the protocol cannot carry")
+        raise ValueError(f"output {quoted(name)} of dtype {array.dtype}, which the protocol cannot carry")
 
 
 def _short(value: object) -> str:
@@ -55,7 +58,7 @@ def _short(value: object) -> str:
 def check_datatype(name: str, datatype: object) -> str:
     if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in DTYPES):
         known = ", ".join([*DTYPES, "BYTES"])
-        raise InvalidInput(f"input {name!r}: unknown datatype {datatype!r} (known: {known})")
+        raise InvalidInput(f"input {quoted(name)}: unknown datatype {quoted(datatype)} (known: {known})")
     return datatype
 
 
@@ -63,41 +66,56 @@ def check_shape(name: str, shape: object) -> tuple[int, ...]:
     if not isinstance(shape, list) or not all(
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape
     ):
-        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers, got {shape!r}")
+        raise InvalidInput(f"input {quoted(name)}: shape must be a list of non-negative integers, got {quoted(shape)}")
+    if len(shape) > MAX_DIMENSIONS:
+        raise InvalidInput(f"input {quoted(name)}: shape has {len(shape)} dimensions, more than {MAX_DIMENSIONS}")
     return tuple(shape)
 
 
-def from_json(name: str, datatype: str, shape: tuple[int, ...], data: object) -> np.ndarray:
+def from_json(name: str, datatype: str, shape: tuple[int, ...], data: object,
+              limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     """A tensor from its JSON data, nested or flat, checked against datatype and shape."""
     if not isinstance(data, list):
-        raise InvalidInput(f"input {name!r}: data must be a JSON array")
+        raise InvalidInput(f"input {quoted(name)}: data must be a JSON array")
+    if datatype == "BYTES":
+        limits.check_bytes_elements(name, math.prod(shape))
     try:
         array = np.asarray(data, dtype=object if datatype == "BYTES" else None)
     except ValueError:
-        raise InvalidInput(f"input {name!r}: data is not a rectangular array") from None
+        raise InvalidInput(f"input {quoted(name)}: data is not a rectangular array") from None
     if array.size != math.prod(shape):
         raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} holds {math.prod(shape)} elements, data has {array.size}"
+            f"input {quoted(name)}: shape {list(shape)} holds {math.prod(shape)} elements, data has {array.size}"
         )
     if datatype == "BYTES":
-        return _shaped(name, _bytes_from_json(name, array), shape)
-    return _shaped(name, _numbers_from_json(name, datatype, data, array), shape)
+        return shaped(name, _bytes_from_json(name, array), shape)
+    return shaped(name, _numbers_from_json(name, datatype, data, array), shape)
 
 
-def _shaped(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+def shaped(name: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``array`` reshaped; InvalidInput for a shape NumPy cannot make."""
     try:
         return array.reshape(shape)
     except ValueError:  # NumPy's limits on dimensions and sizes hold even for an empty tensor: [0, 2**63]
-        raise InvalidInput(f"input {name!r}: no array can have shape {list(shape)}") from None
+        raise InvalidInput(f"input {quoted(name)}: no array can have shape {list(shape)}") from None
 
 
 def _bytes_from_json(name: str, array: np.ndarray) -> np.ndarray:
     flat = array.reshape(-1)
-    for index, element in enumerate(flat):
-        if not isinstance(element, str):
-            raise InvalidInput(f"input {name!r}: BYTES data must be strings, got {element!r}")
-        flat[index] = element.encode("utf-8")
+    try:
+        flat[:] = list(map(str.encode, flat))  # one C loop, where a Python one held the event loop for seconds
+    except (TypeError, UnicodeEncodeError):
+        odd = next(element for element in flat if not isinstance(element, str) or not _encodes(element))
+        raise InvalidInput(f"input {quoted(name)}: BYTES data must be UTF-8 strings, got {quoted(odd)}") from None
     return flat
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a lone surrogate, which JSON's \u escapes can spell
+        return False
 
 
 def _numbers_from_json(name: str, datatype: str, data: list, array: np.ndarray) -> np.ndarray:
@@ -106,11 +124,11 @@ def _numbers_from_json(name: str, datatype: str, data: list, array: np.ndarray) 
         # NumPy infers float64 or object for integers past int64's range; keep them exact.
         array = np.asarray(data, dtype=object)
     elif array.size and array.dtype.kind not in ACCEPTED_KINDS[datatype.rstrip("0123456789")]:
-        raise InvalidInput(f"input {name!r}: {datatype} data cannot hold {_describe(array)}")
+        raise InvalidInput(f"input {quoted(name)}: {datatype} data cannot hold {_describe(array)}")
     if array.size and dtype.kind in "iu":
         limits = np.iinfo(dtype.type)  # type: ignore[type-var]  # an integer dtype, as its kind says
         if array.min() < limits.min or array.max() > limits.max:
-            raise InvalidInput(f"input {name!r}: values outside the range of {datatype}")
+            raise InvalidInput(f"input {quoted(name)}: values outside the range of {datatype}")
     return array.astype(dtype, copy=False)
 
 
@@ -124,33 +142,39 @@ def _describe(array: np.ndarray) -> str:
     )
 
 
-def from_binary(name: str, datatype: str, shape: tuple[int, ...], raw: memoryview) -> np.ndarray:
+def from_binary(name: str, datatype: str, shape: tuple[int, ...], raw: memoryview,
+                limits: RequestLimits = DEFAULT_LIMITS) -> np.ndarray:
     """A tensor viewed straight from the request's binary section, without a copy."""
     count = math.prod(shape)
     if datatype == "BYTES":
-        return _shaped(name, _bytes_from_binary(name, raw, count), shape)
+        limits.check_bytes_elements(name, count)
+        return shaped(name, _bytes_from_binary(name, raw, count), shape)
     dtype = DTYPES[datatype]
     if len(raw) != count * dtype.itemsize:
         raise InvalidInput(
-            f"input {name!r}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
+            f"input {quoted(name)}: shape {list(shape)} of {datatype} needs {count * dtype.itemsize} bytes, "
             f"binary_data_size is {len(raw)}"
         )
-    return _shaped(name, np.frombuffer(raw, dtype=dtype), shape)
+    return shaped(name, np.frombuffer(raw, dtype=dtype), shape)
 
 
 def _bytes_from_binary(name: str, raw: memoryview, count: int) -> np.ndarray:
-    elements, offset = [], 0
-    while offset < len(raw):
-        if offset + LENGTH_PREFIX.size > len(raw):
-            raise InvalidInput(f"input {name!r}: BYTES data ends inside a length prefix")
-        (length,) = LENGTH_PREFIX.unpack_from(raw, offset)
-        offset += LENGTH_PREFIX.size
-        if offset + length > len(raw):
-            raise InvalidInput(f"input {name!r}: a BYTES element runs past binary_data_size")
-        elements.append(bytes(raw[offset:offset + length]))
+    """The ``count`` elements whose length prefixes must tile ``raw`` exactly; no more are looked for."""
+    blob = bytes(raw)  # slicing bytes makes each element at once, where a view would need bytes() as well
+    unpack, size, end = LENGTH_PREFIX.unpack_from, LENGTH_PREFIX.size, len(blob)
+    elements: list[bytes] = []
+    append, offset = elements.append, 0
+    for index in range(count):
+        if offset + size > end:
+            raise InvalidInput(f"input {quoted(name)}: shape holds {count} elements, binary data has {index}"
+                               if offset == end else f"input {quoted(name)}: BYTES data ends inside a length prefix")
+        (length,) = unpack(blob, offset)
+        offset += size
+        append(blob[offset:offset + length])
         offset += length
-    if len(elements) != count:
-        raise InvalidInput(f"input {name!r}: shape holds {count} elements, binary data has {len(elements)}")
+    if offset != end:
+        raise InvalidInput(f"input {quoted(name)}: a BYTES element runs past binary_data_size" if offset > end
+                           else f"input {quoted(name)}: binary data holds more than the {count} elements of its shape")
     array = np.empty(count, dtype=object)
     array[:] = elements
     return array
@@ -165,15 +189,25 @@ def to_json_data(name: str, datatype: str, array: np.ndarray) -> object:
         return [element if isinstance(element, str) else element.decode("utf-8") for element in flat]
     except UnicodeDecodeError:
         raise PluginError(
-            f"output {name!r} holds BYTES that are not UTF-8 text; request it with binary_data"
+            f"output {quoted(name)} holds BYTES that are not UTF-8 text; request it with binary_data"
         ) from None
 
 
 def to_binary(datatype: str, array: np.ndarray) -> bytes:
     if datatype != "BYTES":
         return np.ascontiguousarray(array, dtype=DTYPES[datatype]).tobytes()
-    chunks = []
-    for element in array.reshape(-1):
-        raw = element.encode("utf-8") if isinstance(element, str) else bytes(element)
-        chunks += [LENGTH_PREFIX.pack(len(raw)), raw]
-    return b"".join(chunks)
+    elements = [element.encode("utf-8") if isinstance(element, str) else bytes(element)
+                for element in array.reshape(-1)]
+    if len(elements) <= FEW_ELEMENTS:
+        return b"".join(part for element in elements for part in (LENGTH_PREFIX.pack(len(element)), element))
+    # Many: the prefixes and the joined elements laid out by NumPy, not a pair of Python objects per element.
+    lengths = np.fromiter(map(len, elements), dtype=np.int64, count=len(elements))
+    prefixes_at = np.cumsum(lengths + LENGTH_PREFIX.size) - lengths - LENGTH_PREFIX.size
+    laid_out = np.empty(int(lengths.sum()) + LENGTH_PREFIX.size * len(elements), dtype=np.uint8)
+    is_element = np.ones(laid_out.size, dtype=bool)
+    prefix_bytes = lengths.astype("<u4").view(np.uint8).reshape(-1, LENGTH_PREFIX.size)
+    for byte in range(LENGTH_PREFIX.size):  # a byte of every prefix at a time: four small index arrays, not one large
+        laid_out[prefixes_at + byte] = prefix_bytes[:, byte]
+        is_element[prefixes_at + byte] = False
+    laid_out[is_element] = np.frombuffer(b"".join(elements), dtype=np.uint8)
+    return laid_out.tobytes()

@@ -11,10 +11,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import __version__
-from ..errors import InvalidInput, PluginError
+from ..errors import InvalidInput, PluginError, quoted
 from ..metrics import Duration, ModelStatistics
 from ..request import InferenceRequest
 from . import jsonio, tensors
+from .limits import DEFAULT_LIMITS, RequestLimits
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 EXTENSIONS = ["binary_tensor_data", "model_repository"]
@@ -92,7 +93,7 @@ def check_repository_parameters(parameters: dict, accepted: dict[str, type]) -> 
     """A load's or unload's parameters, over REST or gRPC: InvalidInput for one this server does not take."""
     for key in parameters:
         if key not in accepted:
-            raise InvalidInput(f"parameter {key!r} is not supported here")
+            raise InvalidInput(f"parameter {quoted(key)} is not supported here")
         _optional(parameters, key, accepted[key])
 
 
@@ -101,24 +102,29 @@ def _repository_request(body: bytes) -> dict:
     return jsonio.load_object(body) if body else {}
 
 
-def decode_request(body: jsonio.Buffer, header_length: Optional[str]) -> InferenceRequest:
+def decode_request(body: jsonio.Buffer, header_length: Optional[str],
+                   limits: RequestLimits = DEFAULT_LIMITS) -> InferenceRequest:
     json_part, binary = split_binary(body, header_length)
     payload = jsonio.load_object(json_part)
     raw_inputs = payload.get("inputs")
     if not isinstance(raw_inputs, list) or not raw_inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
-    inputs, input_parameters = read_tensors(raw_inputs, binary)
+    limits.check_inputs(len(raw_inputs))
+    parameters = _optional(payload, "parameters", dict) or {}
+    limits.check_parameters(len(parameters), "the request")
+    inputs, input_parameters = read_tensors(raw_inputs, binary, limits)
     return InferenceRequest(
         protocol="v2",
         inputs=inputs,
         input_parameters=input_parameters,
         id=_optional(payload, "id", str),
-        parameters=_optional(payload, "parameters", dict) or {},
-        requested_outputs=_requested_outputs(payload),
+        parameters=parameters,
+        requested_outputs=_requested_outputs(payload, limits),
     )
 
 
-def read_tensors(described: list, binary: memoryview) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+def read_tensors(described: list, binary: memoryview,
+                 limits: RequestLimits = DEFAULT_LIMITS) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
     """Tensors by name from their JSON descriptions, with their data inline or in ``binary``, and each one's
     parameters; InvalidInput says what does not add up. A request's inputs, or (to a client) a response's outputs.
     """
@@ -128,14 +134,17 @@ def read_tensors(described: list, binary: memoryview) -> tuple[dict[str, np.ndar
     for raw in described:
         name, datatype, shape, parameters = _input_header(raw)
         if name in arrays:
-            raise InvalidInput(f"input {name!r} is given twice")
+            raise InvalidInput(f"input {quoted(name)} is given twice")
+        limits.check_parameters(len(parameters), f"input {quoted(name)}")
         size = parameters.get("binary_data_size")
         if size is None:
-            arrays[name] = tensors.from_json(name, datatype, shape, raw.get("data"))
+            arrays[name] = tensors.from_json(name, datatype, shape, raw.get("data"), limits)
         else:
+            if "data" in raw:  # Triton refuses it too: which of the two would be the tensor?
+                raise InvalidInput(f"input {quoted(name)} has both 'data' and binary_data_size; give one")
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body")
-            arrays[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size])
+                raise InvalidInput(f"input {quoted(name)}: binary_data_size {quoted(size)} runs past the body")
+            arrays[name] = tensors.from_binary(name, datatype, shape, binary[offset:offset + size], limits)
             offset += size
         parameters_by_name[name] = parameters
     if offset != len(binary):
@@ -172,7 +181,7 @@ def split_binary(body: jsonio.Buffer, header_length: Optional[str]) -> tuple[jso
     except ValueError:
         length = -1
     if not 0 <= length <= len(body):
-        raise InvalidInput(f"{HEADER_LENGTH} is {header_length!r}, the body has {len(body)} bytes")
+        raise InvalidInput(f"{HEADER_LENGTH} is {quoted(header_length)}, the body has {len(body)} bytes")
     view = memoryview(body)
     return view[:length], view[length:]
 
@@ -188,15 +197,18 @@ def _input_header(raw: object) -> tuple[str, str, tuple[int, ...], dict]:
     return name, datatype, tensors.check_shape(name, raw.get("shape")), parameters
 
 
-def _requested_outputs(payload: dict) -> Optional[dict[str, dict]]:
+def _requested_outputs(payload: dict, limits: RequestLimits) -> Optional[dict[str, dict]]:
     outputs = _optional(payload, "outputs", list)
     if outputs is None:
         return None
+    limits.check_inputs(len(outputs), "requested outputs")
     requested = {}
     for output in outputs:
         if not isinstance(output, dict) or not isinstance(output.get("name"), str):
             raise InvalidInput("each requested output needs a string 'name'")
-        requested[output["name"]] = _optional(output, "parameters", dict) or {}
+        parameters = _optional(output, "parameters", dict) or {}
+        limits.check_parameters(len(parameters), f"output {quoted(output['name'])}")
+        requested[output["name"]] = parameters
     return requested
 
 
@@ -253,7 +265,8 @@ def requested(outputs: dict[str, np.ndarray], request: InferenceRequest, model_n
         return outputs
     unknown = [name for name in wanted if name not in outputs]
     if unknown:
-        raise InvalidInput(f"model {model_name!r} has no output {', '.join(unknown)} (it gives {', '.join(outputs)})")
+        raise InvalidInput(f"model {quoted(model_name)} has no output {', '.join(map(quoted, unknown[:3]))}"
+                           f"{' and more' if len(unknown) > 3 else ''} (it gives {', '.join(outputs)})")
     return {name: outputs[name] for name in wanted}
 
 
