@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from support import alive, children_of, kill_and_expect_children_to_follow, plugin_env, running_server, wait_for_children
+from support import (alive, children_of, kill_and_expect_children_to_follow, plugin_env, running_server,
+                     wait_for_children, wait_until)
 
 
 def predict(server, model, instances, **parameters):
@@ -146,6 +147,46 @@ def test_a_plugin_crashing_at_start_is_restarted_with_growing_backoff(installed_
         server.wait_for_log("its worker exited with status 1 while loading")
         answer = predict(server, "CrashesAtStart", [1])
         assert answer.status_code == 503 and "exited with status 1 while loading" in answer.json()["error"]
+
+
+def answered(server) -> None:
+    """Until a worker of Fragile answers a request (after a restart, once it is up again)."""
+    deadline = time.monotonic() + 60
+    while predict(server, "Fragile", [0]).status_code != 200:
+        assert time.monotonic() < deadline, server.log
+        time.sleep(0.05)
+
+
+def killed_by_a_request(server) -> None:
+    """Until a worker runs an 'exit' and dies of it: a 503 that says so, not one saying the model is restarting."""
+    deadline = time.monotonic() + 60
+    while "exited with status 7 during this request" not in predict(server, "Fragile", ["exit"]).text:
+        assert time.monotonic() < deadline, server.log
+        time.sleep(0.05)
+
+
+def restart_delays(server, count: int) -> list[str]:
+    wait_until(lambda: server.log.count("starting replica 0 in") >= count)
+    return re.findall(r"starting replica 0 in ([\d.]+)s", server.log)
+
+
+def test_a_request_that_kills_a_serving_worker_again_and_again_costs_one_prompt_restart_each_time():
+    # Each worker answers, then dies of the next request: the request's doing, so no backoff grows (it reached 30 s,
+    # and held the model down, when each crash counted as the model's).
+    with running_server("--plugin", "fixture_plugins.workers:Fragile") as server:
+        for _ in range(5):
+            answered(server)
+            killed_by_a_request(server)
+        answered(server)
+        assert restart_delays(server, 5) == ["0.25"] * 5
+
+
+def test_a_worker_that_dies_of_its_first_request_each_time_is_restarted_with_growing_backoff():
+    # No worker answers anything: the model cannot serve, and is not restarted in a tight loop.
+    with running_server("--plugin", "fixture_plugins.workers:Fragile") as server:
+        for _ in range(3):
+            killed_by_a_request(server)
+        assert restart_delays(server, 3) == ["0.5", "1", "2"]
 
 
 def test_plugin_output_reaches_the_log_tagged_and_never_the_channel():

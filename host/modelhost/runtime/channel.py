@@ -5,6 +5,12 @@ kept out of band, so tensors cross as raw bytes, never re-encoded. A frame is
 
     n_buffers (u32) | pickle length (u32) | buffer lengths (u64 each) | pickle | buffers
 
+A buffer under ``IN_BAND_BELOW`` bytes goes inside the pickle instead, so that
+a message of many small tensors (an answer with one output per input) is a few
+parts however many it holds, not a part and a read for each. A message may
+still hold any number of large buffers: they are written at most ``SC_IOV_MAX``
+at a time, the most one ``sendmsg`` takes.
+
 Both ends are modelhost's own code: what a client sent arrives here as arrays
 and strings already decoded by the server, so nothing a client wrote is ever
 unpickled. The socket pair is created by the server and inherited by the worker
@@ -12,20 +18,40 @@ alone; nothing on the network can reach it.
 """
 
 import asyncio
+import os
 import pickle
 import socket
 import struct
 
 PREFIX = struct.Struct("<II")
 LENGTH = struct.Struct("<Q")
+# Measured with these channels over a socket pair, 2,000 arrays a message: in band is the faster up to about 4 KiB
+# towards a worker (whose blocking end reads each out-of-band buffer with a system call of its own), and up to about
+# 256 bytes towards the server (whose reader copies a pickle more times than a buffer). At 1 KiB neither direction
+# loses more than a microsecond or two an array, and a tensor of up to 255 float32s never takes a part of its own.
+IN_BAND_BELOW = 1024
+IOV_MAX = os.sysconf("SC_IOV_MAX")
 
 
 def encode(message: object) -> list:
     buffers: list[pickle.PickleBuffer] = []
-    body = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+
+    def in_band(buffer: pickle.PickleBuffer) -> bool:
+        """True keeps a small buffer in the pickle; False leaves a large one out, a part of the frame."""
+        if buffer.raw().nbytes < IN_BAND_BELOW:
+            return True
+        buffers.append(buffer)
+        return False
+
+    body = pickle.dumps(message, protocol=5, buffer_callback=in_band)
     raws = [buffer.raw() for buffer in buffers]
-    header = PREFIX.pack(len(raws), len(body)) + b"".join(LENGTH.pack(raw.nbytes) for raw in raws)
+    header = PREFIX.pack(len(raws), len(body)) + struct.pack(f"<{len(raws)}Q", *(raw.nbytes for raw in raws))
     return [header, body, *raws]
+
+
+def lengths(data: bytes | bytearray) -> tuple[int, ...]:
+    """The buffer lengths a frame's header lists."""
+    return struct.unpack(f"<{len(data) // LENGTH.size}Q", data)
 
 
 class AsyncChannel:
@@ -45,14 +71,16 @@ class AsyncChannel:
 
     async def write(self, frames: list) -> None:
         """Send a message already encoded."""
-        self.writer.writelines(frames)  # at once, whole: messages sent from several tasks never interleave
+        # At once, whole: messages sent from several tasks never interleave. asyncio joins the parts (3.11) or
+        # gathers them with sendmsg at most SC_IOV_MAX at a time (3.12 on).
+        self.writer.writelines(frames)
         await self.writer.drain()
 
     async def receive(self) -> object:
         """The next message; raises EOFError when the other end has gone."""
         try:
             count, length = PREFIX.unpack(await self.reader.readexactly(PREFIX.size))
-            sizes = [LENGTH.unpack(await self.reader.readexactly(LENGTH.size))[0] for _ in range(count)]
+            sizes = lengths(await self.reader.readexactly(count * LENGTH.size))
             body = await self.reader.readexactly(length)
             buffers = [await self.reader.readexactly(size) for size in sizes]
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
@@ -73,19 +101,21 @@ class BlockingChannel:
         self.write(encode(message))
 
     def write(self, frames: list) -> None:
-        """Send a message already encoded."""
+        """Send a message already encoded, its parts gathered at most SC_IOV_MAX at a time."""
         parts = [memoryview(part) for part in frames]
-        while parts:  # sendmsg gathers the parts without joining them, but may send only some
-            sent = self.sock.sendmsg(parts)
-            while parts and sent >= parts[0].nbytes:
-                sent -= parts.pop(0).nbytes
+        first = 0
+        while first < len(parts):  # sendmsg gathers the parts without joining them, but may send only some
+            sent = self.sock.sendmsg(parts[first:first + IOV_MAX])
+            while first < len(parts) and sent >= parts[first].nbytes:
+                sent -= parts[first].nbytes
+                first += 1
             if sent:
-                parts[0] = parts[0][sent:]
+                parts[first] = parts[first][sent:]
 
     def receive(self) -> object:
         """The next message; raises EOFError when the server has gone."""
         count, length = PREFIX.unpack(self._read(PREFIX.size))
-        sizes = [LENGTH.unpack(self._read(LENGTH.size))[0] for _ in range(count)]
+        sizes = lengths(self._read(count * LENGTH.size))
         body = self._read(length)
         # bytearrays, so the arrays a plugin receives are writable
         return pickle.loads(body, buffers=[self._read(size) for size in sizes])

@@ -6,14 +6,25 @@ a synchronous model, up to ``max_concurrency`` at once (each in a lane of its
 own) for one with ``async def`` hooks, whose worker awaits them together. Its
 worker dying fails the batches it holds at once (503), being stuck in a hook
 past the timeout fails them with 504 and has it killed; either way the replica
-starts another worker, with growing backoff. A plugin that cannot load is
+starts another worker (``Backoff`` says when). A plugin that cannot load is
 reported, not started again. A model with a ``healthy`` hook is probed every
 ``health_interval_s``; a replica that is not healthy leaves the pool's
 replicas that are up, and takes no batch until it is healthy again.
+
+How long the replica waits depends on whose doing the end was. A worker that
+had answered a batch, then died (or was killed, stuck) while running one, was
+ended by that batch: a poison request, which any client can send again and
+again. The next worker starts after ``BASE_BACKOFF_SECONDS``, every time, so
+that such requests cost the model a restart each, never a growing outage. Any
+other end doubles the wait, up to ``MAX_BACKOFF_SECONDS``: a worker that died
+while loading, one that died before it had answered anything (the model cannot
+serve at all, and would be restarted in a loop), one that died idle. A worker
+that served ``STABLE_SECONDS`` before dying starts the doubling afresh.
 """
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ModelNotReady, ModelTimeout
@@ -30,11 +41,32 @@ log = logging.getLogger("modelhost")
 
 # A worker that served this long before dying was healthy: its restart starts the backoff afresh.
 STABLE_SECONDS = 30.0
+BASE_BACKOFF_SECONDS = 0.25
 MAX_BACKOFF_SECONDS = 30.0
 
 
 class Stuck(Exception):
     """The worker did not answer within the model's timeout."""
+
+
+class Backoff:
+    """How long a replica waits before starting its next worker, by the rule in the module's docstring."""
+
+    def __init__(self):
+        self.failures = 0  # ends in a row that were not a batch's doing
+        self.answered = 0  # batches the worker serving now has answered
+        self.running = 0  # batches it holds now
+        self.poisoned = False  # it answered, then ended while running a batch: the batch's doing
+
+    def ending(self) -> None:
+        """The worker is done for: said as it ends, while the batches it was running still count."""
+        self.poisoned = self.answered > 0 and self.running > 0
+
+    def after(self, failed: bool) -> float:
+        """The wait before the next worker; ``failed`` unless the last one was poisoned or served long."""
+        self.failures = self.failures + 1 if failed else 0
+        self.answered, self.poisoned = 0, False
+        return min(MAX_BACKOFF_SECONDS, BASE_BACKOFF_SECONDS * 2**self.failures)
 
 
 class Replica:
@@ -47,19 +79,18 @@ class Replica:
         self.asked = 0  # messages sent to its worker that want an answer: each one's id
         self.answers: dict[int, asyncio.Future] = {}  # by id, those not answered yet
         self.ended = asyncio.get_running_loop().create_future()  # how its worker ended, once it has
+        self.backoff = Backoff()
 
     async def run(self, started: Started) -> None:
         """Serve from the worker ``started`` describes, and from each one started after it, until cancelled."""
-        loop = asyncio.get_running_loop()
-        failures = 0
         try:
             while True:
                 if isinstance(started, Ready):
-                    began = loop.time()
+                    began = time.monotonic()
                     self.pool.lost(self, await self.serve(started))
-                    failures = 0 if loop.time() - began > STABLE_SECONDS else failures + 1
+                    failed = not self.backoff.poisoned and time.monotonic() - began <= STABLE_SECONDS
                 elif isinstance(started, Crashed):
-                    failures += 1
+                    failed = True
                     self.pool.reason = started.reason
                     log.error("model %r: %s", self.pool.name, started.reason)
                 else:
@@ -68,7 +99,7 @@ class Replica:
                               started.where)
                     return
                 await self.worker.stop()
-                delay = min(MAX_BACKOFF_SECONDS, 0.25 * 2**failures)
+                delay = self.backoff.after(failed)
                 log.info("model %r: starting replica %d in %gs", self.pool.name, self.index, delay)
                 await asyncio.sleep(delay)
                 self.pool.metrics.restarts.labels(self.pool.name).inc()
@@ -110,10 +141,10 @@ class Replica:
         return self.worker.channel
 
     def end(self, cause: Exit) -> None:
-        """The worker is done for: no batch is taken from now on, and the first cause said is the one that
-        ended it."""
+        """The worker is done for: no batch is taken from now on; the first cause said is the one that ended it."""
         self.well.clear()
         if not self.ended.done():
+            self.backoff.ending()
             self.ended.set_result(cause)
 
     async def listen(self) -> None:
@@ -132,8 +163,7 @@ class Replica:
             self.end(await self.worker.exit_cause())
 
     async def ask(self, question: Callable[[int], object]):
-        """The worker's answer to ``question(id)``; Stuck when it has none within the timeout, EOFError (or
-        ConnectionError) when it is gone."""
+        """The worker's answer to ``question(id)``; Stuck past the timeout, EOFError (or ConnectionError) once gone."""
         self.asked += 1
         asked = self.asked
         waiting = self.answers[asked] = asyncio.get_running_loop().create_future()
@@ -158,8 +188,10 @@ class Replica:
     async def run_batch(self, batch: list[Pending]) -> None:
         """Have the worker run the batch and answer its requests; a failed worker fails it and ends serving."""
         name = self.pool.name
+        self.backoff.running += 1  # until its requests are answered: past the worker's end, which counts it
         try:
             outcomes = await self.ask(lambda asked: Batch(asked, [pending.request for pending in batch]))
+            self.backoff.answered += 1
             settle_answered(batch, outcomes)
         except Stuck:
             self.worker.kill()
@@ -169,6 +201,7 @@ class Replica:
         except (EOFError, ConnectionError):
             await asyncio.wait({self.ended})  # listen says why
         finally:  # whatever ended it, even the server stopping while it waited, its requests are answered
+            self.backoff.running -= 1
             fail(batch, ModelNotReady(f"model {name!r}: its worker {self.ended.result()} during this request"
                                       if self.ended.done() else f"model {name!r} is shutting down"))
 
