@@ -31,17 +31,22 @@ def still_serving(server) -> None:
     assert answer.json() == {"predictions": [2]}
 
 
-def test_connections_that_stall_in_their_headers_or_body_are_dropped_and_the_rest_are_served():
+def test_connections_that_stall_in_their_headers_are_dropped_in_their_body_get_408_and_the_rest_are_served():
     with running_server(*ECHO, "--idle_timeout", "1", "--body_timeout", "1") as server:
         idle = [connect(server) for _ in range(50)]  # never send a byte
         half_headers = connect(server)
         half_headers.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: test\r\n")
         half_body = connect(server)
-        half_body.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n\r\n{\"inst")
+        half_body.sendall(b"POST /v1/models/echo:predict HTTP/1.1\r\nHost: test\r\nContent-Length: 100\r\n"
+                          b"X-Request-Id: late-1\r\n\r\n{\"inst")
         still_serving(server)
         started = time.monotonic()
         assert closed_by_server(half_headers) == b""
-        assert closed_by_server(half_body) == b""
+        head, _, body = closed_by_server(half_body).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+        assert {b"Connection: close", b"Content-Type: application/json", b"X-Request-Id: late-1"} <= \
+            set(head.split(b"\r\n"))
+        assert body == b'{"error":"the request body did not arrive within body_timeout (1s)"}'
         assert all(closed_by_server(connection) == b"" for connection in idle)
         assert time.monotonic() - started < 30
         still_serving(server)

@@ -22,6 +22,7 @@ from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge, shortene
 from ..inference import Inference
 from ..protocol import jsonio
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
+from .httpserver import answer_and_close
 
 VERBS = ("get", "head", "post", "delete", "patch", "put", "options")
 
@@ -197,10 +198,11 @@ class Body:
 
 class HasRequest(Protocol):
     request: tornado.httputil.HTTPServerRequest
+    request_id: str
 
 
 class BodyDeadlines:
-    """Closes the connections of requests whose body is late, checked once a second.
+    """Answers 408 to requests whose body is late, and closes their connections; checked once a second.
 
     Tornado's own ``body_timeout`` wraps every body read in a timer and two
     futures, a cost each request pays; here a request costs an entry in a dict.
@@ -226,5 +228,12 @@ class BodyDeadlines:
         for handler in [handler for handler, deadline in self.deadlines.items() if deadline < now]:
             del self.deadlines[handler]
             connection = handler.request.connection
-            if isinstance(connection, tornado.http1connection.HTTP1Connection):
+            if not isinstance(connection, tornado.http1connection.HTTP1Connection):
+                continue
+            if connection.stream.closed():  # the client left: there is no one to answer
                 connection.close()
+                continue
+            message = f"the request body did not arrive within body_timeout ({self.seconds:g}s)"
+            logs.refused(408, message, origin_of(handler.request, handler.request_id))
+            headers = [("Content-Type", "application/json"), ("X-Request-Id", handler.request_id)]
+            answer_and_close(connection, 408, headers, error_body(message))

@@ -176,3 +176,23 @@ class WholeBodyConnection(tornado.http1connection.HTTP1Connection):
 
 def has_body(headers: tornado.httputil.HTTPHeaders) -> bool:
     return headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in headers
+
+
+def answer_and_close(connection: tornado.http1connection.HTTP1Connection, status: int,
+                     headers: list[tuple[str, str]], body: bytes) -> None:
+    """A whole answer that says ``Connection: close``, then the connection closed once it is out: for a request
+    whose handler will never answer (its body is late), so nothing is written on the connection but this.
+
+    Never raises: a client already gone just has its connection closed.
+    """
+    lines = [b"HTTP/1.1 %d %s" % (status, tornado.httputil.responses[status].encode("latin1"))]
+    lines += [f"{name}: {value}".encode("latin1") for name, value in headers]
+    lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
+    try:
+        written = connection.stream.write(b"\r\n".join(lines))
+    except StreamClosedError:
+        connection.close()
+        return
+    # Closed only once the answer is out: Tornado drops what is still queued when it closes. Its read of the body
+    # has kept the socket drained, so the close sends a FIN after the answer rather than a reset that could lose it.
+    written.add_done_callback(lambda _: connection.close())
