@@ -4,6 +4,7 @@ The server answers each with the right status, or drops the connection after
 its timeout, and goes on serving everyone else.
 """
 
+import re
 import socket
 import time
 
@@ -47,6 +48,8 @@ def test_connections_that_stall_in_their_headers_are_dropped_in_their_body_get_4
         assert {b"Connection: close", b"Content-Type: application/json", b"X-Request-Id: late-1"} <= \
             set(head.split(b"\r\n"))
         assert body == b'{"error":"the request body did not arrive within body_timeout (1s)"}'
+        server.wait_for_log(re.compile(r"modelhost.access: 408 POST /v1/models/echo:predict .*request_id=late-1"))
+        assert not [line for line in server.lines if "late-1" in line and " 499 " in line], server.log
         assert all(closed_by_server(connection) == b"" for connection in idle)
         assert time.monotonic() - started < 30
         still_serving(server)

@@ -97,6 +97,12 @@ class ModelBusy(ModelhostError):
     headers = {"Retry-After": "1"}
 
 
+class BodyTimeout(ModelhostError):
+    """The request's body did not arrive within ``--body_timeout``: 408, and its connection closed."""
+
+    status = 408
+
+
 class ClientGone(ModelhostError):
     """The client closed its connection before its request was run: 499, nginx's status for it."""
 

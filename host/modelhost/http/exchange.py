@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Protocol, cast
 import tornado.httputil
 import tornado.routing
 
-from ..errors import InvalidInput, MethodNotAllowed, ModelhostError
+from ..errors import BodyTimeout, InvalidInput, MethodNotAllowed, ModelhostError
 from ..inference import InferenceCall
 from ..replies import Reply
 from ..protocol import v1, v2
@@ -169,6 +169,12 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
                  ("X-Request-Id", self.request_id)]
         self.connection.write_answer(status, tornado.httputil.responses.get(status, "Unknown"), lines, body)
         self.connection.set_close_callback(None)
+
+    def body_late(self, error: BodyTimeout) -> None:
+        """``BodyDeadlines`` writes the 408 and closes the connection; the call is answered with it, so that its
+        access line and metrics say 408, not the 499 of a client that left."""
+        self.closed = True
+        self.call.fail(error)
 
     def on_connection_close(self) -> None:
         self.closed = True

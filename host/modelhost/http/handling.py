@@ -18,7 +18,7 @@ import tornado.web
 
 from .. import logs
 from ..auth import check_bearer
-from ..errors import MethodNotAllowed, ModelhostError, PayloadTooLarge, shortened
+from ..errors import BodyTimeout, MethodNotAllowed, ModelhostError, PayloadTooLarge, shortened
 from ..inference import Inference
 from ..protocol import jsonio
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
@@ -101,6 +101,9 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def on_finish(self):
         self.body_deadlines.received(self)
+
+    def body_late(self, error: BodyTimeout) -> None:
+        logs.refused(error.status, error.message, origin_of(self.request, self.request_id))
 
     def write_json(self, payload: object, status: int = 200):
         self.set_status(status)
@@ -200,6 +203,9 @@ class HasRequest(Protocol):
     request: tornado.httputil.HTTPServerRequest
     request_id: str
 
+    def body_late(self, error: BodyTimeout) -> None:
+        """Its body is late: ``BodyDeadlines`` answers ``error`` and closes the connection once this returns."""
+
 
 class BodyDeadlines:
     """Answers 408 to requests whose body is late, and closes their connections; checked once a second.
@@ -233,7 +239,7 @@ class BodyDeadlines:
             if connection.stream.closed():  # the client left: there is no one to answer
                 connection.close()
                 continue
-            message = f"the request body did not arrive within body_timeout ({self.seconds:g}s)"
-            logs.refused(408, message, origin_of(handler.request, handler.request_id))
+            error = BodyTimeout(f"the request body did not arrive within body_timeout ({self.seconds:g}s)")
+            handler.body_late(error)
             headers = [("Content-Type", "application/json"), ("X-Request-Id", handler.request_id)]
-            answer_and_close(connection, 408, headers, error_body(message))
+            answer_and_close(connection, error.status, headers, error_body(error.message))
