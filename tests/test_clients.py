@@ -45,7 +45,8 @@ def test_infer_round_trip(client, binary):
 def test_errors_surface_as_client_exceptions(client):
     x = triton.InferInput("x", [1], "FP32")
     x.set_data_from_numpy(np.zeros(1, dtype=np.float32), binary_data=True)
-    with pytest.raises(triton.InferenceServerException, match="model 'nobody' is not served here"):
+    with pytest.raises(triton.InferenceServerException,
+                       match="Request for unknown model: 'nobody' is not served here"):
         client.infer("nobody", [x])
 
 

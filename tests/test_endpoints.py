@@ -82,7 +82,8 @@ def test_a_version_that_is_not_served_is_not_found(get, path):
 
 def test_inference_at_a_version_that_is_not_served_is_not_found(post):
     answer = post("/v2/models/echo/versions/2/infer", v2_body())
-    assert (answer.status_code, answer.json()) == (404, {"error": "model 'echo' has no version '2' (served: 0.1.0)"})
+    assert (answer.status_code, answer.json()) == (404, {"error": "Request for unknown model: 'echo' has no version "
+                                                                  "'2', failed to get model version (served: 0.1.0)"})
     answer = post("/v2/models/echo/versions/0.1.0/infer", v2_body())
     assert (answer.status_code, answer.json()["model_version"]) == (200, "0.1.0")
 
@@ -127,10 +128,10 @@ ERRORS = [
     ("POST", "/v2/models/echo/infer", v2_body(shape=(2,)), 400, "shape [2] holds 2 elements, data has 1"),
     ("POST", "/v2/models/echo/infer", v2_body("INT8", data=[1.5]), 400, "INT8 data cannot hold fractional numbers"),
     ("POST", "/v1/models/Picky:predict", b'{"instances": ["bad"]}', 400, "'bad' is not an instance"),
-    ("POST", "/v1/models/nobody:predict", b'{"instances": []}', 404, "model 'nobody' is not served here"),
-    ("POST", "/v2/models/nobody/infer", v2_body(), 404, "model 'nobody' is not served here"),
-    ("GET", "/v2/models/nobody", None, 404, "model 'nobody' is not served here"),
-    ("GET", "/v1/models/nobody", None, 404, "model 'nobody' is not served here"),
+    ("POST", "/v1/models/nobody:predict", b'{"instances": []}', 404, "Request for unknown model: 'nobody' is not served here"),
+    ("POST", "/v2/models/nobody/infer", v2_body(), 404, "Request for unknown model: 'nobody' is not served here"),
+    ("GET", "/v2/models/nobody", None, 404, "Request for unknown model: 'nobody' is not served here"),
+    ("GET", "/v1/models/nobody", None, 404, "Request for unknown model: 'nobody' is not served here"),
     ("GET", "/v3/anything", None, 404, "no such path: GET /v3/anything"),
     ("GET", "/v2/models/echo/infer", None, 405, "Method Not Allowed"),
     ("POST", "/v1/models/%ff:predict", b'{"instances": [1]}', 400, "the model name in the path is not UTF-8"),

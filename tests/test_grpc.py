@@ -67,6 +67,7 @@ def test_health_readiness_and_metadata(client):
     assert client.is_server_live()
     assert not client.is_server_ready()  # FailsToLoad is not: as over HTTP, the server is ready when all are
     assert client.is_model_ready("Parameters") and not client.is_model_ready("FailsToLoad")
+    assert not client.is_model_ready("nobody")  # OK with ready false, as Triton answers: not NOT_FOUND
     assert client.get_server_metadata().name == "modelhost"
     metadata = client.get_model_metadata("Declared")
     assert (metadata.versions, metadata.inputs[0].name, list(metadata.inputs[0].shape)) == (["7"], "x", [-1, 3])
@@ -111,7 +112,7 @@ def test_typed_contents_decode_and_the_request_id_comes_back_in_trailing_metadat
 
 @pytest.mark.parametrize("request_fields, code, message", [
     ({"model_name": "nobody", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}],
-      "raw_input_contents": [b"\0\0\0\0"]}, grpc.StatusCode.NOT_FOUND, "model 'nobody' is not served here"),
+      "raw_input_contents": [b"\0\0\0\0"]}, grpc.StatusCode.NOT_FOUND, "Request for unknown model: 'nobody' is not served here"),
     ({"model_name": "Parameters", "inputs": [{"name": "x", "datatype": "FP32", "shape": [2]}],
       "raw_input_contents": [b"\0\0\0\0"]}, grpc.StatusCode.INVALID_ARGUMENT, "shape [2] of FP32 needs 8 bytes"),
     ({"model_name": "Parameters", "inputs": [{"name": "x", "datatype": "FP32", "shape": [1]}],
@@ -165,8 +166,9 @@ def test_a_client_deadline_withdraws_the_request_and_is_deadline_exceeded(server
 
 def test_repository_statistics_and_config_through_tritons_clients(server, client):
     client.unload_model("Parameters")
+    assert not client.is_model_ready("Parameters")  # not served, so not ready: as Triton answers
     with pytest.raises(InferenceServerException, match="NOT_FOUND.*not served here"):  # as over HTTP: 404
-        client.is_model_ready("Parameters")
+        client.get_model_metadata("Parameters")
     client.load_model("Parameters")
     assert client.is_model_ready("Parameters")
     index = {model.name: model.state for model in client.get_model_repository_index().models}

@@ -140,7 +140,7 @@ def test_unloading_stops_the_model_s_worker_and_frees_its_memory_and_loading_ser
         assert not alive(worker)  # the answer comes once the worker has exited
         assert before - server_rss(server) > 0.75 * worker_memory
         gone = predict(server, "Heavy")
-        assert (gone.status_code, gone.json()) == (404, {"error": "model 'Heavy' is not served here"})
+        assert (gone.status_code, gone.json()) == (404, {"error": "Request for unknown model: 'Heavy' is not served here"})
         assert requests.get(server.url + "/v2/models/Heavy/ready", timeout=10).status_code == 404
         # Ready means every model still served is ready.
         assert requests.get(server.url + "/v2/health/ready", timeout=10).status_code == 200

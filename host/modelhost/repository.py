@@ -90,12 +90,13 @@ class ModelRepository:
         try:
             runner = self.runners[name]
         except KeyError:
-            raise ModelNotFound(f"model {quoted(name)} is not served here") from None
+            # Triton's words first: its clients and scripts match on them.
+            raise ModelNotFound(f"Request for unknown model: {quoted(name)} is not served here") from None
         if version is not None:
             versions = served_versions(runner.spec, runner.metadata)
             if version not in versions:
-                raise ModelNotFound(f"model {quoted(name)} has no version {quoted(version)} "
-                                    f"(served: {', '.join(versions) or 'none named'})")
+                raise ModelNotFound(f"Request for unknown model: {quoted(name)} has no version {quoted(version)}, "
+                                    f"failed to get model version (served: {', '.join(versions) or 'none named'})")
         return runner
 
     def get_ready(self, name: str, version: Optional[str] = None) -> Runner:

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from .. import logs
 from ..auth import check_bearer
-from ..errors import ClientGone, InvalidInput, ModelBusy, ModelhostError, shortened
+from ..errors import ClientGone, InvalidInput, ModelBusy, ModelhostError, ModelNotFound, shortened
 from ..inference import Inference, InferenceCall
 from ..model import served_versions
 from ..replies import Reply
@@ -104,7 +104,13 @@ class InferenceService:
         return self.messages.ServerReadyResponse(ready=self.repository.all_ready())
 
     async def model_ready(self, request, context):
-        return self.messages.ModelReadyResponse(ready=self.repository.is_ready(request.name, request.version or None))
+        # A model not served here is not ready, as Triton answers: tritonclient's is_model_ready returns False, where
+        # NOT_FOUND would raise.
+        try:
+            ready = self.repository.is_ready(request.name, request.version or None)
+        except ModelNotFound:
+            ready = False
+        return self.messages.ModelReadyResponse(ready=ready)
 
     async def server_metadata(self, request, context):
         return self.messages.ServerMetadataResponse(**v2.server_metadata())
