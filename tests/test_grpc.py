@@ -4,6 +4,7 @@ the errors as gRPC status codes."""
 
 import signal
 import threading
+import time
 
 import grpc
 import numpy as np
@@ -176,6 +177,7 @@ def test_repository_statistics_and_config_through_tritons_clients(server, client
 
     tensor = triton.InferInput("x", [1, 3], "FP32")
     tensor.set_data_from_numpy(np.ones((1, 3), np.float32))
+    before = time.time()
     client.infer("Declared", [tensor])
     with pytest.raises(InferenceServerException):
         client.infer("RaisesSync", [bytes_input("x")])
@@ -186,6 +188,7 @@ def test_repository_statistics_and_config_through_tritons_clients(server, client
         success = declared["inference_stats"]["success"]
         assert (declared["name"], declared["version"], int(success["count"])) == ("Declared", "7", 1)
         assert int(success["ns"]) > 0 and int(declared["inference_stats"]["compute_infer"]["count"]) == 1
+        assert before * 1000 - 1 <= int(declared["last_inference"]) <= time.time() * 1000  # milliseconds since the epoch
     [raises] = rest.get_inference_statistics("RaisesSync")["model_stats"]
     assert int(raises["inference_stats"]["fail"]["count"]) >= 1
 

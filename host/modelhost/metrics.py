@@ -13,6 +13,7 @@ A single server process keeps its metrics in memory, which costs less.
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -89,6 +90,8 @@ class Metrics:
                                 MODEL, **register)
         self.exits = Counter("modelhost_replica_exits", "worker processes lost, by cause", [*MODEL, "cause"],
                              **register)
+        self.last_inference = Gauge("modelhost_last_inference_timestamp_seconds", "when the model last answered an "
+                                    "inference request", MODEL, multiprocess_mode="max", **register)
         self.last_exit = Gauge("modelhost_replica_last_exit_timestamp_seconds", "when a worker process was last "
                                "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
                                multiprocess_mode="max", **register)
@@ -98,7 +101,8 @@ class Metrics:
 
     def request_done(self, model: str, protocol: str, status: int, seconds: float, timings: dict) -> None:
         self.in_flight_of(model).dec()
-        count, latency, stages = self.bound(model, protocol, status)
+        count, latency, stages, last_inference = self.bound(model, protocol, status)
+        last_inference.set(time.time())
         count.inc()
         latency.observe(seconds)
         if status != 200:
@@ -114,7 +118,8 @@ class Metrics:
         if key not in self.bound_labels:
             self.bound_labels[key] = (self.requests.labels(model, protocol, str(status)),
                                       self.latency.labels(model, protocol),
-                                      {stage: histogram.labels(model) for stage, histogram in self.stages.items()})
+                                      {stage: histogram.labels(model) for stage, histogram in self.stages.items()},
+                                      self.last_inference.labels(model))
         return self.bound_labels[key]
 
     def in_flight_of(self, model: str):
@@ -168,6 +173,7 @@ class Metrics:
             fail=Duration(int(fail), failed_ns), queue=stage["queue"], compute_input=stage["preprocess"],
             compute_infer=stage["predict"], compute_output=stage["postprocess"],
             execution_count=duration("modelhost_batch_size").count,
+            last_inference_ms=int(1000 * totals.get("modelhost_last_inference_timestamp_seconds", 0)),
         )
 
 
@@ -190,3 +196,4 @@ class ModelStatistics:
     compute_infer: Duration  # predict, once for each request of a batch
     compute_output: Duration  # postprocess
     execution_count: int  # batches run
+    last_inference_ms: int  # when the model last answered, in milliseconds since the epoch; 0: never

@@ -48,7 +48,8 @@ def model_statistics(name: str, version: Optional[str], figures: ModelStatistics
         return {"count": measured.count, "ns": measured.ns}
 
     return {
-        "name": name, "version": version or "", "last_inference": 0, "inference_count": figures.success.count,
+        "name": name, "version": version or "", "last_inference": figures.last_inference_ms,
+        "inference_count": figures.success.count,
         "execution_count": figures.execution_count,
         "inference_stats": {
             "success": duration(figures.success), "fail": duration(figures.fail), "queue": duration(figures.queue),
