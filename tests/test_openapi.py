@@ -69,8 +69,9 @@ def documented_paths(pattern: str) -> list[str]:
 
 def test_a_models_document_holds_its_routes_with_examples_of_its_declared_inputs():
     document = model_document("sums", {"inputs": [{"name": "x", "datatype": "FP32", "shape": [-1, 3]},
-                                                  {"name": "mask", "datatype": "BOOL", "shape": [2]}]})
+                                                  {"name": "mask", "datatype": "BOOL", "shape": [2]}]}, ["predict"])
     validate(document)
+    assert "/v1/models/{name}:explain" not in document["paths"]  # the model has no explain hook: it would be 501
     assert "/v2/models/{name}/infer" in document["paths"] and "/v2/health/ready" not in document["paths"]
     assert not [path for path in document["paths"] if path.startswith("/v2/repository")]
     infer = document["paths"]["/v2/models/{name}/infer"]
@@ -81,6 +82,8 @@ def test_a_models_document_holds_its_routes_with_examples_of_its_declared_inputs
     ]
     predict = document["paths"]["/v1/models/{name}:predict"]["post"]["requestBody"]["content"]["application/json"]
     assert predict["example"] == {"instances": [{"x": [0.5, 0.5, 0.5], "mask": True}]}
+    explains = model_document("sums", {}, ["predict", "explain"])
+    assert "/v1/models/{name}:explain" in explains["paths"]
 
 
 @pytest.fixture(scope="module")

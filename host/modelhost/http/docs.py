@@ -62,7 +62,7 @@ class ModelDocumentHandler(BaseHandler):
 
     def get(self, name):
         runner = self.repository.get(name)
-        self.write_json(model_document(name, runner.metadata))
+        self.write_json(model_document(name, runner.metadata, runner.hooks))
 
 
 class DocsAssetHandler(BaseHandler):

@@ -11,20 +11,24 @@ import math
 from .openapi import REPOSITORY, openapi_document
 
 MODEL_PATH = "{name}"
-PREDICTS = ("/v1/models/{name}:predict", "/v1/models/{name}:explain")
+EXPLAIN = "/v1/models/{name}:explain"
+PREDICTS = ("/v1/models/{name}:predict", EXPLAIN)
 INFERS = ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
 EXAMPLE_VALUES = {"BOOL": True, "BYTES": "text", "FP16": 0.5, "FP32": 0.5, "FP64": 0.5}  # integers: 1
 
 
-def model_document(name: str, declared: dict) -> dict:
+def model_document(name: str, declared: dict, hooks: list[str]) -> dict:
+    """``hooks``: those the plugin implements; without ``explain``, ``:explain`` (always 501) is left out."""
     document = openapi_document([name], docs_pages=True)
     document["info"]["title"] = f"modelhost: {name}"
     document["paths"] = {path: item for path, item in document["paths"].items()
-                         if MODEL_PATH in path and not path.startswith(REPOSITORY)}
+                         if MODEL_PATH in path and not path.startswith(REPOSITORY)
+                         and (path != EXPLAIN or "explain" in hooks)}
     inputs = [tensor for tensor in declared.get("inputs", []) if {"name", "datatype", "shape"} <= tensor.keys()]
     if inputs:
         for path in PREDICTS:
-            _set_example(document, path, {"instances": v1_instances(inputs)})
+            if path in document["paths"]:
+                _set_example(document, path, {"instances": v1_instances(inputs)})
         for path in INFERS:
             _set_example(document, path, {"id": "1", "inputs": [v2_input(tensor) for tensor in inputs]})
     return document

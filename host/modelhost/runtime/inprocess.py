@@ -69,6 +69,10 @@ class InProcessRunner:
     def metadata(self) -> dict:
         return self.model.metadata if self.model else {}
 
+    @property
+    def hooks(self) -> list[str]:
+        return self.model.hooks if self.model else []
+
     async def start(self) -> None:
         try:
             model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec,

@@ -42,6 +42,7 @@ class WorkerPoolRunner:
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []
         self.metadata: dict = {}
+        self.hooks: list[str] = []
         self.reason = "loading"
         self.loaded = False  # a worker has loaded the model
         self.elsewhere: Optional[str] = None
@@ -85,6 +86,7 @@ class WorkerPoolRunner:
 
     def joined(self, replica: Replica, ready: Ready) -> None:
         self.metadata = ready.metadata
+        self.hooks = ready.hooks
         self.up.add(replica)
         self.count_up()
 

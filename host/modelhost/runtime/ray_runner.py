@@ -56,6 +56,7 @@ class RayServeRunner:
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.settings = ServingSettings.resolve({}, options)
         self.metadata: dict = {}
+        self.hooks: list[str] = []
         self.reason = "loading"
         self.loaded = False
         self.elsewhere: Optional[str] = None  # the command line chose Ray, which the plugin's settings cannot undo
@@ -94,6 +95,7 @@ class RayServeRunner:
             return
         assert isinstance(started, Ready)  # the command line chose "ray": no plugin's settings send it elsewhere
         self.metadata = started.metadata
+        self.hooks = started.hooks
         self.loaded = True
         self.running = self.settings.replicas
         self.count_up()

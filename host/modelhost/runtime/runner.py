@@ -41,6 +41,10 @@ class Runner(Protocol):
     def metadata(self) -> dict:
         """What the plugin's ``metadata`` hook declared ({} until it is loaded)."""
 
+    @property
+    def hooks(self) -> list[str]:
+        """The hooks the plugin implements ([] until it is loaded)."""
+
     async def start(self) -> None:
         """Load the model; a model that cannot load leaves the runner not ready, with the reason."""
 
