@@ -12,7 +12,7 @@ bare Tornado handler on the echo V1 body (compare.py writes the body files):
 
     python bench/ab.py \\
       bare='python bench/peers/bare_tornado.py {port}' \\
-      modelhost='python -m modelhost serve --host 127.0.0.1 --http_port {port} --replicas 0
+      modelhost='python -m modelhost serve --host 127.0.0.1 --http_port {port} --grpc_port 0 --replicas 0
                  --log-level WARNING --plugin echo=modelhost_echo:Echo'
 
 with ``plugins/echo`` on ``PYTHONPATH``. Another checkout of modelhost runs

@@ -24,7 +24,7 @@ from ab import start
 from peers import cases, raw_ort, sessions, wrk
 from steps import BENCH, BODY, HEADERS, PATH
 
-SERVE = f"{sys.executable} -m modelhost serve --host 127.0.0.1 --http_port {{port}} --log-level WARNING"
+SERVE = f"{sys.executable} -m modelhost serve --host 127.0.0.1 --http_port {{port}} --grpc_port 0 --log-level WARNING"
 BARE = f"{sys.executable} {BENCH / 'peers' / 'bare_onnx.py'} {{port}}"
 # The servers without a model show what the exchange of this body costs a request, a run aside.
 WITHOUT_MODEL = {

@@ -50,7 +50,7 @@ def start_server(cache: Path) -> tuple[subprocess.Popen, str, float]:
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
-         "--model", "custom-model", "--log-level", "WARNING"],
+         "--grpc_port", "0", "--model", "custom-model", "--log-level", "WARNING"],
         env=env,
     )
     url = f"http://127.0.0.1:{port}"

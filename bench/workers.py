@@ -28,7 +28,7 @@ def start(*args, port=8599):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "bench"), str(ROOT / "plugins" / "echo")])}
     process = subprocess.Popen(
         [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
-         "--log-level", "WARNING", *args], env=env,
+         "--grpc_port", "0", "--log-level", "WARNING", *args], env=env,
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
