@@ -36,9 +36,13 @@ def discover_in(path):
 def test_modelhost_list_prints_name_distribution_version_and_hooks(installed_env):
     result = modelhost("list", env=installed_env)
     assert result.returncode == 0, result.stderr
-    header, *rows = result.stdout.splitlines()
+    plugins, formats = result.stdout.split("\n\n")
+    header, *rows = plugins.splitlines()
     assert header.split() == ["NAME", "DISTRIBUTION", "VERSION", "HOOKS"]
     assert ["echo", "modelhost-echo", "0.1.0", "settings,", "predict"] in [row.split() for row in rows]
+    header, *rows = formats.splitlines()  # plugins/onnx and the other first-party formats, installed by the suite's
+    assert header.split() == ["FORMAT", "DISTRIBUTION", "VERSION", "FILES"]
+    assert ["onnx", "modelhost-onnx", "0.1.0", "*.onnx"] in [row.split() for row in rows]
 
 
 def test_serve_without_arguments_serves_every_installed_plugin(installed_env):

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from . import __version__, kserve_flags, logs, settings
+from .listing import list_command
 from .errors import CannotServe, PluginLoadError
-from .model import Model
-from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, import_plugin, select
+from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, select
 from .scaffold import write_plugin
 from .protocol.limits import RequestLimits
 from .server import ServerConfig, default_hook_threads, serve
@@ -269,26 +269,6 @@ def chosen_specs(models: list[str], plugins: list[str], model_files: Sequence[Pl
     if twice:
         raise PluginLoadError(f"more than one plugin is named {', '.join(twice)}")
     return specs
-
-
-def list_command(args: argparse.Namespace) -> int:
-    """Exits 1 when a plugin cannot be imported or breaks the contract, naming each such plugin."""
-    rows = [("NAME", "DISTRIBUTION", "VERSION", "HOOKS")]
-    broken = []
-    for spec in discover():
-        try:
-            hooks = ", ".join(Model(spec.name, import_plugin(spec)).hooks)
-        except PluginLoadError as exc:
-            hooks = f"error: {exc.for_log()}"
-            broken.append(spec.name)
-        rows.append((spec.name, spec.distribution or "-", spec.version or "-", hooks))
-    widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)), row[3], sep="  ")
-    if broken:
-        log.error("%d plugin(s) cannot be served: %s", len(broken), ", ".join(broken))
-        return 1
-    return 0
 
 
 def new_command(args: argparse.Namespace) -> int:
