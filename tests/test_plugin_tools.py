@@ -1,15 +1,20 @@
 """Tools for plugin authors: modelhost.testing serves a plugin object for a test, and `modelhost new` writes a
 plugin package that installs and passes its own test as written."""
 
+import os
+import re
+import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
 
 from fixture_plugins import behaving, broken
 from modelhost.testing import ServedError, served
-from support import plugin_env
+from support import plugin_env, running_server
 
 
 def test_served_plugins_answer_v1_and_v2_json_and_binary_in_batches():
@@ -41,17 +46,65 @@ def modelhost(*args, cwd, env=None) -> subprocess.CompletedProcess:
                           env=env or plugin_env(), timeout=120)
 
 
-def test_modelhost_new_writes_a_plugin_that_installs_and_passes_its_own_test(tmp_path):
-    assert modelhost("new", "demo-model", cwd=tmp_path).returncode == 0
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site),
-                    str(tmp_path / "demo-model")], check=True)
-    env = plugin_env(site)
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                           cwd=tmp_path / "demo-model", capture_output=True, text=True, env=env, timeout=300)
-    assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout + tests.stderr
-    listed = modelhost("list", cwd=tmp_path, env=env)
-    assert ["demo-model", "demo-model", "0.1.0", "load,", "predict"] in [row.split() for row in listed.stdout.splitlines()]
+@pytest.fixture(scope="module")
+def plugin_venv(tmp_path_factory) -> Path:
+    """A virtual environment that sees this one's packages (modelhost among them), for editable installs that
+    must not touch the environment the suite runs in."""
+    venv = tmp_path_factory.mktemp("venv")
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    # As pip writes the modelhost command: a script, so that its folder, not the current one, leads the import path.
+    launcher = venv / "bin" / "modelhost"
+    launcher.write_text(f"#!{venv / 'bin' / 'python'}\nimport sys\nfrom modelhost.cli import main\nsys.exit(main())\n")
+    launcher.chmod(0o755)
+    return venv
+
+
+def run_step(step: str, venv: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """A command `modelhost new` printed, run from ``cwd`` with the virtual environment's pip and python."""
+    program, *arguments = shlex.split(step)
+    command = {"pip": [str(venv / "bin" / "python"), "-m", "pip", "--quiet"],
+               "python": [str(venv / "bin" / "python")]}[program]
+    return subprocess.run([*command, *arguments], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_modelhost_new_writes_a_plugin_whose_printed_next_steps_work_from_where_it_ran(tmp_path, plugin_venv):
+    """Named as its package, the plugin's folder beside the current one once shadowed the installed plugin."""
+    written = modelhost("new", "myplugin", cwd=tmp_path)
+    install, test, serve = re.findall(r"`([^`]+)`", written.stdout)
+    installed = run_step(install, plugin_venv, tmp_path)
+    assert installed.returncode == 0, installed.stderr
+    tested = run_step(test, plugin_venv, tmp_path)
+    assert tested.returncode == 0 and "2 passed" in tested.stdout, tested.stdout + tested.stderr
+    program, *arguments = shlex.split(serve)
+    assert program == "modelhost" and arguments[0] == "serve"
+    with running_server(*arguments[1:], command=(str(plugin_venv / "bin" / "modelhost"),), cwd=tmp_path) as server:
+        answer = requests.post(server.url + "/v1/models/myplugin:predict", json={"instances": [[1.0, 2.0]]})
+        assert answer.json() == {"predictions": [[2.0, 4.0]]}
+    listed = subprocess.run([str(plugin_venv / "bin" / "modelhost"), "list"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert ["myplugin", "myplugin", "0.1.0", "load,", "predict"] in [row.split() for row in listed.stdout.splitlines()]
+
+
+def test_workers_import_a_plugin_as_the_server_does_whatever_folder_they_start_in(tmp_path, plugin_venv):
+    """An editable install of a plugin in the flat layout, served from its own parent folder: the folder named as
+    the package is a namespace package to a process whose import path starts with the current folder, and would
+    win over the installed plugin, whose editable finder comes after the path's."""
+    source = tmp_path / "flatplugin"
+    (source / "flatplugin").mkdir(parents=True)
+    (source / "flatplugin" / "__init__.py").write_text(
+        "from modelhost import hookimpl\n\nclass Model:\n    @hookimpl\n    def predict(self, inputs):\n"
+        "        return inputs\n")
+    (source / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=69"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "flatplugin"\nversion = "0.1.0"\n\n'
+        '[project.entry-points."modelhost.models"]\nflatplugin = "flatplugin:Model"\n')
+    assert run_step(f"pip install -e {source}", plugin_venv, tmp_path).returncode == 0
+    # No PYTHONPATH: the suite's ends with an empty entry, the current folder, which would shadow it in the server too.
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+    with running_server("--model", "flatplugin", command=(str(plugin_venv / "bin" / "modelhost"),), cwd=tmp_path,
+                        env=env) as server:
+        answer = requests.post(server.url + "/v1/models/flatplugin:predict", json={"instances": [3]})
+        assert answer.json() == {"predictions": [3]}
 
 
 def test_modelhost_new_refuses_a_folder_that_exists_or_a_name_that_is_not_one(tmp_path):

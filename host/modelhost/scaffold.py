@@ -1,4 +1,9 @@
-"""``modelhost new NAME``: a plugin package that installs, serves and passes its own test as written."""
+"""``modelhost new NAME``: a plugin package that installs, serves and passes its own test as written.
+
+Its code is under ``src/``: run from the folder where ``new`` ran, as its printed next steps are, a package
+folder ``NAME/NAME`` beside the current one would be imported as a namespace package in place of the installed
+plugin; ``NAME/src/NAME`` cannot be.
+"""
 
 import re
 from pathlib import Path
@@ -21,7 +26,7 @@ test = ["pytest"]
 {name} = "{module}:Model"
 
 [tool.setuptools.packages.find]
-include = ["{module}*"]
+where = ["src"]
 '''
 
 MODULE = '''"""The {name} model: modelhost calls the hooks marked with @hookimpl (see modelhost's hookspecs.py)."""
@@ -87,7 +92,7 @@ def write_plugin(name: str, where: Path) -> Path:
     module = name.replace("-", "_").lower()
     files = {
         "pyproject.toml": PYPROJECT,
-        f"{module}/__init__.py": MODULE,
+        f"src/{module}/__init__.py": MODULE,
         f"tests/test_{module}.py": TEST,
         "README.md": README,
     }

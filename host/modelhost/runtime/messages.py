@@ -18,11 +18,13 @@ from ..settings import ServingSettings
 @dataclass(frozen=True)
 class Serve:
     """Server to worker, first: the command line's settings for the model, which beat the plugin's own, the
-    predictor it sends its inputs to in the transformer role, and whether the server traces (``tracing``)."""
+    predictor it sends its inputs to in the transformer role, whether the server traces (``tracing``), and the
+    server's import path, which the worker imports the plugin from (``search_path``; empty: its own)."""
 
     command_line: dict
     predictor: Optional[PredictorSettings] = None
     tracing: bool = False
+    search_path: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

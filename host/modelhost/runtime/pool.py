@@ -7,6 +7,7 @@ batch. The model is ready while at least one replica's worker is up and healthy.
 
 import asyncio
 import logging
+import sys
 from typing import Callable, Optional
 
 from .. import tracing
@@ -34,7 +35,9 @@ class WorkerPoolRunner:
         self.name = spec.name
         # What each worker is told: the command line's settings for this model, which beat the plugin's, and the
         # transformer role's predictor.
-        self.serving = Serve(options, predictor, tracing.traced_here())
+        # The server's import path: `python -m` put the worker's current folder first on its own, where a folder
+        # named as the plugin would shadow the installed package (the server has it only with --plugin).
+        self.serving = Serve(options, predictor, tracing.traced_here(), tuple(sys.path))
         self.timeout = timeout
         self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)

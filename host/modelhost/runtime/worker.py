@@ -51,6 +51,8 @@ def main(argv=None) -> int:
     try:
         serve = channel.receive()
         assert isinstance(serve, Serve)
+        if serve.search_path:
+            sys.path[:] = serve.search_path
         if serve.tracing:  # before the plugin is imported, so that its tracers are this provider's
             tracing.trace_in_replica()
         model = import_model(PluginSpec(name=args.name, target=args.target, model_dir=args.model_dir), serve.predictor)
