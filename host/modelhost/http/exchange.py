@@ -26,6 +26,7 @@ from ..protocol import v1, v2
 from ..protocol.jsonio import Buffer
 from ..protocol.limits import RequestLimits
 from ..request import Headers, InferenceRequest
+from .encoding import SMALLEST_COMPRESSED, encoded_answer, request_coding
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
 
 JSON = {"Content-Type": "application/json"}
@@ -125,6 +126,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             if self.request.method != "POST":
                 raise MethodNotAllowed(["POST"])
             check_length(headers, serving.max_buffer_size)
+            self.body.coding = request_coding(headers)
             self.call.admit(path_part(self.name_in_path, "model name"))
         except Exception as error:
             self.call.fail(error)
@@ -140,7 +142,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             return
         try:
             version = None if self.version_in_path is None else path_part(self.version_in_path, "model version")
-            self.call.run(version, self.decoded, self.body.size)
+            self.call.run(version, self.decoded, self.body.most_decoded)
         except Exception as error:
             self.call.fail(error)
 
@@ -155,6 +157,9 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
         if error is None:
             body, headers = self.route.codec.encode(result, self.call)
             status = 200
+            # Only an answer large enough to compress looks for Accept-Encoding: a small one pays nothing for it.
+            if len(body) >= SMALLEST_COMPRESSED and "Accept-Encoding" in self.request.headers:
+                body, headers = encoded_answer(body, headers, self.request.headers["Accept-Encoding"])
         elif isinstance(error, ModelhostError):
             status, body, headers = error.status, error_body(error.message), {**error.headers, **JSON}
         else:

@@ -1,9 +1,10 @@
 """HTTP's rules for every request, whatever its endpoint, stated once.
 
-Bodies gathered up to ``max_buffer_size`` (``Body``), a request id for the
-logs, the optional bearer token, errors as ``{"error": "..."}`` with their
-status and headers (a 405 names the methods its path takes), body deadlines,
-and the access line. ``BaseHandler`` applies them to the routes that Tornado's
+Bodies gathered up to ``max_buffer_size`` (``Body``), and decoded within it
+when sent in gzip or deflate (``encoding``), a request id for the logs, the
+optional bearer token, errors as ``{"error": "..."}`` with their status and
+headers (a 405 names the methods its path takes), body deadlines, and the
+access line. ``BaseHandler`` applies them to the routes that Tornado's
 RequestHandlers serve; ``exchange.Exchange`` to the inference routes.
 """
 
@@ -22,6 +23,7 @@ from ..errors import BodyTimeout, MethodNotAllowed, ModelhostError, PayloadTooLa
 from ..inference import Inference
 from ..protocol import jsonio
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
+from .encoding import Coding, request_coding
 from .httpserver import answer_and_close
 
 VERBS = ("get", "head", "post", "delete", "patch", "put", "options")
@@ -76,6 +78,7 @@ class BaseHandler(tornado.web.RequestHandler):
         if self.auth_token and not self.open_to_all:
             check_token(self.request.headers, self.auth_token)
         check_length(self.request.headers, self.max_buffer_size)
+        self.gathered.coding = request_coding(self.request.headers)
 
     def data_received(self, chunk: bytes):
         refusal = self.gathered.add(chunk)
@@ -167,14 +170,19 @@ def log_request(handler: BaseHandler) -> None:
 
 
 class Body:
-    """A request's body, gathered up to ``max_buffer_size``; what comes past it is dropped and refused."""
+    """A request's body, gathered up to ``max_buffer_size``; what comes past it is dropped and refused.
 
-    __slots__ = ("max_buffer_size", "chunks", "size")
+    One sent compressed (``coding``) is gathered as it comes and decoded by ``whole``, where its decoded size is
+    bounded by ``max_buffer_size`` too.
+    """
+
+    __slots__ = ("max_buffer_size", "chunks", "size", "coding")
 
     def __init__(self, max_buffer_size: int):
         self.max_buffer_size = max_buffer_size
-        self.chunks: list[bytes] = []
+        self.chunks: list[bytes | bytearray] = []
         self.size = 0
+        self.coding: Optional[Coding] = None  # its Content-Encoding (encoding.request_coding), set from the headers
 
     def add(self, chunk: bytes) -> Optional[PayloadTooLarge]:
         """Keep the chunk; or, the moment the body grows larger than allowed, the refusal that answers it."""
@@ -189,14 +197,29 @@ class Body:
     def overflowed(self) -> bool:
         return self.size > self.max_buffer_size
 
+    @property
+    def most_decoded(self) -> int:
+        """The most bytes ``whole`` can hand on: the size, or for a compressed body, what that can inflate to."""
+        return self.size if self.coding is None else self.coding.most_decoded(self.size, self.max_buffer_size)
+
     def whole(self) -> bytearray:
         """The body in one writable buffer, so that the binary tensors viewing it are a plugin's to change.
 
-        A body of known length comes as one (``httpserver.WholeBodyConnection``); a chunked one, in pieces.
+        A body of known length comes as one (``httpserver.WholeBodyConnection``); a chunked one, in pieces. A
+        compressed one is decoded: InvalidInput when it is not what its coding says, PayloadTooLarge when it
+        inflates past ``max_buffer_size``.
         """
         if len(self.chunks) == 1 and isinstance(self.chunks[0], bytearray):
-            return self.chunks[0]
-        return bytearray().join(self.chunks)
+            body = self.chunks[0]
+        else:
+            body = bytearray().join(self.chunks)
+        if self.coding is None:
+            return body
+        decoded = self.coding.decode(body, self.max_buffer_size)
+        if decoded is None:
+            raise too_large(self.max_buffer_size)
+        self.chunks, self.coding = [decoded], None  # decoded once; the compressed bytes are let go
+        return decoded
 
 
 class HasRequest(Protocol):

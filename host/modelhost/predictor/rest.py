@@ -42,7 +42,10 @@ class RESTPredictor(PredictorClient):
         """The status, headers and body of the predictor's answer; Unreachable when there is none."""
         if self.session is None:
             # No pool limit: the host bounds how many batches are out at once (max_concurrency).
-            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=None)
+            # No Accept-Encoding, which aiohttp sends by default: a modelhost predictor would gzip every larger
+            # answer for this hop, to be inflated again here.
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=None,
+                                                 skip_auto_headers={"Accept-Encoding"})
         try:
             async with self.session.request(method, self.base_url + path, data=body, headers=headers) as answer:
                 return answer.status, answer.headers, await answer.read()
