@@ -11,6 +11,7 @@ from typing import Callable, Optional, Sequence
 from . import __version__, kserve_flags, logs, settings
 from .listing import list_command
 from .errors import CannotServe, PluginLoadError
+from .grpc import bounds as grpc_bounds
 from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, select
 from .scaffold import write_plugin
 from .protocol.limits import RequestLimits
@@ -158,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     kserve_flags.add_arguments(serve_parser, flag, flag(text_boolean))
+    grpc_bounds.add_arguments(serve_parser, flag)
 
     new_parser = commands.add_parser("new", help="write a new plugin package, with a test, into the folder NAME")
     new_parser.add_argument("name", metavar="NAME", help="the model's name, which is also the package's")
@@ -240,6 +242,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_buffer_size=args.max_buffer_size,
         grpc_max_receive=args.grpc_max_receive_message_length or args.max_buffer_size,
         grpc_max_send=args.grpc_max_send_message_length,
+        grpc_bounds=grpc_bounds.GRPCBounds.from_arguments(args),
         hook_threads=args.max_asyncio_workers,
         timeout=args.timeout,
         graceful_timeout=args.graceful_timeout,

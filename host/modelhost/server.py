@@ -18,6 +18,7 @@ from .inference import Inference
 from .inflight import InFlight
 from .logs import request_id_source
 from .errors import CannotServe
+from .grpc.bounds import GRPCBounds
 from .http.httpserver import HTTPServer
 from .metrics import Metrics, remove_shared, share_between_processes
 from .plugins import PluginSpec
@@ -58,6 +59,7 @@ class ServerConfig:
     max_buffer_size: int = 10 * 1024 * 1024
     grpc_max_receive: Optional[int] = None  # bytes; None: max_buffer_size
     grpc_max_send: Optional[int] = None  # bytes; None: no limit
+    grpc_bounds: GRPCBounds = field(default_factory=GRPCBounds)  # streams, connections and their times (grpc/bounds.py)
     hook_threads: int = field(default_factory=default_hook_threads)  # --max_asyncio_workers, per server process
     timeout: float = 120.0
     # Seconds SIGTERM waits for the requests in flight before answering the rest with 503.
@@ -126,7 +128,8 @@ async def start_grpc(config: ServerConfig, inference: Inference, certificates: O
                              config.host, config.grpc_port,
                              config.grpc_max_receive or config.max_buffer_size, config.grpc_max_send,
                              shared_port=config.server_processes > 1,
-                             credentials=certificates.grpc_credentials() if certificates else None)
+                             credentials=certificates.grpc_credentials() if certificates else None,
+                             bounds=config.grpc_bounds)
     await grpc_server.start()
     log.info("serving gRPC%s on %s:%d", " with TLS" if certificates else "", config.host, grpc_server.port)
     return grpc_server
