@@ -24,16 +24,22 @@ def test_an_unknown_flag_is_named_with_the_usage():
     assert "Traceback" not in result.stderr
 
 
-def test_a_port_in_use_is_named():
+@pytest.mark.parametrize("flag, expected", [
+    ("--http_port", "cannot listen on 127.0.0.1:{port}: Address already in use (--http_port picks another port)"),
+    ("--grpc_port", "cannot serve gRPC on 127.0.0.1:{port}: Address already in use (--grpc_port picks another "
+                    "port; --enable_grpc false serves HTTP alone)"),
+])
+def test_a_port_in_use_is_named_with_the_flags_that_help(flag, expected):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = modelhost("serve", "--host", "127.0.0.1", "--http_port", str(port),
+        ports = {"--http_port": "0", "--grpc_port": "0", flag: str(port)}
+        result = modelhost("serve", "--host", "127.0.0.1", *[part for item in ports.items() for part in item],
                            "--plugin", "fixture_plugins.behaving:Doubler")
     assert result.returncode == 2
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert expected.format(port=port) in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_a_plugin_missing_its_dependency_names_it_and_where_it_is_imported(tmp_path):

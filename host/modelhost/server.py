@@ -89,7 +89,10 @@ def serve(config: ServerConfig) -> NoReturn:
     try:
         sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
     except OSError as exc:
-        raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror}") from None
+        raise CannotServe(f"cannot listen on {config.host}:{config.http_port}: {exc.strerror} "
+                          "(--http_port picks another port)") from None
+    if config.grpc_port:  # gRPC binds in each serving process, after any fork: a port taken is said here, once
+        check_free(config.host, config.grpc_port)
     host, port = sockets[0].getsockname()[:2]
     log.info("listening on %s://%s:%d with %d process(es)", "https" if config.tls else "http", host, port,
              config.server_processes)
@@ -105,6 +108,17 @@ def serve(config: ServerConfig) -> NoReturn:
     finally:
         remove_shared(shared)
     exit_now(status)
+
+
+def check_free(host: str, port: int) -> None:
+    """CannotServe, naming the flags that help, when another server listens on the gRPC port."""
+    try:
+        probes = tornado.netutil.bind_sockets(port, host)
+    except OSError as exc:
+        raise CannotServe(f"cannot serve gRPC on {host}:{port}: {exc.strerror} (--grpc_port picks another port; "
+                          "--enable_grpc false serves HTTP alone)") from None
+    for probe in probes:
+        probe.close()
 
 
 def serve_here(config: ServerConfig, sockets, board: Optional[LoadedBoard] = None) -> int:
