@@ -8,6 +8,7 @@ from modelhost.errors import InvalidInput, ServerShuttingDown
 from modelhost.inflight import InFlight
 from modelhost.plugins import PluginSpec
 from modelhost.repository import ModelLoadFailed, ModelRepository
+from modelhost.runtime.messages import LoadFailed
 
 
 class FakeRunner:
@@ -19,7 +20,7 @@ class FakeRunner:
         self.spec, self.in_flight, self.runner = spec, in_flight, runner
         self.index = len(FakeRunner.made)
         self.ready, self.reason, self.metadata, self.stopped = False, "loading", {}, False
-        self.elsewhere = None
+        self.elsewhere, self.failed = None, None
         FakeRunner.made.append(self)
 
     async def start(self):
@@ -28,6 +29,7 @@ class FakeRunner:
             return
         self.ready = self.index < FakeRunner.fail_from
         self.reason = "" if self.ready else "load hook raised OSError: no weights"
+        self.failed = None if self.ready else LoadFailed(self.reason, "")
 
     async def stop(self):
         self.ready, self.stopped = False, True

@@ -32,7 +32,7 @@ async def infer_batch(model: Model, requests: list[InferenceRequest]) -> list:
     prepared = {}
     for index, request in enumerate(requests):
         try:
-            inputs = await model.timed([request], "preprocess", request=request)
+            inputs = await model.prepare(request)
             prepared[index] = (inputs, rows(inputs), model.verb(request))
         except ModelhostError as error:
             outcomes[index] = error

@@ -14,6 +14,11 @@ called in place, or, when the call runs on an event loop, through ``offload``
 microseconds and always run in place. A hook with pluggy's wrappers keeps
 pluggy's own call, which is synchronous. Whatever of this a plugin gets wrong
 (an async wrapper, a generator) is found by ``unrunnable`` before it serves.
+
+Unlike pluggy, a plugin's own implementation of a hook whose value the
+pipeline goes on with (``NEEDS_A_VALUE``) does not pass to the host's default
+by returning None: that is a forgotten ``return``, which the default would
+answer with the wrong result and a 200. It raises ``ReturnedNone``.
 """
 
 import asyncio
@@ -29,6 +34,23 @@ from .defaults import DefaultHooks
 
 # Runs a synchronous function with these positional arguments off the event loop.
 Offload = Callable[[Callable[..., Any], list], Awaitable[Any]]
+# The names the host registers its own implementations under (DefaultHooks; the transformer role's), beside the plugin.
+DEFAULTS, ROLE = "modelhost-defaults", "modelhost-role"
+# The hooks whose result the next stage takes, and what it must be.
+NEEDS_A_VALUE = {"preprocess": "predict's inputs", "predict": "one row per instance",
+                 "explain": "one explanation per instance", "postprocess": "the response's outputs"}
+
+
+class ReturnedNone(Exception):
+    """A plugin's own implementation of a hook in ``NEEDS_A_VALUE`` returned None. ``first``: the first time for
+    this hook of this model, which is when it is worth a line in the log."""
+
+    def __init__(self, hook: str, function: Callable[..., Any], first: bool):
+        code = getattr(inspect.unwrap(function), "__code__", None)
+        super().__init__(f"{hook} returned None, where it must return {NEEDS_A_VALUE[hook]} (a forgotten return?)")
+        self.hook = hook
+        self.where = f"{code.co_filename}:{code.co_firstlineno}" if code else repr(function)
+        self.first = first
 
 
 class Implementation(NamedTuple):  # a tuple: unpacked on every call, faster than attributes
@@ -36,6 +58,7 @@ class Implementation(NamedTuple):  # a tuple: unpacked on every call, faster tha
     argnames: tuple[str, ...]
     awaited: bool  # async def
     in_place: bool  # the host's own default: never worth a trip to a thread
+    last_word: bool  # the plugin's own that answers last: its None is no answer (NEEDS_A_VALUE)
 
 
 class HookCaller:
@@ -44,18 +67,22 @@ class HookCaller:
         self.first_only = bool(hook.spec and hook.spec.opts.get("firstresult"))
         implementations = hook.get_hookimpls()
         self.pluggys_own = any(impl.hookwrapper or impl.wrapper for impl in implementations)
+        in_order = list(reversed(implementations))
+        own = [impl for impl in in_order if impl.plugin_name not in (DEFAULTS, ROLE)]
+        last_word = own[-1] if own and hook.name in NEEDS_A_VALUE else None
         self.implementations = [
             Implementation(impl.function, tuple(impl.argnames), inspect.iscoroutinefunction(impl.function),
-                           isinstance(impl.plugin, DefaultHooks))
-            for impl in reversed(implementations)
+                           isinstance(impl.plugin, DefaultHooks), impl is last_word)
+            for impl in in_order
         ]
         self.awaits = any(impl.awaited for impl in self.implementations)
+        self.returned_none = False
 
     async def __call__(self, kwargs: dict[str, Any], offload: Optional[Offload] = None) -> Any:
         if self.pluggys_own:
             return await offload(functools.partial(self.hook, **kwargs), []) if offload else self.hook(**kwargs)
         results = []
-        for function, argnames, awaited, in_place in self.implementations:
+        for function, argnames, awaited, in_place, last_word in self.implementations:
             args = [kwargs[name] for name in argnames]
             if awaited:
                 result = await function(*args)
@@ -67,6 +94,9 @@ class HookCaller:
                 if self.first_only:
                     return result
                 results.append(result)
+            elif last_word:
+                first, self.returned_none = not self.returned_none, True
+                raise ReturnedNone(self.hook.name, function, first)
         return None if self.first_only else results
 
 

@@ -20,7 +20,11 @@ worker's), up to ``max_concurrency`` batches at once, so it must never block:
 await I/O, and hand heavy computation to a thread. Generators are refused.
 An implementation may accept any subset of a hook's arguments. The type
 hints say what the host passes and takes; ``Any`` is whatever the plugin's
-own hooks agree on (arrays, dicts of arrays, lists).
+own hooks agree on (arrays, dicts of arrays, lists). ``preprocess``,
+``predict``, ``explain`` and ``postprocess`` must return their value: None
+from a plugin's own is a forgotten ``return``, answered 500 naming the hook
+and logged once with the file and line of its definition, never handed to
+the host's default as pluggy would.
 """
 
 from typing import Any, Optional
@@ -86,9 +90,27 @@ def metadata(name: str) -> Optional[dict[str, Any]]:
     """Describe the model for ``GET /v2/models/NAME``.
 
     Receives ``name``. Returns a dict with any of ``inputs`` and ``outputs``
-    (lists of ``{"name", "datatype", "shape"}``, -1 for variable dimensions),
+    (lists of ``{"name", "datatype", "shape"}``: a datatype of the protocol's,
+    the shape with its batch dimension, -1 for a dimension of any size; an
+    input may add ``"optional": true``, as in Triton's model configuration),
     ``platform`` and ``versions``. When a plugin declares exactly one output,
     a bare array returned by ``postprocess`` is served under that output's name.
+    Called once, after ``load``; a declaration that is not one (no name, an
+    unknown datatype, a name twice) keeps the model from serving, with the reason.
+
+    Declared inputs are a contract, as Triton holds a model's configuration
+    to one: a model with no ``preprocess`` of its own, whose ``predict`` gets
+    a V2 request's tensors as sent, has each V2 request checked against them
+    before any hook runs. An input it does not declare, a declared one
+    missing (not optional), another datatype (FP64 for FP32 too), or a shape
+    that does not fit is answered 400 naming the input. A model with its own
+    ``preprocess`` takes requests as that hook chooses (converting
+    datatypes, one input of two), so it checks them there (with
+    ``modelhost.protocol.declared.DeclaredInputs``, to check as the host
+    does, as the ONNX format's plugin does); V1 requests carry
+    no tensors to check. Outputs are not refused: one other than declared is
+    answered as it is, and logged once. Nothing is checked for a model that
+    declares nothing.
     Default: ``{}``, the model declares nothing.
     """
 
@@ -128,7 +150,8 @@ def preprocess(request: InferenceRequest) -> Any:
     dimension counts the instances in this request. Raise
     :class:`modelhost.InvalidInput` for input the model cannot take (answered
     with 400). Default: V1 instances as one array (an object array when they
-    are not rectangular); V2 inputs as the dict of arrays.
+    are not rectangular); V2 inputs as the dict of arrays, checked against the
+    declared inputs (``metadata``).
     """
 
 

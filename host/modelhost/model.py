@@ -14,12 +14,13 @@ from typing import Optional
 
 from . import logs, tracing
 from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
-from .hookcallers import HookCaller, Offload
+from .hookcallers import NEEDS_A_VALUE, HookCaller, Offload, ReturnedNone
 from .predictor import PredictorClient, PredictorSettings, make_client
 from .predictor.client import calls_took
 from .predictor.hooks import PredictorHooks
 from .plugins import HOOK_NAMES, PluginSpec, import_plugin, implemented_hooks, make_plugin_manager, summarize
-from .replies import carried
+from .protocol.declared import DeclaredInputs, DeclaredOutputs
+from .replies import Reply, carried
 from .request import InferenceRequest
 from .rows import check_rows, rows
 from .settings import ServingSettings
@@ -51,6 +52,10 @@ class Model:
         self.offload: Optional[Offload] = None
         self.metadata: dict = {}
         self.settings = ServingSettings()
+        # From the metadata, once loaded: the inputs V2 requests are checked against, the outputs answers are
+        # compared with (None: nothing to check, and nothing is spent on it).
+        self.checked_inputs: Optional[DeclaredInputs] = None
+        self.compared_outputs: Optional[DeclaredOutputs] = None
 
     async def load(self, command_line: dict, runner: str = "workers") -> None:
         """Resolve the plugin's ``settings`` under the command line's, then ``load`` and read its ``metadata``.
@@ -65,6 +70,11 @@ class Model:
                 raise ServedElsewhere(self.settings.runner)
             await self.call("load", name=self.name, settings=self.settings.as_dict(), model_dir=self.model_dir)
             self.metadata = await self.call("metadata", name=self.name) or {}
+            # Read either way, so that a declaration that is not one keeps the model from serving; checked only
+            # where predict takes what was sent: a plugin's own preprocess takes requests as it chooses.
+            inputs = DeclaredInputs.of(self.metadata)
+            self.checked_inputs = inputs if "preprocess" not in self.hooks else None
+            self.compared_outputs = DeclaredOutputs.of(self.metadata)
         except ModelhostError as exc:
             raise PluginLoadError(exc.message) from None
         except PluginLoadError as exc:
@@ -100,10 +110,17 @@ class Model:
 
     async def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
-        inputs = await self.timed([request], "preprocess", request=request)
+        inputs = await self.prepare(request)
         outputs = await self.timed([request], self.verb(request), inputs=inputs, predictor=self.predictor)
         check_rows(outputs, rows(inputs), self.name, request.verb)
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
+
+    async def prepare(self, request: InferenceRequest):
+        """The request's inputs for predict: checked against the declared ones (``protocol.declared``), then
+        ``preprocess``."""
+        if self.checked_inputs is not None and request.protocol == "v2":
+            self.checked_inputs.check(request.inputs)
+        return await self.timed([request], "preprocess", request=request)
 
     def verb(self, request: InferenceRequest) -> str:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
@@ -112,8 +129,16 @@ class Model:
         return request.verb
 
     def respond(self, result, request: InferenceRequest):
-        """The result as the request's protocol carries it (``replies.carried``)."""
-        return carried(result, request, self.name, self.metadata, self.hooks)
+        """The result as the request's protocol carries it (``replies.carried``); V2 outputs other than declared
+        are logged, the first time."""
+        answer = carried(result, request, self.name, self.metadata, self.hooks)
+        if self.compared_outputs is not None and request.protocol == "v2":
+            difference = self.compared_outputs.difference(answer.payload if isinstance(answer, Reply) else answer)
+            if difference:
+                self.compared_outputs = None  # once: the plugin's code will not change while it serves
+                log.warning("model %r answers other outputs than its metadata tells clients: %s (logged once)",
+                            self.name, difference)
+        return answer
 
     async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines, and
@@ -142,6 +167,11 @@ class Model:
             return await self.callers[hook](kwargs, self.offload)
         except ModelhostError:
             raise
+        except ReturnedNone as nothing:
+            if nothing.first:  # each request answers it; the log needs it once
+                log.error("model %r: %s returned None (defined at %s), so each request it handles is answered 500: "
+                          "it must return %s", self.name, hook, nothing.where, NEEDS_A_VALUE[hook])
+            raise PluginError(f"model {self.name!r}: {nothing}") from None
         except Exception as exc:
             log.exception("model %r: %s hook raised", self.name, hook)
             raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import traceback
+import types
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
@@ -22,13 +23,15 @@ import pluggy
 from . import hookspecs
 from .defaults import DefaultHooks
 from .errors import PluginLoadError
-from .hookcallers import unrunnable
+from .hookcallers import DEFAULTS, ROLE, unrunnable
 
 ENTRY_POINT_GROUP = "modelhost.models"
 # The contract's hooks, in the order hookspecs.py states them.
 HOOK_NAMES = tuple(name for name, value in vars(hookspecs).items() if hasattr(value, "modelhost_spec"))
 
 log = logging.getLogger("modelhost")
+# Where frames of the host's and importlib's own code are: a plugin's failure is never located there.
+NOT_THE_PLUGINS = (os.path.dirname(__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep)
 
 
 @dataclass(frozen=True)
@@ -102,17 +105,51 @@ def installed_at(dist: importlib_metadata.Distribution) -> float:
 
 
 def import_plugin(spec: PluginSpec) -> object:
-    """Import a plugin; a class is instantiated once, a module or object is used as is."""
+    """Import a plugin; a class is instantiated once, a module or object is used as is.
+
+    PluginLoadError says why not: with what the import path may have meant, when it names nothing the module
+    has, or names a module whose hooks are all in its classes.
+    """
     if spec.instance is not None:
         return spec.instance
     module_name, _, attribute = spec.target.partition(":")
     try:
-        plugin = importlib.import_module(module_name)
+        plugin = module = importlib.import_module(module_name)
         for part in filter(None, attribute.split(".")):
+            if not hasattr(plugin, part):
+                raise PluginLoadError(f"cannot import {spec.target}: {no_attribute(plugin, part)}")
             plugin = getattr(plugin, part)
+        if plugin is module and not has_hooks(module) and hook_classes(module):
+            raise PluginLoadError(f"cannot import {spec.target}: {hooks_in_classes(module)}")
         return plugin() if inspect.isclass(plugin) else plugin
+    except PluginLoadError:
+        raise
     except Exception as exc:
         raise PluginLoadError(f"cannot import {spec.target}: {summarize(exc)}", where=origin(exc)) from exc
+
+
+def has_hooks(plugin: object) -> bool:
+    return any(hasattr(getattr(plugin, hook, None), "modelhost_impl") for hook in HOOK_NAMES)
+
+
+def hook_classes(module: types.ModuleType) -> list[str]:
+    """The classes a module defines that implement hooks: the plugins it holds."""
+    return [name for name, value in vars(module).items()
+            if inspect.isclass(value) and value.__module__ == module.__name__ and has_hooks(value)]
+
+
+def no_attribute(plugin: object, part: str) -> str:
+    """What ``plugin`` lacks, and the class (any case) it may have meant."""
+    what = f"module {plugin.__name__!r}" if inspect.ismodule(plugin) else repr(plugin)
+    classes = {name.lower(): name for name, value in getattr(plugin, "__dict__", {}).items() if inspect.isclass(value)}
+    close = difflib.get_close_matches(part.lower(), list(classes), n=1)
+    return f"{what} has no attribute {part!r}" + (f" (did you mean {classes[close[0]]!r}?)" if close else "")
+
+
+def hooks_in_classes(module: types.ModuleType) -> str:
+    classes = hook_classes(module)
+    others = f" (its classes with hooks: {', '.join(classes)})" if len(classes) > 1 else ""
+    return f"the module has no hooks of its own: name its plugin class, as {module.__name__}:{classes[0]}{others}"
 
 
 def make_plugin_manager(name: str, plugin: object, role: Optional[object] = None) -> pluggy.PluginManager:
@@ -125,9 +162,9 @@ def make_plugin_manager(name: str, plugin: object, role: Optional[object] = None
     """
     pm = pluggy.PluginManager("modelhost")
     pm.add_hookspecs(hookspecs)
-    pm.register(DefaultHooks(), name="modelhost-defaults")
+    pm.register(DefaultHooks(), name=DEFAULTS)
     if role is not None:
-        pm.register(role, name="modelhost-role")
+        pm.register(role, name=ROLE)
     try:
         pm.register(plugin, name=name)
         pm.check_pending()
@@ -157,10 +194,17 @@ def implemented_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
 def explain_validation_error(exc: pluggy.PluginValidationError) -> str:
     message = " ".join(str(exc).split())
     unknown = re.match(r"unknown hook '(\w+)'", message)
-    if unknown is None:
-        return message
-    close = difflib.get_close_matches(unknown[1], HOOK_NAMES, n=1)
-    return f"unknown hook {unknown[1]!r} (did you mean {close[0]!r}?)" if close else message
+    if unknown is not None:
+        close = difflib.get_close_matches(unknown[1], HOOK_NAMES, n=1)
+        return f"unknown hook {unknown[1]!r} (did you mean {close[0]!r}?)" if close else message
+    arguments = re.search(r"for hook '(\w+)'.*Argument\(s\) \{(.*)\} are declared in the hookimpl", message)
+    if arguments is not None and arguments[1] in HOOK_NAMES:
+        hook, taken = arguments[1], re.findall(r"'(\w+)'", arguments[2])
+        *others, last = inspect.signature(getattr(hookspecs, hook)).parameters
+        passed = f"{', '.join(others)} and {last}" if others else last
+        return (f"{hook} takes {', '.join(map(repr, taken))}, which its hook does not pass ({hook} is passed "
+                f"{passed}, and may take any of them)")
+    return message
 
 
 def summarize(exc: BaseException) -> str:
@@ -169,8 +213,11 @@ def summarize(exc: BaseException) -> str:
 
 
 def origin(exc: BaseException) -> str:
-    """Where an exception was raised, for the log: `` (at FILE:LINE)``, the innermost frame."""
-    frames = traceback.extract_tb(exc.__traceback__)
+    """Where an exception was raised, for the log: `` (at FILE:LINE)``, the innermost frame in the plugin's code
+    (or what it calls); "" when it was raised by the import machinery or the host itself, which is no help to
+    the plugin's author."""
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__)
+              if not frame.filename.startswith("<") and not frame.filename.startswith(NOT_THE_PLUGINS)]
     return f" (at {frames[-1].filename}:{frames[-1].lineno})" if frames else ""
 
 

@@ -16,7 +16,7 @@ from typing import Optional
 
 from .errors import ModelhostError
 from .plugins import PluginSpec
-from .repository import ModelRepository
+from .repository import ModelLoadFailed, ModelRepository
 
 log = logging.getLogger("modelhost")
 
@@ -54,6 +54,8 @@ async def reload(repository: ModelRepository, name: str) -> None:
     try:
         await repository.load(name)
     except ModelhostError as error:
-        log.error("model %r: its changed code cannot serve, so the code before it serves on: %s", name, error.message)
+        where = error.where if isinstance(error, ModelLoadFailed) else ""
+        log.error("model %r: its changed code cannot serve, so the code before it serves on: %s%s", name,
+                  error.message, where)
     else:
         log.info("model %r: its changed code serves", name)

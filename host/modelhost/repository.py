@@ -22,9 +22,15 @@ log = logging.getLogger("modelhost")
 
 
 class ModelLoadFailed(ModelhostError):
-    """A load request for a model that cannot serve; what was served before still is (400, as the extension says)."""
+    """A load request for a model that cannot serve; what was served before still is (400, as the extension says).
+
+    ``where`` is the file and line its load failed at, for the log."""
 
     status = 400
+
+    def __init__(self, message: str, where: str = ""):
+        super().__init__(message)
+        self.where = where
 
 
 # (spec, how many of its model's requests are in flight, the runner its settings name) -> a runner, not started
@@ -72,15 +78,19 @@ class ModelRepository:
     def new_runner(self, spec: PluginSpec, runner: Optional[str] = None) -> Runner:
         return self.make_runner(spec, lambda: self.in_flight.count(spec.name), runner)
 
-    async def started(self, runner: Runner) -> Runner:
-        """The runner, started; or the one the plugin's own settings ask for, started in its place."""
+    async def started(self, runner: Runner, replacing: bool = False) -> Runner:
+        """The runner, started; or the one the plugin's own settings ask for, started in its place.
+
+        A model that cannot load is logged not ready, unless the runner was to replace one, which serves on.
+        """
         await runner.start()
-        if runner.elsewhere is None:
-            return runner
-        log.info("model %r: its settings ask for runner %r", runner.spec.name, runner.elsewhere)
-        placed = self.new_runner(runner.spec, runner.elsewhere)
-        await placed.start()
-        return placed
+        if runner.elsewhere is not None:
+            log.info("model %r: its settings ask for runner %r", runner.spec.name, runner.elsewhere)
+            runner = self.new_runner(runner.spec, runner.elsewhere)
+            await runner.start()
+        if runner.failed and not replacing:
+            log.error("model %r is not ready: %s%s", runner.spec.name, runner.failed.reason, runner.failed.where)
+        return runner
 
     def names(self) -> list[str]:
         return list(self.runners)
@@ -132,7 +142,7 @@ class ModelRepository:
             if old is None:
                 self.not_served[name] = entry(spec, LOADING)
             try:
-                runner = await self.start_runner(spec)
+                runner = await self.start_runner(spec, replacing=old is not None)
             except Exception as failure:
                 if old is None:
                     self.not_served[name] = entry(spec, UNAVAILABLE, str(failure))
@@ -165,13 +175,16 @@ class ModelRepository:
             raise ServerShuttingDown("the server is shutting down")
         return self.changing.setdefault(name, asyncio.Lock())
 
-    async def start_runner(self, spec: PluginSpec) -> Runner:
+    async def start_runner(self, spec: PluginSpec, replacing: bool = False) -> Runner:
         """A started, ready runner for ``spec``; or ModelLoadFailed, with nothing of it left running."""
         runner = self.new_runner(spec)
         try:
-            runner = await self.started(runner)
+            runner = await self.started(runner, replacing)
             if not runner.ready:
-                raise ModelLoadFailed(f"model {spec.name!r} cannot be loaded: {runner.reason}")
+                # The model named once, whether or not the reason begins with it.
+                raise ModelLoadFailed(f"model {spec.name!r} cannot be loaded: "
+                                      f"{runner.reason.removeprefix(f'model {spec.name!r}: ')}",
+                                      runner.failed.where if runner.failed else "")
         except BaseException:
             await runner.stop()
             raise

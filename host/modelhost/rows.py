@@ -27,9 +27,21 @@ def check_rows(outputs, expected: Optional[int], model_name: str, hook: str) -> 
     """predict (or explain) answers each instance it was given with one row: other counts are the plugin's bug."""
     produced = rows(outputs)
     if expected is not None and produced != expected:
-        produced_text = "no rows (not an array, or arrays of different lengths)" if produced is None else \
-            f"{produced} rows"
-        raise PluginError(f"model {model_name!r}: {hook} returned {produced_text} for {expected} inputs")
+        if produced is not None:
+            raise PluginError(f"model {model_name!r}: {hook} returned {produced} rows for {expected} inputs")
+        raise PluginError(f"model {model_name!r}: {hook} returned {no_rows(outputs)}, where it must return one row "
+                          f"per instance ({expected} here): an array, a list, or a dict of them")
+
+
+def no_rows(outputs) -> str:
+    """What a result that has no rows is, in words."""
+    if isinstance(outputs, dict) and outputs:
+        counts = ", ".join(f"{name!r}: {rows(value) if rows(value) is not None else 'none'}"
+                           for name, value in outputs.items())
+        return f"a dict whose values have different numbers of rows ({counts})"
+    if isinstance(outputs, np.ndarray):
+        return "an array of no dimensions"
+    return f"a {type(outputs).__name__}"
 
 
 def groups_that_concatenate(prepared: dict) -> list[list[int]]:

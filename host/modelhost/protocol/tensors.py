@@ -58,6 +58,8 @@ def _short(value: object) -> str:
 def check_datatype(name: str, datatype: object) -> str:
     if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in DTYPES):
         known = ", ".join([*DTYPES, "BYTES"])
+        if datatype is None or datatype == "":  # left out: absent from JSON, gRPC's empty default
+            raise InvalidInput(f"input {quoted(name)}: 'datatype' is required (one of {known})")
         raise InvalidInput(f"input {quoted(name)}: unknown datatype {quoted(datatype)} (known: {known})")
     return datatype
 

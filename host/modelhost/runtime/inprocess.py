@@ -25,6 +25,7 @@ from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
+from .messages import LoadFailed
 from .runner import Health, report_ready
 
 log = logging.getLogger("modelhost")
@@ -48,6 +49,7 @@ class InProcessRunner:
         self.why_no_model = "loading"
         self.health = Health(f"model {spec.name!r}")
         self.elsewhere: Optional[str] = None
+        self.failed: Optional[LoadFailed] = None
 
     @property
     def ready(self) -> bool:
@@ -85,7 +87,7 @@ class InProcessRunner:
             return
         except PluginLoadError as exc:
             self.why_no_model = str(exc)
-            log.error("model %r is not ready: %s", self.name, exc.for_log())
+            self.failed = LoadFailed(str(exc), exc.where)
             return
         settings = model.settings
         if settings.inline:

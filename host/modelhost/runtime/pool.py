@@ -49,6 +49,7 @@ class WorkerPoolRunner:
         self.reason = "loading"
         self.loaded = False  # a worker has loaded the model
         self.elsewhere: Optional[str] = None
+        self.failed: Optional[LoadFailed] = None
 
     @property
     def ready(self) -> bool:
@@ -63,8 +64,7 @@ class WorkerPoolRunner:
         started = await first.worker.start(self.serving)
         if isinstance(started, (LoadFailed, Elsewhere)):
             if isinstance(started, LoadFailed):
-                self.reason = started.reason
-                log.error("model %r is not ready: %s%s", self.name, self.reason, started.where)
+                self.reason, self.failed = started.reason, started
             else:
                 self.elsewhere = started.runner
             await first.worker.stop()

@@ -60,6 +60,7 @@ class RayServeRunner:
         self.reason = "loading"
         self.loaded = False
         self.elsewhere: Optional[str] = None  # the command line chose Ray, which the plugin's settings cannot undo
+        self.failed: Optional[LoadFailed] = None
         self.running = 0  # replicas that Serve reports running
         # An upgrade deploys the new version beside the old: each runner's application has a name of its own.
         self.application = f"{spec.name}-{secrets.token_hex(4)}"
@@ -107,7 +108,7 @@ class RayServeRunner:
 
     def fail_to_start(self, reason: str, where: str = "") -> None:
         self.reason = reason
-        log.error("model %r is not ready: %s%s", self.name, reason, where)
+        self.failed = LoadFailed(reason, where)
 
     def deploy(self, awaits: bool) -> Any:  # a DeploymentHandle: Ray is imported only once a model runs on it
         """Place the replicas and wait until they are up; the application's handle."""

@@ -14,6 +14,7 @@ from typing import Optional, Protocol
 from ..plugins import PluginSpec
 from ..request import InferenceRequest
 from ..settings import ServingSettings
+from .messages import LoadFailed
 
 log = logging.getLogger("modelhost")
 
@@ -24,6 +25,9 @@ class Runner(Protocol):
     # Once started: the runner the plugin's own settings ask for, when the command line named none and it is
     # not this one; nothing was loaded then, and the repository starts that runner instead.
     elsewhere: Optional[str]
+    # Once started: why and where its model could not load, when it could not. Not logged here: whoever started it
+    # knows whether that leaves the model not ready, or an upgrade failed and the runner before it serves on.
+    failed: Optional[LoadFailed]
 
     @property
     def ready(self) -> bool:

@@ -1,7 +1,8 @@
 """An ONNX graph on ONNX Runtime: its inputs and outputs, datatypes and dynamic dimensions read from the graph.
 
-Every request is checked against the graph: a V2 request names each of its
-inputs with the graph's datatype and a shape the graph takes; V1 instances
+Every request is checked against the graph, as the host checks a model's
+declared inputs (``modelhost.protocol.declared``): a V2 request names each of
+its inputs with the graph's datatype and a shape the graph takes; V1 instances
 are rows of the one input, or objects holding each input's row by name. The
 answer is every output of the graph (V1: the one output's rows, or an object
 per row when there are several).
@@ -13,12 +14,14 @@ CUDA where ``onnxruntime-gpu`` finds a GPU, else the CPU.
 
 import os
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import onnxruntime as ort
 
 from modelhost import InvalidInput, hookimpl
 from modelhost.formats import format_options, model_file, replica_threads
+from modelhost.protocol.declared import DeclaredInputs
 from modelhost.tabular import as_text
 
 from . import FORMAT
@@ -33,7 +36,6 @@ DATATYPES = {
     "tensor(uint32)": ("UINT32", np.uint32), "tensor(uint64)": ("UINT64", np.uint64),
     "tensor(string)": ("BYTES", np.object_),
 }
-DATATYPE_OF = {np.dtype(dtype): datatype for datatype, dtype in DATATYPES.values()}
 PREFERRED_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
@@ -56,15 +58,9 @@ class Tensor:
     def described(self) -> dict:
         return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
 
-    def checked(self, array: np.ndarray, sent_as: str) -> np.ndarray:
-        """``array`` if this input takes it; InvalidInput naming the input otherwise."""
-        if sent_as != self.datatype:
-            raise InvalidInput(f"input {self.name!r} is {sent_as}; the model takes {self.datatype}")
-        fits = array.ndim == len(self.shape) and all(want in (-1, got) for want, got in zip(self.shape, array.shape))
-        if not fits:
-            raise InvalidInput(f"input {self.name!r} has shape {list(array.shape)}; the model takes "
-                               f"{list(self.shape)} (-1: any size)")
-        return as_text(self.name, array) if self.datatype == "BYTES" else array  # ONNX Runtime's strings are str
+    def taken(self, array: np.ndarray) -> np.ndarray:
+        """A checked input as ONNX Runtime takes it: its strings are str."""
+        return as_text(self.name, array) if self.datatype == "BYTES" else array
 
 
 class ONNXModel:
@@ -72,6 +68,7 @@ class ONNXModel:
         self.session = None
         self.inputs: list[Tensor] = []
         self.outputs: list[Tensor] = []
+        self.declared: Optional[DeclaredInputs] = None
 
     @hookimpl
     def load(self, settings, model_dir):
@@ -81,6 +78,7 @@ class ONNXModel:
                                             providers=chosen_providers(format_options(model_dir)))
         self.inputs = [Tensor.of(node) for node in self.session.get_inputs()]
         self.outputs = [Tensor.of(node) for node in self.session.get_outputs()]
+        self.declared = DeclaredInputs.of({"inputs": [tensor.described() for tensor in self.inputs]})
         fixed = [tensor.name for tensor in self.inputs if not tensor.shape or tensor.shape[0] != -1]
         if settings["max_batch_size"] > 1 and fixed:
             raise ValueError(f"max_batch_size is {settings['max_batch_size']}, and the graph's input(s) "
@@ -94,19 +92,10 @@ class ONNXModel:
 
     @hookimpl
     def preprocess(self, request):
-        if request.protocol == "v1":
-            return self.v1_inputs(request.instances)
-        sent = {tensor.name for tensor in self.inputs}
-        unknown = [name for name in request.inputs if name not in sent]
-        if unknown:
-            raise InvalidInput(f"the model has no input {', '.join(map(repr, unknown))} (it takes "
-                               f"{', '.join(map(repr, sent))})")
-        missing = [tensor for tensor in self.inputs if tensor.name not in request.inputs]
-        if missing:
-            raise InvalidInput("missing input " + ", ".join(
-                f"{tensor.name!r} ({tensor.datatype} {list(tensor.shape)})" for tensor in missing))
-        return {tensor.name: tensor.checked(request.inputs[tensor.name], v2_datatype(request.inputs[tensor.name]))
-                for tensor in self.inputs}
+        inputs = self.v1_inputs(request.instances) if request.protocol == "v1" else request.inputs
+        if self.declared is not None:
+            self.declared.check(inputs)
+        return {tensor.name: tensor.taken(inputs[tensor.name]) for tensor in self.inputs}
 
     def v1_inputs(self, instances) -> dict:
         if not instances:
@@ -125,7 +114,7 @@ class ONNXModel:
             except (TypeError, ValueError):
                 raise InvalidInput(f"input {tensor.name!r}: the instances are not {tensor.datatype} values of "
                                    f"shape {list(tensor.shape)}") from None
-            inputs[tensor.name] = tensor.checked(array, tensor.datatype)
+            inputs[tensor.name] = array
         return inputs
 
     @hookimpl
@@ -138,11 +127,6 @@ class ONNXModel:
         if request.protocol == "v1" and len(outputs) == 1:
             return next(iter(outputs.values()))
         return outputs
-
-
-def v2_datatype(array: np.ndarray) -> str:
-    """The datatype the request sent, as the host decoded it: BYTES as an object array."""
-    return DATATYPE_OF.get(array.dtype, str(array.dtype))  # an object array is BYTES, as np.object_ maps
 
 
 def chosen_providers(options: dict) -> list[str]:
