@@ -97,6 +97,17 @@ def test_an_import_path_that_names_no_plugin_says_what_it_may_have_meant(target,
     assert str(caught.value) == f"cannot import {target}: {message}"
 
 
+def test_a_plugin_imported_as_a_namespace_folder_is_said_to_be_one(tmp_path, monkeypatch):
+    """A folder named as the plugin's package, with no __init__.py, in a folder on the import path (the current
+    one, say): it was 'has no attribute', as if the plugin lacked its class."""
+    (tmp_path / "shadowed").mkdir()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(PluginLoadError) as caught:
+        import_plugin(PluginSpec.from_import_path("shadowed:Model"))
+    assert str(caught.value).startswith(f"cannot import shadowed:Model: 'shadowed' is imported as the folder "
+                                        f"{tmp_path / 'shadowed'}, which has no __init__.py (a namespace package)")
+
+
 @pytest.mark.parametrize("target", ["a_module_nobody_wrote:Model", "fixture_plugins.mistakes:NeedsArguments"])
 def test_load_errors_say_where_only_in_the_plugins_code(target):
     with pytest.raises(PluginLoadError) as caught:
@@ -128,11 +139,11 @@ def test_a_reload_that_cannot_serve_names_the_model_once_and_never_says_it_is_no
     with running_server("--plugin", "devmodel:Model", "--reload", cwd=tmp_path, env=plugin_env()) as server:
         server.wait_for_log("reloading models when their source changes: Model")
         module.write_text(LOAD_FAILS)
-        server.wait_for_log("its changed code cannot serve, so the code before it serves on: model 'Model' cannot be "
-                            "loaded: load hook raised FileNotFoundError: weights.bin")
+        server.wait_for_log("its changed code cannot serve, so the code before it serves on: failed to load model "
+                            "'Model': load hook raised FileNotFoundError: weights.bin")
         loaded = requests.post(f"{server.url}/v2/repository/models/Model/load", timeout=60)
         assert (loaded.status_code, loaded.json()) == (400, {"error": (
-            "model 'Model' cannot be loaded: load hook raised FileNotFoundError: weights.bin")})
+            "failed to load model 'Model': load hook raised FileNotFoundError: weights.bin")})
         wait_for_answer(server, "first")
     assert "is not ready" not in server.log
 

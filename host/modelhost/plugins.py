@@ -115,6 +115,8 @@ def import_plugin(spec: PluginSpec) -> object:
     module_name, _, attribute = spec.target.partition(":")
     try:
         plugin = module = importlib.import_module(module_name)
+        if getattr(module, "__file__", None) is None:  # a folder with no __init__.py: a namespace package
+            raise PluginLoadError(f"cannot import {spec.target}: {namespace_folder(module)}")
         for part in filter(None, attribute.split(".")):
             if not hasattr(plugin, part):
                 raise PluginLoadError(f"cannot import {spec.target}: {no_attribute(plugin, part)}")
@@ -144,6 +146,13 @@ def no_attribute(plugin: object, part: str) -> str:
     classes = {name.lower(): name for name, value in getattr(plugin, "__dict__", {}).items() if inspect.isclass(value)}
     close = difflib.get_close_matches(part.lower(), list(classes), n=1)
     return f"{what} has no attribute {part!r}" + (f" (did you mean {classes[close[0]]!r}?)" if close else "")
+
+
+def namespace_folder(module: types.ModuleType) -> str:
+    folders = ", ".join(getattr(module, "__path__", []))
+    return (f"{module.__name__!r} is imported as the folder {folders}, which has no __init__.py (a namespace "
+            "package): a folder named as the plugin's package in the current one may hide the installed package; "
+            "run from another folder, or add __init__.py if the folder is the plugin")
 
 
 def hooks_in_classes(module: types.ModuleType) -> str:

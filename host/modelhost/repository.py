@@ -181,8 +181,9 @@ class ModelRepository:
         try:
             runner = await self.started(runner, replacing)
             if not runner.ready:
-                # The model named once, whether or not the reason begins with it.
-                raise ModelLoadFailed(f"model {spec.name!r} cannot be loaded: "
+                # The model named once, whether or not the reason begins with it; Triton's words, which its
+                # clients and scripts match on.
+                raise ModelLoadFailed(f"failed to load model {spec.name!r}: "
                                       f"{runner.reason.removeprefix(f'model {spec.name!r}: ')}",
                                       runner.failed.where if runner.failed else "")
         except BaseException:
