@@ -19,6 +19,13 @@ def quoted(text: object) -> str:
     return shortened(repr(text))
 
 
+def quoted_names(names: list[str], most: int = 3) -> str:
+    """The first ``most`` names, ``quoted``, and how many more: names a client made (an echo's outputs are its
+    inputs) may be as many and as long as it likes."""
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return ", ".join(map(quoted, names[:most])) + more
+
+
 class ModelhostError(Exception):
     """Base for every error the host turns into ``{"error": message}``."""
 

@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..errors import InvalidInput, PluginLoadError, quoted
+from ..errors import InvalidInput, PluginLoadError, quoted, quoted_names
 from .tensors import DTYPES, datatype_of
 
 ANY_SIZE = -1
@@ -130,8 +130,7 @@ class DeclaredInputs:
     def check_names(self, inputs: dict[str, np.ndarray]) -> None:
         unknown = [name for name in inputs if name not in self.names]
         if unknown:
-            raise InvalidInput(f"the model has no input {', '.join(map(quoted, unknown[:3]))}"
-                               f"{' and more' if len(unknown) > 3 else ''} (it takes "
+            raise InvalidInput(f"the model has no input {quoted_names(unknown)} (it takes "
                                f"{', '.join(repr(tensor.name) for tensor in self.tensors)})")
         missing = [tensor for tensor in self.tensors if tensor.name not in inputs and not tensor.optional]
         if missing:

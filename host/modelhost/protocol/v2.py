@@ -11,7 +11,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import __version__
-from ..errors import InvalidInput, PluginError, quoted
+from ..errors import InvalidInput, PluginError, quoted, quoted_names
 from ..metrics import Duration, ModelStatistics
 from ..request import InferenceRequest
 from . import jsonio, tensors
@@ -266,8 +266,8 @@ def requested(outputs: dict[str, np.ndarray], request: InferenceRequest, model_n
         return outputs
     unknown = [name for name in wanted if name not in outputs]
     if unknown:
-        raise InvalidInput(f"model {quoted(model_name)} has no output {', '.join(map(quoted, unknown[:3]))}"
-                           f"{' and more' if len(unknown) > 3 else ''} (it gives {', '.join(outputs)})")
+        raise InvalidInput(f"model {quoted(model_name)} has no output {quoted_names(unknown)} "
+                           f"(it gives {quoted_names(list(outputs), 10)})")
     return {name: outputs[name] for name in wanted}
 
 
