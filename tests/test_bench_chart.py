@@ -1,6 +1,6 @@
 """bench/peers/chart.py, the chart compare.py writes beside its table: from figures made up here (no server, no
 benchmark), an SVG whose text names every server and case and AlexNet's ONNX Runtime limit; and the recorded run
-that README.md's chart comes from still parses into every row of its table."""
+that docs/operating.md's chart comes from still parses into every row of its table."""
 
 import importlib.util
 import sys
@@ -59,7 +59,7 @@ def test_the_same_figures_give_the_same_bytes(svg, tmp_path):
     assert chart.write(made_up(), tmp_path / "again.svg").read_bytes() == svg.read_bytes()
 
 
-def test_the_recorded_run_behind_the_readme_chart_parses_into_every_row_of_its_table():
+def test_the_recorded_run_behind_the_docs_chart_parses_into_every_row_of_its_table():
     results = chart.from_table((ROOT / "bench" / "results" / "2026-12-01-grpc-logs-off.txt").read_text())
     assert (results.command, results.date) == ("python bench/compare.py", "2026-12-01 08:12 UTC")
     assert len(results.points) == 63  # "63 rows x 3 runs x 4 s"

@@ -88,10 +88,11 @@ def test_broken_plugins_are_reported_at_start_up_and_the_good_one_serves(mode):
         server.wait_for_log("model 'NoPredict': the plugin implements no predict hook")
 
 
-def readme_toml_blocks() -> list[str]:
-    """The TOML blocks of README's plugin section: the template's pyproject.toml, then its table for modules."""
-    readme = (ROOT / "README.md").read_text()
-    return re.findall(r"```toml\n(.*?)```", readme, re.S)
+def plugin_page_toml_blocks() -> list[str]:
+    """The TOML blocks of the docs' plugin page (once README's section): the template's pyproject.toml, then its
+    table for modules."""
+    page = (ROOT / "docs" / "plugins.md").read_text()
+    return re.findall(r"```toml\n(.*?)```", page, re.S)
 
 
 PLUGIN_CODE = "from modelhost import hookimpl\n{import_line}\n\nclass MyModel:\n    @hookimpl\n" \
@@ -99,8 +100,8 @@ PLUGIN_CODE = "from modelhost import hookimpl\n{import_line}\n\nclass MyModel:\n
 
 
 @pytest.mark.parametrize("layout", ["package", "modules"])
-def test_readmes_plugin_template_installs_a_plugin_of_several_modules(tmp_path, layout):
-    template, modules_table = readme_toml_blocks()[:2]
+def test_the_plugin_pages_template_installs_a_plugin_of_several_modules(tmp_path, layout):
+    template, modules_table = plugin_page_toml_blocks()[:2]
     project = tmp_path / "my-model"
     project.mkdir()
     if layout == "package":
