@@ -41,9 +41,10 @@ def infer(server):
     channel = grpc.insecure_channel(server.grpc_address, options=[("grpc.max_send_message_length", -1)])
     call = channel.unary_unary(MODEL_INFER)
 
-    def infer(body: bytes):
+    def infer(body: bytes, request_id: str = ""):
         try:
-            return grpc.StatusCode.OK, "", call(body, timeout=60)
+            return grpc.StatusCode.OK, "", call(body, timeout=60,
+                                                metadata=[("x-request-id", request_id)] if request_id else None)
         except grpc.RpcError as error:
             return error.code(), error.details(), None
 
@@ -173,14 +174,14 @@ def test_generated_hostile_messages_get_client_statuses_and_the_server_goes_on(s
 
 
 def test_bytes_that_are_no_message_get_invalid_argument_and_one_log_line(server, infer):
-    before = server.log.count("\n")
-    status, details, _ = infer(b"\xff\xff\xff\xff garbage")
+    status, details, _ = infer(b"\xff\xff\xff\xff garbage", request_id="garbage-1")
     assert status == grpc.StatusCode.INVALID_ARGUMENT
     assert details == "cannot parse the request as inference.ModelInferRequest"
-    server.wait_for_log("cannot parse the request")
-    time.sleep(0.2)  # anything grpc would log after it, a traceback say, has come by now
-    logged = server.log.splitlines()[before:]
-    assert len([line for line in logged if "ModelInfer" in line]) == 1, logged
+    server.wait_for_log("request_id=garbage-1")
+    infer(request_bytes(x=np.ones(1, np.float32)), request_id="after-1")
+    server.wait_for_log("request_id=after-1")  # whatever was logged about the garbage came before this
+    logged = [line for line in server.lines if "garbage-1" in line]
+    assert len(logged) == 1 and "cannot parse the request" in logged[0], logged
     assert "Traceback" not in server.log
 
 

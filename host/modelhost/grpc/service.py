@@ -90,7 +90,8 @@ class InferenceService:
                 try:
                     request = message_class.FromString(body)
                 except DecodeError:
-                    raise unparsable(message_class, logs.Origin(name, "", context.peer(), "")) from None
+                    request_id = str(dict(context.invocation_metadata() or ()).get("x-request-id", ""))
+                    raise unparsable(message_class, logs.Origin(name, "", context.peer(), request_id)) from None
                 return await method(request, context)
             except ModelhostError as error:
                 return refuse(context, code_for(error), error.message)
