@@ -9,6 +9,7 @@ import numpy as np
 import orjson
 import pytest
 import requests
+import tritonclient.grpc
 
 from modelhost import InferenceRequest, hookimpl
 from modelhost.errors import PluginLoadError
@@ -58,6 +59,11 @@ def test_a_request_as_declared_is_served_with_or_without_its_optional_input(serv
         answer = infer(server, model, *inputs)
         assert answer.status_code == 200, answer.text
         assert answer.json()["outputs"][0]["data"] == [value * 2 for value in inputs[0]["data"]]
+    declared = requests.get(f"{server.url}/v2/models/{model}/config", timeout=10).json()["input"]
+    assert [tensor.get("optional", False) for tensor in declared] == [False, True]  # as Triton's config says it
+    with tritonclient.grpc.InferenceServerClient(server.grpc_address) as client:  # its proto has no 'optional'
+        assert [tensor["name"] for tensor in client.get_model_config(model, as_json=True)["config"]["input"]] == \
+            ["x", "mask"]
 
 
 def test_a_model_with_its_own_preprocess_takes_its_requests_as_it_chooses(server):

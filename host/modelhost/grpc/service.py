@@ -126,7 +126,9 @@ class InferenceService:
 
     async def model_config(self, request, context):
         configuration = self.serving.inference.configuration(request.name, request.version or None)
-        return json_format.ParseDict({"config": configuration}, self.messages.ModelConfigResponse())
+        # The proto's ModelInput has no 'optional' (Triton's later field): REST's configuration says it alone.
+        return json_format.ParseDict({"config": configuration}, self.messages.ModelConfigResponse(),
+                                     ignore_unknown_fields=True)
 
     async def model_statistics(self, request, context):
         statistics = self.serving.inference.statistics(request.name or None, request.version or None)

@@ -73,7 +73,8 @@ def model_config(name: str, declared: dict, max_batch_size: int) -> dict:
         datatype = str(described.get("datatype", ""))
         return {"name": str(described.get("name", "")),
                 "data_type": "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}" if datatype else "TYPE_INVALID",
-                "dims": shape[1:] if batched and shape else shape}
+                "dims": shape[1:] if batched and shape else shape,
+                **({"optional": True} if described.get("optional") is True else {})}
 
     return {"name": name, "platform": declared.get("platform", ""), "backend": "modelhost",
             "max_batch_size": batched, "input": [tensor(t) for t in declared.get("inputs", [])],
