@@ -21,7 +21,7 @@ from .errors import ClientGone, ModelhostError, ServerShuttingDown
 from .inflight import InFlight
 from .metrics import Metrics
 from .model import served_version
-from .protocol import v2
+from .protocol import triton
 from .repository import ModelRepository
 from .request import InferenceRequest
 from .runtime.runner import Runner
@@ -62,7 +62,7 @@ class Inference:
         """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""
         runners = {name: self.repository.get(name, version)} if name else self.repository.runners
         return {"model_stats": [
-            v2.model_statistics(served, version or served_version(runner.spec, runner.metadata),
+            triton.model_statistics(served, version or served_version(runner.spec, runner.metadata),
                                 self.metrics.statistics(served))
             for served, runner in runners.items()
         ]}
@@ -70,7 +70,7 @@ class Inference:
     def configuration(self, name: str, version: Optional[str] = None) -> dict:
         """Triton's configuration of a ready model."""
         runner = self.repository.get_ready(name, version)
-        return v2.model_config(name, runner.metadata, runner.settings.max_batch_size)
+        return triton.model_config(name, runner.metadata, runner.settings.max_batch_size)
 
 
 class InferenceCall:

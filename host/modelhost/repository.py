@@ -70,8 +70,7 @@ class ModelRepository:
         self.changeable = changeable
         self.runners: dict[str, Runner] = {spec.name: self.new_runner(spec) for spec in specs}
         self.installed = Installed(specs)
-        # Index entries of models known but not served: loading the first time, unloading, unloaded, failed.
-        self.not_served: dict[str, dict] = {}
+        self.not_served: dict[str, dict] = {}  # index entries of the known not served (loading, unloaded, failed)
         # One load or unload at a time per model; only names known to exist get one, so none can be made up.
         self.changing: dict[str, asyncio.Lock] = {}
 
@@ -102,11 +101,7 @@ class ModelRepository:
         except KeyError:
             # Triton's words first: its clients and scripts match on them.
             raise ModelNotFound(f"Request for unknown model: {quoted(name)} is not served here") from None
-        if version is not None:
-            versions = served_versions(runner.spec, runner.metadata)
-            if version not in versions:
-                raise ModelNotFound(f"Request for unknown model: {quoted(name)} has no version {quoted(version)}, "
-                                    f"failed to get model version (served: {', '.join(versions) or 'none named'})")
+        check_version(runner, name, version)
         return runner
 
     def get_ready(self, name: str, version: Optional[str] = None) -> Runner:
@@ -181,11 +176,7 @@ class ModelRepository:
         try:
             runner = await self.started(runner, replacing)
             if not runner.ready:
-                # The model named once, whether or not the reason begins with it; Triton's words, which its
-                # clients and scripts match on.
-                raise ModelLoadFailed(f"failed to load model {spec.name!r}: "
-                                      f"{runner.reason.removeprefix(f'model {spec.name!r}: ')}",
-                                      runner.failed.where if runner.failed else "")
+                raise load_failed(runner)
         except BaseException:
             await runner.stop()
             raise
@@ -216,6 +207,22 @@ class ModelRepository:
         # otherwise outlast the time an orchestrator gives it to exit.
         await asyncio.gather(*(runner.stop() for runner in self.runners.values()))
 
+
+
+def check_version(runner: Runner, name: str, version: Optional[str]) -> None:
+    """ModelNotFound unless the runner serves ``version`` (None: whichever it serves)."""
+    versions = served_versions(runner.spec, runner.metadata)
+    if version is not None and version not in versions:
+        raise ModelNotFound(f"Request for unknown model: {quoted(name)} has no version {quoted(version)}, "
+                            f"failed to get model version (served: {', '.join(versions) or 'none named'})")
+
+
+def load_failed(runner: Runner) -> ModelLoadFailed:
+    """Why a runner's model cannot serve, in Triton's words (its clients and scripts match on them), the model
+    named once whether or not the reason begins with it."""
+    name = runner.spec.name
+    return ModelLoadFailed(f"failed to load model {name!r}: {runner.reason.removeprefix(f'model {name!r}: ')}",
+                           runner.failed.where if runner.failed else "")
 
 def entry(spec: PluginSpec, state: str, reason: str = "", versions: Optional[list[str]] = None) -> dict:
     """A model as the repository index lists it: its served version, else its distribution's, when it has one."""
