@@ -79,7 +79,8 @@ def main() -> None:
                     rate = asyncio.run(calls_per_second(server.grpc_address, args.seconds, args.in_flight))
                     per_call = (cpu.tree_seconds(server.process.pid) - before) / (rate * args.seconds)
                     figures[server.label].append((rate, per_call))
-                    print(f"round {round_number} {server.label:12} {rate:8,.0f} calls/s  {per_call * 1e6:6.1f} us CPU/call")
+                    print(f"round {round_number} {server.label:12} {rate:8,.0f} calls/s  "
+                          f"{per_call * 1e6:6.1f} us CPU/call")
         finally:
             for server in servers:
                 server.stop()

@@ -6,6 +6,7 @@ Raw HTTP/2 (``http2_client``) plays the hostile client; a plain gRPC channel, th
 """
 
 import socket
+from contextlib import contextmanager
 
 import grpc
 import numpy as np
@@ -79,9 +80,19 @@ def still_serving(server) -> None:
         assert doubled(channel) == 2.0
 
 
-def test_streams_past_the_per_connection_maximum_are_refused(bounded):
-    client = RawGRPCClient(bounded.grpc_address)
+@contextmanager
+def raw_clients(address: str, count: int, **options):
+    """``count`` raw HTTP/2 clients of the server, each on a connection of its own, closed at the end."""
+    clients = [RawGRPCClient(address, **options) for _ in range(count)]
     try:
+        yield clients
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_streams_past_the_per_connection_maximum_are_refused(bounded):
+    with raw_clients(bounded.grpc_address, 1) as [client]:
         # The server's SETTINGS say the maximum; the client acknowledges them (streams opened before that are
         # refused too, with ENHANCE_YOUR_CALM), then opens more streams regardless.
         assert exchange([client], lambda: client.h2.remote_settings.max_concurrent_streams == STREAMS, timeout=30)
@@ -89,24 +100,18 @@ def test_streams_past_the_per_connection_maximum_are_refused(bounded):
         exchange([client], lambda: len(client.resets) == 2, timeout=30)
         assert {call: client.resets.get(call) for call in calls} == \
             {**dict.fromkeys(calls[:STREAMS]), **dict.fromkeys(calls[STREAMS:], REFUSED_STREAM)}
-    finally:
-        client.close()
     still_serving(bounded)
 
 
 def test_connections_past_the_limit_are_closed_and_the_server_serves_on(bounded):
     with grpc.insecure_channel(bounded.grpc_address) as channel:
         assert doubled(channel) == 2.0  # its connection is one of those the server keeps
-        clients = [RawGRPCClient(bounded.grpc_address) for _ in range(CONNECTIONS + 3)]
-        try:
+        with raw_clients(bounded.grpc_address, CONNECTIONS + 3) as clients:
             # Of 8 connections, the channel's among them, the server keeps 4 (fewer while it has yet to see the
             # last test's go).
             assert exchange(clients, lambda: sum(client.closed for client in clients) >= 4, timeout=30)
             assert not all(client.closed for client in clients)
             assert doubled(channel) == 2.0
-        finally:
-            for client in clients:
-                client.close()
     still_serving(bounded)
 
 
@@ -119,8 +124,7 @@ def test_what_unfinished_and_unread_calls_hold_is_bounded_and_others_are_served_
     with grpc.insecure_channel(bounded.grpc_address) as channel:
         assert doubled(channel) == 2.0  # connected before the hostile clients take every other connection
         before = server.memory_info().rss
-        hostile = [RawGRPCClient(bounded.grpc_address, read_answers=False) for _ in range(24)]
-        try:
+        with raw_clients(bounded.grpc_address, 24, read_answers=False) as hostile:
             for client in hostile:
                 for call in range(12):
                     if call in (0, 2):  # a whole request, whose answer is never read, then bytes never asked for
@@ -134,9 +138,6 @@ def test_what_unfinished_and_unread_calls_hold_is_bounded_and_others_are_served_
             # The connection limit counts the well-behaved client's too, which holds nothing.
             assert grown < (CONNECTIONS - 1) * STREAMS * MESSAGE_LIMIT + RSS_MARGIN, (grown / MIB, held / MIB)
             assert doubled(channel) == 2.0
-        finally:
-            for client in hostile:
-                client.close()
     still_serving(bounded)
 
 
@@ -157,14 +158,11 @@ def test_connections_that_never_send_a_frame_or_sit_idle_are_closed(short_lived)
 
 
 def test_a_message_that_does_not_arrive_within_body_timeout_ends_its_call(short_lived):
-    client = RawGRPCClient(short_lived.grpc_address)
-    try:
+    with raw_clients(short_lived.grpc_address, 1) as [client]:
         call = client.start_call(b"part of it", announced=1000)
         assert exchange([client], lambda: call in client.ends or client.closed, timeout=30), client.goaways
         assert client.ends.get(call, {}).get("grpc-status") == str(grpc.StatusCode.DEADLINE_EXCEEDED.value[0])
         assert "body_timeout" in client.ends[call]["grpc-message"]
-    finally:
-        client.close()
     still_serving(short_lived)
 
 

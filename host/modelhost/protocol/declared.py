@@ -155,8 +155,9 @@ class DeclaredOutputs:
         for name, array in outputs.items():
             tensor = self.by_name.get(name)
             if tensor is None:
-                return f"output {name!r} is not declared (its metadata declares {', '.join(map(repr, self.by_name))})"
+                declares = ", ".join(map(repr, self.by_name))
+                return f"output {quoted(name)} is not declared (its metadata declares {declares})"
             problem = tensor.difference(array, "its metadata declares")
             if problem:
-                return f"output {name!r} {problem}"
+                return f"output {quoted(name)} {problem}"
         return ""
