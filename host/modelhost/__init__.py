@@ -6,6 +6,7 @@ from .errors import InvalidInput  # noqa: E402
 from .formats import ModelFormat  # noqa: E402
 from .hookspecs import hookimpl  # noqa: E402
 from .predictor import PredictorClient  # noqa: E402
-from .request import Headers, InferenceRequest, Response  # noqa: E402
+from .request import Generation, Headers, InferenceRequest, Piece, Response  # noqa: E402
 
-__all__ = ["hookimpl", "Headers", "InferenceRequest", "InvalidInput", "ModelFormat", "PredictorClient", "Response", "__version__"]
+__all__ = ["hookimpl", "Generation", "Headers", "InferenceRequest", "InvalidInput", "ModelFormat", "Piece",
+           "PredictorClient", "Response", "__version__"]

@@ -63,7 +63,7 @@ async def predict_together(model: Model, prepared: list, requests: list[Inferenc
     """Run the group's verb (each group has one) once for all its requests' inputs."""
     hook = prepared[0][2]
     if len(prepared) == 1:
-        outputs = await model.timed(requests, hook, inputs=prepared[0][0], predictor=model.predictor)
+        outputs = await model.timed(requests, hook, **model.arguments(prepared[0][0]))
         check_rows(outputs, prepared[0][1], model.name, hook)
         return [outputs]
     sizes = [size for _, size, _ in prepared]
@@ -72,6 +72,6 @@ async def predict_together(model: Model, prepared: list, requests: list[Inferenc
         batch = concatenate([inputs for inputs, _, _ in prepared])
     except (ValueError, KeyError, TypeError) as exc:
         raise PluginError(f"model {model.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-    outputs = await model.timed(requests, hook, inputs=batch, predictor=model.predictor)
+    outputs = await model.timed(requests, hook, **model.arguments(batch))
     check_rows(outputs, sum(sizes), model.name, hook)
     return split(outputs, sizes)

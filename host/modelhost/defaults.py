@@ -13,6 +13,11 @@ class DefaultHooks:
     def preprocess(self, request):
         if request.protocol == "v1":
             return instances_as_array(request.instances)
+        if request.protocol == "openai":  # a completion's prompt, a chat's messages, embeddings' texts
+            generation = request.generation
+            if generation is None:
+                return request.instances
+            return generation.prompt if generation.messages is None else generation.messages
         return request.inputs
 
     @hookimpl(trylast=True)

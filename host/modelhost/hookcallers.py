@@ -11,9 +11,10 @@ than None; any other hook returns every result, as pluggy does.
 An implementation may be ``async def``; it is awaited. A synchronous one is
 called in place, or, when the call runs on an event loop, through ``offload``
 (to a thread), so that it never blocks the loop; the host's own defaults take
-microseconds and always run in place. A hook with pluggy's wrappers keeps
+microseconds and always run in place, as do generator functions, whose call
+runs none of their code (``generation`` steps what they make). A hook with pluggy's wrappers keeps
 pluggy's own call, which is synchronous. Whatever of this a plugin gets wrong
-(an async wrapper, a generator) is found by ``unrunnable`` before it serves.
+(an async wrapper, a generator where a hook returns) is found by ``unrunnable`` before it serves.
 
 Unlike pluggy, a plugin's own implementation of a hook whose value the
 pipeline goes on with (``NEEDS_A_VALUE``) does not pass to the host's default
@@ -36,6 +37,8 @@ from .defaults import DefaultHooks
 Offload = Callable[[Callable[..., Any], list], Awaitable[Any]]
 # The names the host registers its own implementations under (DefaultHooks; the transformer role's), beside the plugin.
 DEFAULTS, ROLE = "modelhost-defaults", "modelhost-role"
+# The hooks whose implementations yield their results (``generation`` steps them).
+YIELDS = {"generate"}
 # The hooks whose result the next stage takes, and what it must be.
 NEEDS_A_VALUE = {"preprocess": "predict's inputs", "predict": "one row per instance",
                  "explain": "one explanation per instance", "postprocess": "the response's outputs"}
@@ -72,7 +75,7 @@ class HookCaller:
         last_word = own[-1] if own and hook.name in NEEDS_A_VALUE else None
         self.implementations = [
             Implementation(impl.function, tuple(impl.argnames), inspect.iscoroutinefunction(impl.function),
-                           isinstance(impl.plugin, DefaultHooks), impl is last_word)
+                           isinstance(impl.plugin, DefaultHooks) or makes_generator(impl.function), impl is last_word)
             for impl in in_order
         ]
         self.awaits = any(impl.awaited for impl in self.implementations)
@@ -106,6 +109,8 @@ def unrunnable(hook: pluggy.HookCaller) -> Optional[str]:
     wrapped = any(impl.hookwrapper or impl.wrapper for impl in implementations)
     for impl in implementations:
         where = f"{hook.name} ({getattr(impl.function, '__qualname__', impl.function)!r})"
+        if hook.name in YIELDS:
+            continue
         if inspect.isasyncgenfunction(impl.function):
             return f"{where} is an async generator; a hook returns its result, it does not yield"
         if inspect.isgeneratorfunction(impl.function) and not (impl.hookwrapper or impl.wrapper):
@@ -113,6 +118,11 @@ def unrunnable(hook: pluggy.HookCaller) -> Optional[str]:
         if wrapped and inspect.iscoroutinefunction(impl.function):
             return f"{where} is async in a hook with a wrapper, which pluggy calls synchronously"
     return None
+
+
+def makes_generator(function: Callable[..., Any]) -> bool:
+    """Whether calling it only makes a generator: nothing of the plugin's runs until it is stepped."""
+    return inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)
 
 
 def offload_to(executor: Optional[Executor]) -> Offload:

@@ -17,7 +17,8 @@ The host calls a plain one from a thread pool, never on the event loop, and
 may call it from several threads at once. It awaits an ``async def`` one on
 the event loop of the process that serves the model (the server's, or its
 worker's), up to ``max_concurrency`` batches at once, so it must never block:
-await I/O, and hand heavy computation to a thread. Generators are refused.
+await I/O, and hand heavy computation to a thread. Only ``generate`` may
+be a generator (or an async generator); the other hooks' are refused.
 An implementation may accept any subset of a hook's arguments. The type
 hints say what the host passes and takes; ``Any`` is whatever the plugin's
 own hooks agree on (arrays, dicts of arrays, lists). ``preprocess``,
@@ -178,6 +179,46 @@ def explain(inputs: Any) -> Any:
     its ``outputs`` (``request.verb`` is ``"explain"``); the answer carries them as
     ``{"explanations": [...]}``. Default: none; a model without it answers
     ``POST /v1/models/NAME:explain`` with 501, as KServe does.
+    """
+
+
+@hookspec(firstresult=True)
+def generate(inputs: Any, request: InferenceRequest) -> Any:
+    """Generate one request's answer piece by piece: each piece goes to the client as soon as it is yielded.
+
+    A generator (``def`` with ``yield``) or an async generator (``async def``
+    with ``yield``). Receives ``inputs``, what ``preprocess`` returned for this
+    one request (never batched with others; the default preprocess gives an
+    OpenAI completion's ``prompt``, a chat's ``messages``, a V2 request's
+    tensors), and the ``request``: ``request.generation`` holds an OpenAI
+    request's ``max_tokens``, ``temperature``, ``top_p``, ``stop``, ``seed``
+    (:class:`modelhost.Generation`), ``request.parameters`` a V2 request's.
+    Returns the pieces as it yields them: text (``str``, or a :class:`modelhost.Piece` that counts its
+    tokens), ``bytes``, or a dict of output name -> array (a V2 response's
+    tensors, as ``predict`` returns for one row). ``postprocess``, when the
+    plugin has one, sees each piece as its ``outputs``.
+
+    The host reads it as the client does: a slow client pauses it between
+    pieces (at most 16 wait for the client), ``--timeout`` bounds the wait
+    for each piece, and a client that leaves, the host's own limits
+    (``max_tokens``, a ``stop`` sequence) and the server's shutdown close it,
+    so its ``finally`` runs, in whichever process runs it. A synchronous one
+    runs each step on a hook thread. Served on the OpenAI-compatible
+    completions routes, Triton's ``generate`` and ``generate_stream``,
+    ``infer_stream``, and gRPC ``ModelStreamInfer``; a model with
+    ``generate`` and no ``predict`` answers ``infer`` with all its pieces as
+    one response. Default: none.
+    """
+
+
+@hookspec(firstresult=True)
+def embed(texts: list[str]) -> Any:
+    """Embed texts: one vector per text, for OpenAI-compatible ``embeddings``.
+
+    Receives ``texts``, a list of strings, from one request or, with adaptive
+    batching (``max_batch_size``), several requests' together. Returns a 2-D
+    array (or a list of vectors) with one row per text. Default: none; a
+    model without it answers the embeddings route with 400.
     """
 
 

@@ -25,6 +25,7 @@ from .protocol import triton
 from .repository import ModelRepository
 from .request import InferenceRequest
 from .runtime.runner import Runner
+from .runtime.streams import PieceStream
 
 log = logging.getLogger("modelhost")
 
@@ -39,6 +40,17 @@ Respond = Callable[[object, Optional[BaseException]], None]
 
 def ignore(result, error: Optional[BaseException]) -> None:
     """What a finished call's respond becomes: nothing more reaches its front end."""
+
+
+def answering_verb(verb: str, hooks: list[str]) -> str:
+    """The verb the model answers a request with. Triton's generate routes and ``ModelStreamInfer`` serve any
+    model, as Triton's do: one that only predicts answers once. ``infer`` on a model that only generates is
+    answered with all its pieces at once."""
+    if verb == "generate" and "generate" not in hooks:
+        return "predict"
+    if verb == "predict" and "predict" not in hooks and "generate" in hooks:
+        return "generate"
+    return verb
 
 
 class Inference:
@@ -77,7 +89,7 @@ class InferenceCall:
     """One inference request. It is told its outcome once, and finished once."""
 
     __slots__ = ("inference", "protocol", "origin", "respond", "started", "name", "model", "request", "version",
-                 "runner", "outcome", "responded", "finished", "span")
+                 "runner", "outcome", "responded", "finished", "span", "stream")
 
     def __init__(self, inference: Inference, protocol: str, origin: logs.Origin, respond: Respond):
         self.inference = inference
@@ -94,6 +106,7 @@ class InferenceCall:
         self.responded = False
         self.finished = False
         self.span: Any = None  # the request's OpenTelemetry span, when the server traces
+        self.stream: Optional[PieceStream] = None  # a generation's parts, once the first has come
 
     def admit(self, name: str) -> None:
         """Count the call in flight for model ``name``; ServerShuttingDown once the server drains."""
@@ -110,7 +123,7 @@ class InferenceCall:
         In that order: a request for a model not served here is 404, whatever its body holds. A request of
         ``size`` bytes or more is decoded on a thread (``DECODE_ELSEWHERE_BYTES``).
         """
-        runner = self.inference.repository.get(self.name, version)
+        runner = self.runner = self.inference.repository.get(self.name, version)  # a decoder may read its metadata
         if size < DECODE_ELSEWHERE_BYTES:
             self.submit(runner, version, decode())
             return
@@ -127,6 +140,8 @@ class InferenceCall:
 
     def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
+        if request.protocol == "v2":
+            request.verb = answering_verb(request.verb, runner.hooks)
         if self.span is not None:
             tracing.carry(self.span, request)
         self.request = request
@@ -153,6 +168,10 @@ class InferenceCall:
         except Exception as error:
             self.fail(error)
         else:
+            if isinstance(result, PieceStream):
+                self.stream = result
+                if self.model:
+                    self.inference.metrics.stream_started(self.model)
             self.deliver(result, None)
 
     def fail(self, error: BaseException) -> None:
@@ -184,14 +203,20 @@ class InferenceCall:
 
     def withdraw(self) -> None:
         """The client left: the request is not run if it has not started, and answered 499 either way."""
-        if self.outcome is not None and not self.outcome.done():
+        if self.stream is not None:
+            self.stream.close()  # its generator is closed, wherever it runs
+        elif self.outcome is not None and not self.outcome.done():
             self.outcome.cancel()  # the runner's queue skips it; settle answers it
         elif self.outcome is None:
             self.fail(ClientGone("the client left before its request was run"))
 
     def expire(self) -> None:
-        """503 now, whether the body is still arriving or the model still busy: the server will not wait."""
-        self.fail(ServerShuttingDown("the server stopped before this request was answered"))
+        """503 now, whether the body is still arriving or the model still busy: the server will not wait. A
+        stream under way ends with that error, as its last event."""
+        error = ServerShuttingDown("the server stopped before this request was answered")
+        if self.stream is not None:
+            self.stream.close(error)
+        self.fail(error)
 
     def finish(self, status: int) -> None:
         """The front end answered with ``status``: out of flight, into the metrics and the access line."""
@@ -203,8 +228,15 @@ class InferenceCall:
         inference.in_flight.release(self)
         seconds = time.perf_counter() - self.started
         timings = self.request.timings if self.request else {}
+        pieces = None
+        if self.stream is not None:
+            pieces = len(self.stream.taken_at)
+            if pieces:
+                timings["first_piece"] = self.stream.taken_at[0] - self.started
+            if self.model:
+                inference.metrics.stream_done(self.model, self.started, self.stream.taken_at)
         if self.model:
             inference.metrics.request_done(self.model, self.protocol, status, seconds, timings)
-        logs.access(self.origin, status, seconds, self.model, timings)
+        logs.access(self.origin, status, seconds, self.model, timings, pieces)
         if self.span is not None:
             tracing.end_request(self.span, status, self.name, self.model_version(), self.origin.request_id)

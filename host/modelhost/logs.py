@@ -170,8 +170,9 @@ def configure_access(style: AccessStyle) -> None:
 
 
 def access(origin: Origin, status: int, seconds: float, model: Optional[str] = None,
-           timings: Optional[dict] = None) -> None:
-    """The access line: status, request, model, latency and the time each stage took, with the request's id."""
+           timings: Optional[dict] = None, pieces: Optional[int] = None) -> None:
+    """The access line: status, request, model, latency and the time each stage took, with the request's id;
+    for a generation, the pieces sent (its ``first_piece`` stage is the time to the first)."""
     if not access_log.isEnabledFor(logging.INFO):  # the arguments cost more than the check
         return
     style = access_style
@@ -181,10 +182,13 @@ def access(origin: Origin, status: int, seconds: float, model: Optional[str] = N
               "remote_ip": origin.peer, "latency_ms": round(milliseconds, 3)}
     if model:
         fields.update(model=model, **({"stages_ms": stages} if style.stages else {}))
+    if pieces is not None:
+        fields["pieces"] = pieces
     arguments: tuple
     if style.layout is None:
-        message, arguments = "%d %s%s %.2fms%s", (
-            status, origin, f" model={model}" if model else "", milliseconds,
+        message, arguments = "%d %s%s%s %.2fms%s", (
+            status, origin, f" model={model}" if model else "", "" if pieces is None else f" pieces={pieces}",
+            milliseconds,
             "".join(f" {stage}={spent:.2f}ms" for stage, spent in stages.items()))
     else:
         message, arguments = "%s", (style.layout % style.atoms(origin, status, seconds, model),)

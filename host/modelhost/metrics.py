@@ -92,6 +92,13 @@ class Metrics:
                              **register)
         self.last_inference = Gauge("modelhost_last_inference_timestamp_seconds", "when the model last answered an "
                                     "inference request", MODEL, multiprocess_mode="max", **register)
+        self.streams = Gauge("modelhost_streams_in_flight", "generations being answered piece by piece",
+                             MODEL, multiprocess_mode="livesum", **register)
+        self.first_piece = Histogram("modelhost_stream_first_piece_seconds", "time from a generation's request to "
+                                     "its first piece, taken for its client", MODEL, buckets=SECONDS_BUCKETS, **register)
+        self.between_pieces = Histogram("modelhost_stream_between_pieces_seconds", "time between a generation's "
+                                        "pieces, as its client takes them", MODEL, buckets=SECONDS_BUCKETS, **register)
+        self.pieces = Counter("modelhost_stream_pieces", "pieces of generations sent to clients", MODEL, **register)
         self.last_exit = Gauge("modelhost_replica_last_exit_timestamp_seconds", "when a worker process was last "
                                "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
                                multiprocess_mode="max", **register)
@@ -110,6 +117,20 @@ class Metrics:
         for stage, spent in timings.items():
             if stage in stages:
                 stages[stage].observe(spent)
+
+    def stream_started(self, model: str) -> None:
+        self.streams.labels(model).inc()
+
+    def stream_done(self, model: str, started: float, taken_at: list[float]) -> None:
+        """A generation's pieces were taken at ``taken_at`` (``time.perf_counter``), its request came at ``started``."""
+        self.streams.labels(model).dec()
+        if not taken_at:
+            return
+        self.first_piece.labels(model).observe(taken_at[0] - started)
+        between = self.between_pieces.labels(model)
+        for before, after in zip(taken_at, taken_at[1:]):
+            between.observe(after - before)
+        self.pieces.labels(model).inc(len(taken_at))
 
     # Binding labels takes a lock and lookups that would cost every request several microseconds;
     # the combinations are few (served models, protocols, statuses), so each is bound once.

@@ -10,10 +10,11 @@ threads through ``offload``. Nothing here knows about HTTP.
 
 import logging
 import time
-from typing import Optional
+from enum import Enum
+from typing import Optional, Union
 
 from . import logs, tracing
-from .errors import ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
+from .errors import InvalidInput, ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
 from .hookcallers import NEEDS_A_VALUE, HookCaller, Offload, ReturnedNone
 from .predictor import PredictorClient, PredictorSettings, make_client
 from .predictor.client import calls_took
@@ -26,6 +27,13 @@ from .rows import check_rows, rows
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
+
+
+class Own(Enum):
+    OFFLOAD = "the model's own offload"
+
+
+OWN = Own.OFFLOAD  # a call's offload that is the model's own (``Model.offload``)
 
 
 class ServedElsewhere(Exception):
@@ -111,21 +119,28 @@ class Model:
     async def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = await self.prepare(request)
-        outputs = await self.timed([request], self.verb(request), inputs=inputs, predictor=self.predictor)
+        outputs = await self.timed([request], self.verb(request), **self.arguments(inputs))
         check_rows(outputs, rows(inputs), self.name, request.verb)
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
 
-    async def prepare(self, request: InferenceRequest):
+    async def prepare(self, request: InferenceRequest, offload: Union[Offload, None, Own] = OWN):
         """The request's inputs for predict: checked against the declared ones (``protocol.declared``), then
         ``preprocess``."""
         if self.checked_inputs is not None and request.protocol == "v2":
             self.checked_inputs.check(request.inputs)
-        return await self.timed([request], "preprocess", request=request)
+        return await self.timed([request], "preprocess", offload, request=request)
+
+    def arguments(self, inputs) -> dict:
+        """What the verb's hook is passed: ``inputs`` (``texts`` for ``embed``), and the transformer role's
+        predictor."""
+        return {"inputs": inputs, "texts": inputs, "predictor": self.predictor}
 
     def verb(self, request: InferenceRequest) -> str:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
         if request.verb == "explain" and "explain" not in self.hooks:
             raise NotImplementedByModel(f"model {self.name!r} does not explain its predictions (no explain hook)")
+        if request.verb == "embed" and "embed" not in self.hooks:
+            raise InvalidInput(f"model {self.name!r} does not embed texts (it has no embed hook)")
         return request.verb
 
     def respond(self, result, request: InferenceRequest):
@@ -140,7 +155,8 @@ class Model:
                             self.name, difference)
         return answer
 
-    async def timed(self, requests: list[InferenceRequest], hook: str, **kwargs):
+    async def timed(self, requests: list[InferenceRequest], hook: str, offload: Union[Offload, None, Own] = OWN,
+                    **kwargs):
         """Call a hook for these requests: its time goes into their timings, their ids onto its log lines, and
         when they are traced, its span around it."""
         ids = requests[0].request_id if len(requests) == 1 else ",".join(r.request_id for r in requests if r.request_id)
@@ -150,7 +166,7 @@ class Model:
         started = time.perf_counter()
         try:
             with tracing.stage(hook, self.name, requests) if requests[0].trace_context else tracing.NO_SPAN:
-                return await self.call(hook, **kwargs)
+                return await self.call_on(hook, kwargs, offload)
         finally:
             spent = time.perf_counter() - started
             for request in requests:
@@ -163,18 +179,30 @@ class Model:
 
     async def call(self, hook: str, **kwargs):
         """Call one hook, turning a plugin's own exception into an error that names the hook."""
+        return await self.call_on(hook, kwargs, OWN)
+
+    async def call_on(self, hook: str, kwargs: dict, offload: Union[Offload, None, Own]):
+        """``call``, its synchronous implementations sent through ``offload`` (``OWN``: the model's own).
+
+        A generation in the server process steps a synchronous model's hooks on threads, where its batches
+        run each one whole on a thread of their own (``generation``).
+        """
         try:
-            return await self.callers[hook](kwargs, self.offload)
+            return await self.callers[hook](kwargs, self.offload if offload is OWN else offload)
         except ModelhostError:
             raise
-        except ReturnedNone as nothing:
-            if nothing.first:  # each request answers it; the log needs it once
-                log.error("model %r: %s returned None (defined at %s), so each request it handles is answered 500: "
-                          "it must return %s", self.name, hook, nothing.where, NEEDS_A_VALUE[hook])
-            raise PluginError(f"model {self.name!r}: {nothing}") from None
         except Exception as exc:
-            log.exception("model %r: %s hook raised", self.name, hook)
-            raise PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}") from None
+            raise self.failed(hook, exc) from None
+
+    def failed(self, hook: str, exc: Exception) -> ModelhostError:
+        """The error that answers a plugin's own exception in ``hook``, logged."""
+        if isinstance(exc, ReturnedNone):
+            if exc.first:  # each request answers it; the log needs it once
+                log.error("model %r: %s returned None (defined at %s), so each request it handles is answered 500: "
+                          "it must return %s", self.name, hook, exc.where, NEEDS_A_VALUE[hook])
+            return PluginError(f"model {self.name!r}: {exc}")
+        log.error("model %r: %s hook raised", self.name, hook, exc_info=exc)
+        return PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}")
 
 
 def served_versions(spec: PluginSpec, declared: dict) -> list[str]:

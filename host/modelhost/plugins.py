@@ -29,6 +29,9 @@ ENTRY_POINT_GROUP = "modelhost.models"
 # The contract's hooks, in the order hookspecs.py states them.
 HOOK_NAMES = tuple(name for name, value in vars(hookspecs).items() if hasattr(value, "modelhost_spec"))
 
+# The hooks that answer requests: a plugin implements at least one.
+ANSWERING = {"predict", "generate", "embed"}
+
 log = logging.getLogger("modelhost")
 # Where frames of the host's and importlib's own code are: a plugin's failure is never located there.
 NOT_THE_PLUGINS = (os.path.dirname(__file__) + os.sep, os.path.dirname(importlib.__file__) + os.sep)
@@ -179,15 +182,15 @@ def make_plugin_manager(name: str, plugin: object, role: Optional[object] = None
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         raise PluginLoadError(f"model {name!r}: {explain_validation_error(exc)}") from exc
-    implemented = implemented_hooks(pm, plugin)
+    implemented = set(implemented_hooks(pm, plugin))
     unmarked = [hook for hook in HOOK_NAMES if callable(getattr(plugin, hook, None)) and hook not in implemented]
     if unmarked:
         raise PluginLoadError(
             f"model {name!r}: {', '.join(unmarked)} not marked with @modelhost.hookimpl"
         )
-    if "predict" not in implemented and role is None:
-        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook (and has no --predictor_host "
-                              "to send its inputs to)")
+    if not implemented & ANSWERING and role is None:
+        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook, nor generate or embed (and "
+                              "has no --predictor_host to send its inputs to)")
     problems = [problem for problem in (unrunnable(getattr(pm.hook, hook)) for hook in HOOK_NAMES) if problem]
     if problems:
         raise PluginLoadError(f"model {name!r}: {'; '.join(problems)}")

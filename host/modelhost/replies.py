@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import PluginError
-from .protocol import v1, v2
+from .protocol import openai_responses, v1, v2
 from .request import InferenceRequest, Response
 
 
@@ -37,6 +37,8 @@ def carried(result, request: InferenceRequest, model_name: str, metadata: dict, 
             result = more.outputs
         if request.protocol == "v1":
             payload: Any = v1.encode_response(result, "explanations" if request.verb == "explain" else "predictions")
+        elif request.protocol == "openai":  # embeddings: generations leave as text (generation.carried)
+            payload = openai_responses.checked_vectors(result, len(request.instances or ()))
         else:
             payload = v2.output_tensors(result, metadata)
         if more is None:

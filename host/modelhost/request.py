@@ -79,6 +79,44 @@ class InferenceRequest:
     timings: dict[str, float] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=Headers)
     trace_context: Optional[dict[str, str]] = None
+    generation: Optional["Generation"] = None
+
+
+@dataclass
+class Generation:
+    """What an OpenAI-compatible request asks of ``generate``, checked against OpenAI's ranges before any hook runs.
+
+    ``route`` is ``"completions"`` (``prompt`` holds the text) or
+    ``"chat/completions"`` (``messages`` holds ``{"role", "content"}`` dicts,
+    ``content`` as text). ``max_tokens`` (None: the model's own limit) and
+    ``stop`` are kept by the host too: it closes the generator once the pieces
+    reach either, so a plugin may ignore them. ``n`` answers are generated one
+    after another, each by its own call of ``generate``.
+    """
+
+    route: str
+    prompt: Optional[str] = None
+    messages: Optional[list[dict[str, str]]] = None
+    max_tokens: Optional[int] = None
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: list[str] = field(default_factory=list)
+    n: int = 1
+    seed: Optional[int] = None
+    user: Optional[str] = None
+    stream: bool = False
+    include_usage: bool = False  # stream_options.include_usage: a last chunk with the usage
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A piece ``generate`` may yield to say more than its text: how many tokens it holds (OpenAI's
+    ``usage.completion_tokens`` counts one per piece otherwise) and, on any one piece, how many the prompt held
+    (``usage.prompt_tokens``; 0 when never said)."""
+
+    text: str
+    tokens: int = 1
+    prompt_tokens: Optional[int] = None
 
 
 @dataclass

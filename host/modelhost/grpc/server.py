@@ -18,6 +18,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from ..protocol import grpc_v2
+from . import stream_infer
 from .bounds import GRPCBounds
 from .service import GRPCServing, InferenceService
 
@@ -118,7 +119,7 @@ class GRPCServer:
             ("grpc.so_reuseport", int(shared_port)),
             *bounds.server_options(),
         ])
-        self.server.add_generic_rpc_handlers((InferenceService(serving).handlers(),))
+        self.server.add_generic_rpc_handlers((InferenceService(serving).handlers(), stream_infer.handler(serving)))
         self.health = ReadinessHealth(serving.inference.repository.all_ready)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -17,7 +17,9 @@ from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from ..protocol.openapi import openapi_document
 from ..logs import request_id_source
 from .docs import ASSET_PREFIX, DocsAssetHandler, DocsPageHandler, ModelDocumentHandler
-from .exchange import V1, V1_EXPLAIN, V2, InferenceRoute
+from .exchange import V1, V1_EXPLAIN, InferenceRoute
+from .openai_routes import PREFIX, ModelsHandler, OpenAIRoute
+from .v2_events import GENERATE, GENERATE_STREAM, INFER_STREAM, V2
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request
 
 MODEL = r"(?P<name>[^/:]+)"
@@ -144,6 +146,8 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (r"/v2/repository/index", RepositoryIndexHandler),
         (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler),
         (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler),
+        (rf"/{PREFIX}/v1/models", ModelsHandler),
+        (rf"/{PREFIX}/v1/models/(?P<name>.+)", ModelsHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi.json", OpenAPIHandler),
     ]
@@ -159,6 +163,11 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (rf"/v1/models/{MODEL}:predict", InferenceRoute(V1, serving)),
         (rf"/v1/models/{MODEL}:explain", InferenceRoute(V1_EXPLAIN, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/infer", InferenceRoute(V2, serving)),
+        (rf"/v2/models/{MODEL}{VERSION}/generate", InferenceRoute(GENERATE, serving)),
+        (rf"/v2/models/{MODEL}{VERSION}/generate_stream", InferenceRoute(GENERATE_STREAM, serving)),
+        (rf"/v2/models/{MODEL}{VERSION}/infer_stream", InferenceRoute(INFER_STREAM, serving)),
+        *[(rf"/{PREFIX}/v1/{path}", OpenAIRoute(path, serving)) for path in ("completions", "chat/completions",
+                                                                              "embeddings")],
     ]
     return tornado.web.Application(
         inference_routes + [(pattern, handler, context) for pattern, handler in handlers],

@@ -11,10 +11,11 @@ and encodes with ``protocol``, and leaves the rest of the request's life to
 its ``inference.InferenceCall``.
 """
 
+import asyncio
 import email.utils
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, cast
+from typing import Any, Awaitable, Callable, Optional, Protocol, cast
 
 import tornado.httputil
 import tornado.routing
@@ -26,20 +27,31 @@ from ..protocol import v1, v2
 from ..protocol.jsonio import Buffer
 from ..protocol.limits import RequestLimits
 from ..request import Headers, InferenceRequest
+from ..runtime.streams import PieceStream
 from .encoding import SMALLEST_COMPRESSED, encoded_answer, request_coding
+from . import streaming
 from .handling import Body, Serving, check_length, check_token, error_body, origin_of, request_id_for
+from .streaming import Events
 
 JSON = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True)
 class Codec:
-    """A protocol's request decoder and response encoder; ``name`` labels its metrics."""
+    """A protocol's request decoder and response encoder; ``name`` labels its metrics.
+
+    A route whose answers may come in parts (a model that generates) has ``events``, which makes each call's
+    ``streaming.Events``; ``error_body`` is how the route says an error (OpenAI's routes have a shape of their own).
+    """
 
     name: str
-    decode: Callable[[Buffer, tornado.httputil.HTTPHeaders, RequestLimits], InferenceRequest]
+    # (body, headers, limits, the call, which knows its runner) -> the request
+    decode: Callable[[Buffer, tornado.httputil.HTTPHeaders, RequestLimits, InferenceCall], InferenceRequest]
     # (what Model.respond made of the result, the call it answers) -> (body, headers)
     encode: Callable[[Any, InferenceCall], tuple[bytes, dict]]
+    events: Optional[Callable[[InferenceCall], Events]] = None
+    streams: bool = False  # answered as events even when the model answers once (a model that only predicts)
+    error_body: Callable[[ModelhostError], bytes] = lambda error: error_body(error.message)
 
 
 def encode_v1(result: Any, call: InferenceCall) -> tuple[bytes, dict]:
@@ -57,10 +69,9 @@ def encode_v2(result: Any, call: InferenceCall) -> tuple[bytes, dict]:
     return body, {**result.headers, **headers}
 
 
-V1 = Codec("v1", lambda body, headers, limits: v1.decode_request(body), encode_v1)
-V1_EXPLAIN = Codec("v1", lambda body, headers, limits: v1.decode_request(body, "explain"), V1.encode)
-V2 = Codec("v2", lambda body, headers, limits: v2.decode_request(body, headers.get(v2.HEADER_LENGTH), limits),
-           encode_v2)
+V1 = Codec("v1", lambda body, headers, limits, call: v1.decode_request(body), encode_v1)
+V1_EXPLAIN = Codec("v1", lambda body, headers, limits, call: v1.decode_request(body, "explain"), V1.encode)
+
 
 
 class Connection(Protocol):
@@ -69,6 +80,13 @@ class Connection(Protocol):
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None: ...
 
     def write_answer(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None: ...
+
+    def write_headers(self, start_line: tornado.httputil.ResponseStartLine,
+                      headers: tornado.httputil.HTTPHeaders) -> Awaitable[None]: ...
+
+    def write(self, chunk: bytes) -> Awaitable[None]: ...
+
+    def finish(self) -> None: ...
 
 
 class InferenceRoute(tornado.routing.Router):
@@ -113,6 +131,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
                                             request.headers)
         self.body = Body(serving.max_buffer_size)
         self.closed = False
+        self.sending: Optional[asyncio.Future] = None  # an answer in parts, while it is written (streaming)
         # Tornado's type is the abstract HTTPConnection; the server's connections are WholeBodyConnections.
         self.connection = cast(Connection, request.connection)
         self.connection.set_close_callback(self.on_connection_close)
@@ -127,7 +146,8 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
                 raise MethodNotAllowed(["POST"])
             check_length(headers, serving.max_buffer_size)
             self.body.coding = request_coding(headers)
-            self.call.admit(path_part(self.name_in_path, "model name"))
+            if self.name_in_path is not None:  # else named in the body (openai_routes), admitted once it is read
+                self.call.admit(path_part(self.name_in_path, "model name"))
         except Exception as error:
             self.call.fail(error)
 
@@ -148,12 +168,21 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
 
     def decoded(self) -> InferenceRequest:
         headers = self.request.headers
-        request = self.route.codec.decode(self.body.whole(), headers, self.route.serving.limits)
+        request = self.route.codec.decode(self.body.whole(), headers, self.route.serving.limits, self.call)
         request.headers = Headers(headers.get_all())
         return request
 
     def respond(self, result, error: Optional[BaseException]) -> None:
-        """Write the outcome the call was told (an encoding error raises, and the call responds with it)."""
+        """Write the outcome the call was told (an encoding error raises, and the call responds with it); a
+        route whose answers may come in parts writes them as they come (``streaming``)."""
+        codec = self.route.codec
+        if error is None and codec.events is not None and (codec.streams or isinstance(result, PieceStream)):
+            streaming.answer(self, result, codec.events(self.call))
+            return
+        self.answer(result, error)
+
+    def answer(self, result, error: Optional[BaseException]) -> None:
+        """Write one answer: the result encoded, or the error."""
         if error is None:
             body, headers = self.route.codec.encode(result, self.call)
             status = 200
@@ -161,7 +190,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
             if len(body) >= SMALLEST_COMPRESSED and "Accept-Encoding" in self.request.headers:
                 body, headers = encoded_answer(body, headers, self.request.headers["Accept-Encoding"])
         elif isinstance(error, ModelhostError):
-            status, body, headers = error.status, error_body(error.message), {**error.headers, **JSON}
+            status, body, headers = error.status, self.route.codec.error_body(error), {**error.headers, **JSON}
         else:
             status, body, headers = 500, error_body("Internal Server Error"), JSON
         if not self.closed:
@@ -174,6 +203,13 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
                  ("X-Request-Id", self.request_id)]
         self.connection.write_answer(status, tornado.httputil.responses.get(status, "Unknown"), lines, body)
         self.connection.set_close_callback(None)
+
+    def finished_stream(self, status: int) -> None:
+        """The events are written (``streaming.send``): the answer ends, and so does the call."""
+        if not self.closed:
+            self.connection.set_close_callback(None)
+            self.connection.finish()
+        self.call.finish(status)
 
     def body_late(self, error: BodyTimeout) -> None:
         """``BodyDeadlines`` writes the 408 and closes the connection; the call is answered with it, so that its

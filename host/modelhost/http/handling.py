@@ -9,7 +9,7 @@ RequestHandlers serve; ``exchange.Exchange`` to the inference routes.
 """
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional, Protocol
 
 import tornado.http1connection
@@ -40,6 +40,7 @@ class Serving:
     body_deadlines: "BodyDeadlines"
     docs_pages: bool = False  # the browsable API's pages are served (http.docs)
     limits: RequestLimits = DEFAULT_LIMITS  # what one inference request may hold beyond its bytes
+    started: float = field(default_factory=time.time)  # when the server began serving (OpenAI's model.created)
 
 
 @tornado.web.stream_request_body

@@ -76,6 +76,10 @@ class AsyncChannel:
         self.writer.writelines(frames)
         await self.writer.drain()
 
+    def post(self, message: object) -> None:
+        """Send a small message without waiting for the channel to drain: from a callback, in order."""
+        self.writer.writelines(encode(message))
+
     async def receive(self) -> object:
         """The next message; raises EOFError when the other end has gone."""
         try:

@@ -14,6 +14,7 @@ import logging
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable, Coroutine, Optional
 
+from .. import generation
 from ..batched import infer_batch
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
 from ..hookcallers import offload_to, run_sync
@@ -27,6 +28,7 @@ from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
 from .messages import LoadFailed
 from .runner import Health, report_ready
+from .streams import PieceStream, Streams, Window
 
 log = logging.getLogger("modelhost")
 
@@ -44,6 +46,8 @@ class InProcessRunner:
         self.executor = executor
         self.threads = threads
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
+        self.streams = Streams(spec.name, timeout, self.start_generation)
+        self.generations: set[asyncio.Task] = set()
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.why_no_model = "loading"
@@ -93,6 +97,7 @@ class InProcessRunner:
         if settings.inline:
             model.offload = None
         self.model = model
+        self.streams.configure(settings.max_concurrency, settings.max_queue_size)
         if model.watched:
             self.health.update(await self.probe(model))
             self.consumers.append(asyncio.create_task(self.watch_health(model)))
@@ -138,6 +143,8 @@ class InProcessRunner:
         self.require_ready()
         model = self.model
         assert model is not None  # require_ready says so
+        if request.verb == "generate":
+            return self.streams.open(request)
         if not model.settings.inline:
             return self.queue.submit(request)
         if model.awaits:
@@ -163,7 +170,34 @@ class InProcessRunner:
             raise
         settle_batch(batch, outcomes, ModelhostError)
 
+    def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
+        task = asyncio.create_task(self.generate(request, stream))
+        stream.on_close = task.cancel
+        self.generations.add(task)
+        task.add_done_callback(self.generations.discard)
+
+    async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
+        """Run a generation on the event loop, a synchronous model's steps each on a hook thread (in place for an
+        inline one), its parts into ``stream``."""
+        model = self.model
+        assert model is not None  # streams start only while it serves
+        offload = model.offload or (None if model.settings.inline else offload_to(self.executor))
+        window = Window(stream.put)
+        stream.on_taken = window.taken
+        try:
+            await generation.generate(model, request, window.put, offload)
+        except ModelhostError as error:
+            stream.end(error)
+        except asyncio.CancelledError:
+            stream.end(ModelNotReady(f"model {self.name!r} is shutting down"))  # unless the client ended it first
+        else:
+            stream.end()
+
     async def stop(self) -> None:
+        self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
+        for generating in list(self.generations):
+            generating.cancel()
+        await asyncio.gather(*self.generations, return_exceptions=True)
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None

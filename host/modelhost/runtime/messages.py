@@ -5,6 +5,11 @@ or ``LoadFailed`` or ``Elsewhere`` (and exits). Then each ``Batch`` gets its ``O
 ``Probe`` its ``ProbeResult``, answering the same ``id``, until the server closes
 the channel. A synchronous model answers in the order asked; an awaiting one
 (``Ready.awaits``) runs several at once and answers each when it is done.
+
+A ``Generate`` is answered with ``Parts`` as they are yielded, then ``Generated``;
+the server says how many parts its client has taken (``Taken``: the worker has
+at most ``streams.WINDOW`` out untaken), or that it is done with them (``Close``:
+the generator is closed, and nothing more is said of it).
 """
 
 from dataclasses import dataclass, field
@@ -93,3 +98,44 @@ class ProbeResult:
 
     id: int
     health: str
+
+
+@dataclass(frozen=True)
+class Generate:
+    """Server to worker: run a generation (``generation.generate``)."""
+
+    id: int
+    request: InferenceRequest
+
+
+@dataclass(frozen=True)
+class Parts:
+    """Worker to server: parts of generation ``id``, as they were yielded."""
+
+    id: int
+    parts: list
+
+
+@dataclass(frozen=True)
+class Generated:
+    """Worker to server: generation ``id`` has ended, with ``error`` or without; its stage timings and spans."""
+
+    id: int
+    error: Optional[Exception]
+    timings: dict
+    spans: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Taken:
+    """Server to worker: the client has taken ``count`` more parts of generation ``id``."""
+
+    id: int
+    count: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """Server to worker: the client is gone, or the part is late; close generation ``id``."""
+
+    id: int

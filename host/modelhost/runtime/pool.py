@@ -22,6 +22,7 @@ from .messages import Elsewhere, LoadFailed, Ready, Serve
 from .process import Exit, WorkerProcess
 from .replica import Replica
 from .runner import report_ready
+from .streams import PieceStream, Streams
 
 log = logging.getLogger("modelhost")
 
@@ -41,6 +42,7 @@ class WorkerPoolRunner:
         self.timeout = timeout
         self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
+        self.streams = Streams(spec.name, timeout, self.start_generation)
         self.settings = ServingSettings.resolve({}, options)  # until the first worker says what it resolved
         self.up: set[Replica] = set()
         self.tasks: list[asyncio.Task] = []
@@ -75,6 +77,7 @@ class WorkerPoolRunner:
         count = self.settings.replicas
         # An awaiting model's replicas run many batches at once: with batching off, each one request.
         self.queue.configure(self.settings, count, shares=not (isinstance(started, Ready) and started.awaits))
+        self.streams.configure(self.settings.max_concurrency * count, self.settings.max_queue_size)
         replicas = [first, *(Replica(self, index) for index in range(1, count))]
         startups = [started, *await asyncio.gather(*(replica.worker.start(self.serving) for replica in replicas[1:]))]
         ready: Optional[Ready] = None
@@ -116,8 +119,18 @@ class WorkerPoolRunner:
 
     def submit(self, request: InferenceRequest) -> asyncio.Future:
         self.require_ready()
+        if request.verb == "generate":
+            return self.streams.open(request)
         return self.queue.submit(request)
 
+    def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
+        """To the replica running the fewest generations."""
+        if not self.up:
+            stream.end(ModelNotReady(f"model {self.name!r} is not ready: {self.reason}"))
+            return
+        min(self.up, key=lambda replica: len(replica.streams)).generate(request, stream)
+
     async def stop(self) -> None:
+        self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         await stop_taking(self.tasks, self.queue, self.name)
         self.reason = "stopped"

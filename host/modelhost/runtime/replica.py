@@ -28,11 +28,14 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ModelNotReady, ModelTimeout
+from ..request import InferenceRequest
 from .batching import Pending, fail, run_batches, settle_answered
 from .channel import AsyncChannel
 from .messages import Batch, Outcomes, Probe, ProbeResult, Ready
 from .process import Crashed, Exit, Started
+from .remote_streams import RemoteStreams
 from .runner import Health
+from .streams import PieceStream
 
 if TYPE_CHECKING:
     from .pool import WorkerPoolRunner
@@ -80,6 +83,8 @@ class Replica:
         self.answers: dict[int, asyncio.Future] = {}  # by id, those not answered yet
         self.ended = asyncio.get_running_loop().create_future()  # how its worker ended, once it has
         self.backoff = Backoff()
+        self.streams = RemoteStreams(lambda: self.channel)  # its worker's generations
+        self.awaits = False  # its model has async def hooks: a late part is no stuck thread
 
     async def run(self, started: Started) -> None:
         """Serve from the worker ``started`` describes, and from each one started after it, until cancelled."""
@@ -122,6 +127,7 @@ class Replica:
     async def serve(self, ready: Ready) -> Exit:
         """Run batches through the worker, and probe its health, until it dies or gets stuck; returns how it ended."""
         self.ended = asyncio.get_running_loop().create_future()
+        self.awaits = ready.awaits
         self.healthy(ready, ready.health)
         at_once = ready.settings.max_concurrency if ready.awaits else 1
         tasks = [asyncio.create_task(self.listen()),
@@ -152,6 +158,8 @@ class Replica:
         try:
             while True:
                 answer = await self.channel.receive()
+                if self.streams.take(answer):
+                    continue
                 assert isinstance(answer, (Outcomes, ProbeResult))
                 waiting = self.answers.get(answer.id)
                 if waiting is not None and not waiting.done():
@@ -160,7 +168,10 @@ class Replica:
             for waiting in self.answers.values():
                 if not waiting.done():
                     waiting.set_exception(EOFError("the worker closed its channel"))
-            self.end(await self.worker.exit_cause())
+            cause = await self.worker.exit_cause()
+            self.streams.fail_all(ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this "
+                                                "generation"))
+            self.end(cause)
 
     async def ask(self, question: Callable[[int], object]):
         """The worker's answer to ``question(id)``; Stuck past the timeout, EOFError (or ConnectionError) once gone."""
@@ -204,6 +215,17 @@ class Replica:
             self.backoff.running -= 1
             fail(batch, ModelNotReady(f"model {name!r}: its worker {self.ended.result()} during this request"
                                       if self.ended.done() else f"model {name!r} is shutting down"))
+
+    def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
+        """Have the worker run a generation, its parts into ``stream``."""
+        self.asked += 1
+        self.streams.start(self.asked, request, stream, self.late_part)
+
+    def late_part(self) -> None:
+        """A part did not come within the timeout: a synchronous model's thread is stuck, and its worker with it."""
+        if not self.awaits:
+            self.worker.kill()
+            self.end(Exit("timeout", f"was stuck in generate for more than {self.pool.timeout:g}s"))
 
     async def watch_health(self, ready: Ready) -> None:
         """Ask the worker every ``health_interval_s``; one stuck in the healthy hook is replaced."""

@@ -7,7 +7,8 @@ with them over the plugin's own, says ``Ready`` or why it cannot
 (``LoadFailed``), then answers each ``Batch`` and ``Probe`` until the server
 closes the channel: in turn on one thread when the model's hooks are all
 synchronous, on an event loop of its own, several at once, when it has an
-``async def`` hook. Only the channel carries messages: whatever the plugin prints goes to
+``async def`` hook or generates (``Generations``: each ``Generate`` a task,
+its parts sent as they are yielded). Only the channel carries messages: whatever the plugin prints goes to
 stdout and stderr, which the server reads into its log.
 """
 
@@ -21,15 +22,17 @@ import socket
 import sys
 from typing import Union
 
-from .. import logs, tracing
+from .. import generation, logs, tracing
 from ..batched import infer_batch
-from ..errors import PluginError, PluginLoadError
+from ..errors import ModelhostError, PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import AsyncChannel, BlockingChannel, encode
-from .messages import Batch, Elsewhere, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
+from .messages import (Batch, Close, Elsewhere, Generate, Generated, LoadFailed, Outcomes, Parts, Probe, ProbeResult,
+                       Ready, Serve, Taken)
+from .streams import Window
 
 
 def main(argv=None) -> int:
@@ -61,7 +64,7 @@ def main(argv=None) -> int:
     except PluginLoadError as exc:
         channel.send(LoadFailed(str(exc), exc.where))
         return 0
-    if model.awaits:
+    if model.awaits or "generate" in model.hooks:  # generations interleave, and hear of their clients between parts
         asyncio.run(serve_on_loop(model, sock, serve.command_line))
     else:
         serve_in_turn(model, channel, serve.command_line)
@@ -93,17 +96,74 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     if not isinstance(started, Ready):
         return
     answering: set[asyncio.Task] = set()
+    generations = Generations(model, channel)
     while True:
         try:
             message = await channel.receive()
         except EOFError:  # the server stops serving the model here; it kills this process after 5 s
             break
+        if generations.take(message):
+            continue
         task = asyncio.create_task(reply(model, channel, message))
         answering.add(task)
         task.add_done_callback(answering.discard)
-    for task in answering:
+    for task in [*answering, *generations.tasks()]:
         task.cancel()
     await model.unload()
+
+
+class Generations:
+    """The generations this worker runs, by id: each a task, its parts sent as they are yielded, at most
+    ``streams.WINDOW`` of them untaken by the client."""
+
+    def __init__(self, model: Model, channel: AsyncChannel):
+        self.model = model
+        self.channel = channel
+        self.running: dict[int, tuple[asyncio.Task, Window]] = {}
+
+    def tasks(self) -> list[asyncio.Task]:
+        return [task for task, _ in self.running.values()]
+
+    def take(self, message: object) -> bool:
+        """Act on a message about generations; False when it is about something else."""
+        if isinstance(message, Generate):
+            window = Window(lambda part: self.channel.write(encoded_part(message.id, part, self.model.name)))
+            self.running[message.id] = (asyncio.create_task(self.run(message, window)), window)
+        elif isinstance(message, Taken):
+            running = self.running.get(message.id)
+            if running is not None:
+                running[1].taken(message.count)
+        elif isinstance(message, Close):
+            running = self.running.pop(message.id, None)
+            if running is not None:
+                running[0].cancel()  # its generator is closed; the server has let it go
+        else:
+            return False
+        return True
+
+    async def run(self, message: Generate, window: Window) -> None:
+        error = None
+        try:
+            await generation.generate(self.model, message.request, window.put)
+        except ModelhostError as failed:
+            error = failed
+        except asyncio.CancelledError:
+            return
+        finally:
+            self.running.pop(message.id, None)
+        spans = tracing.finished_here() if message.request.trace_context else []
+        try:
+            await self.channel.write(encoded(Generated(message.id, error, message.request.timings, spans),
+                                             self.model.name))
+        except ConnectionError:  # the server has gone; the receiving loop sees it too
+            pass
+
+
+def encoded_part(generation_id: int, part: object, name: str) -> list:
+    try:
+        return encode(Parts(generation_id, [part]))
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise PluginError(f"model {name!r}: generate yielded something that cannot leave its worker: {exc}") from None
 
 
 async def start(model: Model, command_line: dict, runner: str = "workers") -> Union[Ready, LoadFailed, Elsewhere]:
@@ -132,7 +192,7 @@ async def reply(model: Model, channel: AsyncChannel, message: object) -> None:
         pass
 
 
-def encoded(reply: Union[Outcomes, ProbeResult], name: str) -> list:
+def encoded(reply: Union[Outcomes, ProbeResult, Generated], name: str) -> list:
     """A reply's frames; an outcome that cannot be pickled is replaced by the error that says so."""
     try:
         return encode(reply)

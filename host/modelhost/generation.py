@@ -1,0 +1,179 @@
+"""One request's generation, where the model runs: the plugin's ``generate`` read piece by piece.
+
+Written once, as a coroutine, for every runner: the server process, a worker
+process and a Ray replica each run ``generate`` and say where each part goes
+(``emit``, which waits while the client is behind). A synchronous generator's
+steps go through the model's ``offload`` (a thread) unless it runs inline; an
+async one is awaited. However the generation ends (its end, the host's
+``max_tokens`` or ``stop``, an error, the client leaving, which cancels the
+coroutine) the generator is closed, so that the plugin's ``finally`` runs here.
+
+Each piece leaves as a ``Part`` in its protocol's form: text for an
+OpenAI-compatible request, V2 output tensors otherwise. An OpenAI request's
+choices each end with a part that carries its ``finish_reason``.
+"""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional, Union
+
+import numpy as np
+
+from .errors import ModelhostError, NotImplementedByModel, PluginError
+from .hookcallers import Offload
+from .model import OWN, Model, Own
+from .protocol.openai_responses import StopScanner
+from .request import InferenceRequest, Piece
+
+# A text piece answering a V2 request is this output, as Triton's generate extension names it.
+TEXT_OUTPUT = "text_output"
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece as it leaves the model's process: ``outputs`` is text (OpenAI) or what ``Model.respond`` made of
+    V2 output tensors; ``finish_reason`` is set on an OpenAI choice's last part."""
+
+    outputs: Any
+    choice: int = 0
+    tokens: int = 1
+    prompt_tokens: Optional[int] = None
+    finish_reason: Optional[str] = None
+
+
+Emit = Callable[[Part], Awaitable[None]]
+
+
+async def generate(model: Model, request: InferenceRequest, emit: Emit,
+                   offload: Union[Offload, None, Own] = OWN) -> None:
+    """Run the request's generation to its end, each part handed to ``emit``; an error raises (ModelhostError).
+
+    ``offload``: how the model's synchronous hooks leave the event loop (``OWN``: as its batches' do).
+    """
+    if "generate" not in model.hooks:
+        raise NotImplementedByModel(f"model {model.name!r} does not generate (it has no generate hook)")
+    offload = model.offload if offload is OWN else offload
+    inputs = await model.prepare(request, offload)
+    choices = request.generation.n if request.generation else 1
+    started = time.perf_counter()
+    try:
+        for choice in range(choices):
+            await one_choice(Stepper(model, offload), request, inputs, choice, emit)
+    finally:
+        request.timings["generate"] = time.perf_counter() - started
+
+
+async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any, choice: int, emit: Emit) -> None:
+    model, generation = stepper.model, request.generation
+    source = Source(stepper, await stepper.call("generate", inputs=inputs, request=request))
+    scanner = StopScanner(generation.stop) if generation and generation.stop else None
+    limit = generation.max_tokens if generation else None
+    produced, finish, stopped = 0, "stop", False
+    try:
+        while True:
+            piece = await source.next()
+            if piece is Source.END:
+                break
+            if "postprocess" in model.hooks:
+                piece = await stepper.call("postprocess", outputs=piece, request=request)
+            part = carried(model, piece, request, choice)
+            produced += part.tokens
+            if scanner is not None:
+                text, stopped = scanner.feed(part.outputs)
+                part = Part(text, choice, part.tokens, part.prompt_tokens)
+            if part.outputs or part.prompt_tokens is not None or generation is None:
+                await emit(part)
+            if stopped:
+                break
+            if limit is not None and produced >= limit:
+                finish = "length"
+                break
+    finally:
+        await source.close()
+    if generation is not None:
+        held = scanner.flush() if scanner is not None and not stopped else ""
+        await emit(Part(held, choice, 0, None, finish))
+
+
+def carried(model: Model, piece: Any, request: InferenceRequest, choice: int) -> Part:
+    """The piece in its protocol's form; PluginError names what cannot be carried."""
+    if isinstance(piece, Piece):
+        text, tokens, prompt_tokens = piece.text, piece.tokens, piece.prompt_tokens
+    elif isinstance(piece, (str, bytes)):
+        text, tokens, prompt_tokens = piece, 1, None
+    elif request.generation is None:
+        return Part(model.respond(piece, request), choice)
+    else:
+        raise PluginError(f"model {model.name!r}: generate yielded a {type(piece).__name__}, where an "
+                          "OpenAI-compatible request takes text (str or modelhost.Piece)")
+    if request.generation is not None:
+        return Part(text if isinstance(text, str) else text.decode("utf-8", "replace"), choice, tokens, prompt_tokens)
+    encoded = text.encode("utf-8") if isinstance(text, str) else text
+    return Part(model.respond({TEXT_OUTPUT: np.array([encoded], dtype=object)}, request), choice, tokens)
+
+
+class Stepper:
+    """A model's hooks called as its generation runs: synchronous ones through ``offload`` (None: in place)."""
+
+    def __init__(self, model: Model, offload: Optional[Offload]):
+        self.model = model
+        self.offload = offload
+        self.running: Optional[asyncio.Future] = None  # the step on a thread, which a cancel cannot stop
+
+    async def call(self, hook: str, **kwargs) -> Any:
+        return await self.model.call_on(hook, kwargs, self.offload)
+
+    async def step(self, function: Callable[..., Any], *args) -> Any:
+        """A synchronous step of the plugin's generator: its exception names the hook, as ``call``'s does."""
+        try:
+            if self.offload is None:
+                return function(*args)
+            self.running = asyncio.ensure_future(self.offload(function, list(args)))
+            return await asyncio.shield(self.running)
+        except Exception as error:
+            raise self.model.failed("generate", error) from None
+
+    async def settled(self) -> None:
+        """Once the step still on its thread (its caller was cancelled) has returned: a generator cannot be
+        closed while it runs."""
+        if self.running is not None:
+            await asyncio.wait({self.running})
+
+
+class Source:
+    """The plugin's generator, stepped where its hooks belong; ``close`` runs its ``finally``."""
+
+    END = object()
+
+    def __init__(self, stepper: Stepper, made: Any):
+        self.stepper = stepper
+        if isinstance(made, (str, bytes, dict, np.ndarray)) or not (
+                hasattr(made, "__anext__") or hasattr(made, "__iter__")):
+            raise PluginError(f"model {stepper.model.name!r}: generate returned a {type(made).__name__}; it must "
+                              "yield its pieces (a generator, or an async generator)")
+        self.asynchronous = hasattr(made, "__anext__")
+        self.generator = made if self.asynchronous else iter(made)
+
+    async def next(self) -> Any:
+        if not self.asynchronous:
+            return await self.stepper.step(next, self.generator, Source.END)
+        try:
+            return await self.generator.__anext__()
+        except StopAsyncIteration:
+            return Source.END
+        except Exception as error:
+            raise self.stepper.model.failed("generate", error) from None
+
+    async def close(self) -> None:
+        """Close the generator; an exception from its ``finally`` is logged, and the answer stands."""
+        try:
+            if self.asynchronous:
+                await self.generator.aclose()
+            elif hasattr(self.generator, "close"):
+                await self.stepper.settled()
+                await self.stepper.step(self.generator.close)
+        except ModelhostError:  # logged by step
+            pass
+        except Exception as error:
+            self.stepper.model.failed("generate", error)

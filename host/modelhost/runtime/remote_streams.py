@@ -1,0 +1,71 @@
+"""Generations that run in another process (a worker), as its replica follows them: parts in, taken counts out.
+
+The replica sends ``Generate`` and hands each ``Parts`` and ``Generated`` that
+comes back to the generation's ``PieceStream``. What the client takes is told
+to the worker every ``TAKEN_EVERY`` parts, which the worker needs to go on
+past its window; a client that leaves, or a part that is late, sends
+``Close``. A worker that dies ends its generations with that error.
+"""
+
+from typing import Callable
+
+from .. import tracing
+from ..errors import ModelhostError
+from ..request import InferenceRequest
+from .channel import AsyncChannel
+from .messages import Close, Generate, Generated, Parts, Taken
+from .streams import WINDOW, PieceStream
+
+TAKEN_EVERY = WINDOW // 4  # fewer messages than one per part, and the worker never waits on a full window
+
+
+class RemoteStreams:
+    def __init__(self, channel: Callable[[], AsyncChannel]):
+        self.channel = channel  # the worker's channel now
+        self.running: dict[int, tuple[InferenceRequest, PieceStream]] = {}
+
+    def __len__(self) -> int:
+        return len(self.running)
+
+    def start(self, asked: int, request: InferenceRequest, stream: PieceStream,
+              stuck: Callable[[], None]) -> None:
+        """Send generation ``asked`` to the worker; ``stuck`` is what a late part does to it."""
+        self.running[asked] = (request, stream)
+        untold = [0]
+
+        def taken(count: int) -> None:
+            untold[0] += count
+            if untold[0] >= TAKEN_EVERY and asked in self.running:
+                self.channel().post(Taken(asked, untold[0]))
+                untold[0] = 0
+
+        def closed() -> None:
+            if self.running.pop(asked, None) is not None:
+                self.channel().post(Close(asked))
+
+        stream.on_taken, stream.on_close = taken, closed
+        stream.on_stuck = lambda: (closed(), stuck())
+        self.channel().post(Generate(asked, request))
+
+    def take(self, message: object) -> bool:
+        """Hand a worker's message to its generation; False when it is no generation's."""
+        if isinstance(message, Parts):
+            running = self.running.get(message.id)
+            if running is not None:
+                for part in message.parts:
+                    running[1].put(part)
+            return True
+        if isinstance(message, Generated):
+            request, stream = self.running.pop(message.id, (None, None))
+            if stream is not None:
+                if message.spans:
+                    tracing.take(message.spans)
+                request.timings.update(message.timings)
+                stream.end(message.error)
+            return True
+        return False
+
+    def fail_all(self, error: ModelhostError) -> None:
+        running, self.running = self.running, {}
+        for _, stream in running.values():
+            stream.end(error)
