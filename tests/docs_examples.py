@@ -12,6 +12,7 @@ The convention, for every ```python and ```sh block (the only languages a runnab
     the examples share (the sample, as README's first command serves it); ``modelhost serve ARGS`` starts a
     server of the block's own, in the page's folder, and waits until it is ready; any other command runs with
     bash, ``localhost:8080`` made the address of the block's server, each curl made to fail on an HTTP error.
+- In Python blocks, ``localhost:8080`` and ``localhost:8081`` are the shared server's HTTP and gRPC addresses.
 - A block inside an HTML comment (``<!-- run in the suite, not shown: WHY`` on the line before its fence, ``-->``
   after it) runs as any other but is not shown: the set-up an example assumes (a weights file), or the check that
   shows an example does what its page says.
@@ -34,7 +35,7 @@ LANGUAGES = {"python", "sh"}
 SHELL_LIKE = {"bash", "shell", "console", "py", "python3", "zsh"}  # to be written as python or sh
 NOT_RUN = re.compile(r"<!-- not run: (.*\S)\s*-->$")
 FILE_HEADER = re.compile(r"# (\w+\.py)\b")
-LINKED = ["sample_alexnet_plugin", "plugins"]  # the repository's folders the commands name, as from a checkout
+LINKED = ["sample_alexnet_plugin", "sample_generative_plugin", "plugins"]  # the repository's folders the commands name, as from a checkout
 
 
 @dataclass
@@ -107,11 +108,13 @@ def check_pip_install(command: str) -> str:
 
 
 class PageRun:
-    """One page's examples, run in order in ``folder``, with ``shared`` the URL of the server they share."""
+    """One page's examples, run in order in ``folder``, with ``shared`` the server they share."""
 
-    def __init__(self, folder: Path, shared: str):
+    def __init__(self, folder: Path, shared: ServerProcess):
         self.folder = folder
-        self.shared = shared
+        self.shared = shared.url
+        # Its gRPC address stands for the port an example names, as its HTTP one does for 8080.
+        self.shared_grpc = shared.grpc_address or "localhost:8081"
         self.env = {**os.environ, "PYTHONPATH": str(folder), "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
         for name in LINKED:
             if not (folder / name).exists():
@@ -132,6 +135,7 @@ class PageRun:
 
     def python(self, block: Block) -> None:
         code = block.code.replace("localhost:8080", self.shared.removeprefix("http://"))
+        code = code.replace("localhost:8081", self.shared_grpc)
         name = block.file_name or f"block_{block.line}.py"
         if block.file_name is None and re.search(r"^def test_", code, re.M):
             name = f"test_block_{block.line}.py"  # a test the block defines is run, never just defined

@@ -18,7 +18,7 @@ RUN_PAGES = sorted({block.page for block in EXAMPLES if block.not_run_reason is 
 @pytest.fixture(scope="module")
 def shared_server():
     with running_server(timeout=120) as server:
-        yield server.url
+        yield server
 
 
 def test_every_example_runs_or_is_marked_not_run_with_a_reason():

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import psutil
@@ -28,6 +29,7 @@ pytestmark = pytest.mark.ray
 FRAGILE = ["--plugin", "Fragile=fixture_plugins.workers:Fragile"]
 SWITCHES = ["--plugin", "Switches=fixture_plugins.workers:ReadsServeSwitches"]
 DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
+WORDS = ["--plugin", "Words=fixture_plugins.generating:Words"]
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
@@ -48,11 +50,33 @@ def received():
 
 
 @pytest.fixture(scope="module")
-def fragile(ray_head, received):
-    """Models on the session's cluster, two replicas each, the server tracing to an OTLP receiver."""
-    with running_server(*ray_head.serve_args("--replicas", "2"), *FRAGILE, *SWITCHES, *DOUBLER, *TRACED,
+def fragile(ray_head, received, tmp_path_factory):
+    """Models on the session's cluster, two replicas each, the server tracing to an OTLP receiver; a generating
+    one records its generators' lives in ``server.record``."""
+    record = tmp_path_factory.mktemp("generating") / "record.txt"
+    # The replicas' processes are the cluster's, started with its environment: the record's path goes with them.
+    actor_options = {"num_cpus": 0.1, "runtime_env": {"env_vars": {"GENERATING_RECORD": str(record)}}}
+    with running_server(*ray_head.serve_args("--replicas", "2", "--ray_actor_options", json.dumps(actor_options)),
+                        *FRAGILE, *SWITCHES, *DOUBLER, *TRACED, *WORDS,
                         env={**exporting_to(received, "http/protobuf"), **ray_head.env}, timeout=120) as server:
+        server.record = record
         yield server
+
+
+def test_a_generation_streams_from_a_replica_and_a_client_that_leaves_closes_it_there(fragile):
+    answer = requests.post(f"{fragile.url}/openai/v1/chat/completions", timeout=30, json={
+        "model": "Words", "messages": [{"role": "user", "content": "on ray"}], "max_tokens": 4, "stream": True})
+    events = [event for event in answer.text.split("\n\n") if event]
+    assert answer.headers["Content-Type"].startswith("text/event-stream") and events[-1] == "data: [DONE]"
+    assert "word3 " in answer.text and "word4 " not in answer.text
+    leaving = requests.post(f"{fragile.url}/v2/models/Words/generate_stream", stream=True, timeout=30,
+                            json={"text_input": "leaves ray", "count": 1000, "delay": 0.01})
+    assert next(leaving.iter_lines()).startswith(b"data: {")
+    leaving.close()
+    wait_until(lambda: "closed leaves ray" in fragile.record.read_text())
+    yielded = fragile.record.read_text().count("yielded")
+    time.sleep(0.5)
+    assert fragile.record.read_text().count("yielded") == yielded  # closed: it yields no more
 
 
 def test_a_replicas_spans_come_back_to_the_server_under_the_request(fragile, received):

@@ -10,14 +10,20 @@ import socket
 import socketserver
 import threading
 
+import json
+import queue
+
+import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as grpcclient
 
 from support import free_port, plugin_env, running_server, wait_until
 from test_tls import make_pair, ready
 
-TRANSFORMER = ["--plugin", "m=fixture_plugins.transforming:PlusOne"]
-PREDICTOR = ["--replicas", "0", "--plugin", "m=fixture_plugins.transforming:Judging"]
+TRANSFORMER = ["--plugin", "m=fixture_plugins.transforming:PlusOne", "--plugin", "words=fixture_plugins.transforming:Relays"]
+PREDICTOR = ["--replicas", "0", "--plugin", "m=fixture_plugins.transforming:Judging",
+             "--plugin", "words=fixture_plugins.generating:Words"]
 # Each protocol once in a worker process and once in the server process would double the servers: they alternate.
 ROLES = {"v1": "1", "v2": "0", "grpc-v2": "1"}
 
@@ -61,6 +67,26 @@ def test_v1_and_v2_requests_go_through_the_predictor(transformer, protocol):
     assert output["data"] == [5.0, 6.0]
     if protocol != "v1":  # V1 carries JSON numbers, not tensors: names and datatypes stay behind
         assert output == {"name": "x", "datatype": "FP32", "shape": [2], "data": [5.0, 6.0]}
+
+
+def test_a_generation_passes_through_the_transformer_piece_by_piece(transformer, protocol):
+    answer = requests.post(f"{transformer.url}/v2/models/words/generate_stream", json={"text_input": "hi", "count": 3},
+                           timeout=30)
+    events = [json.loads(event.removeprefix("data: ")) for event in answer.text.split("\n\n") if event]
+    texts = [event.get("text_output", event) for event in events]
+    if protocol == "v1":  # V1 has no streams: the predictor is asked to predict, which a model that generates cannot
+        assert texts == [{"error": "the predictor answered 501: model 'words' does not predict (no predict hook): it "
+                                   "answers generate and embed"}], texts
+    else:
+        assert texts == ["<word0 >", "<word1 >", "<word2 >"]
+        with grpcclient.InferenceServerClient(transformer.grpc_address) as client:
+            answers: queue.Queue = queue.Queue()
+            client.start_stream(callback=lambda result, error: answers.put(error or result.as_numpy("text_output")))
+            text = grpcclient.InferInput("text_input", [1], "BYTES")
+            text.set_data_from_numpy(np.array([b"hi"], dtype=object))
+            client.async_stream_infer("words", [text], parameters={"count": 2})
+            assert [answers.get(timeout=30)[0] for _ in range(2)] == [b"<word0 >", b"<word1 >"]
+            client.stop_stream()
 
 
 def test_the_request_id_reaches_the_predictor_and_the_access_line_shows_its_share(transformer, predictor, protocol):

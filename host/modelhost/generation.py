@@ -20,10 +20,11 @@ from typing import Any, Awaitable, Callable, Optional, Union
 
 import numpy as np
 
+from . import tracing
 from .errors import ModelhostError, NotImplementedByModel, PluginError
 from .hookcallers import Offload
 from .model import OWN, Model, Own
-from .protocol.openai_responses import StopScanner
+from .protocol.openai_responses import FinishReason, StopScanner
 from .request import InferenceRequest, Piece
 
 # A text piece answering a V2 request is this output, as Triton's generate extension names it.
@@ -39,7 +40,7 @@ class Part:
     choice: int = 0
     tokens: int = 1
     prompt_tokens: Optional[int] = None
-    finish_reason: Optional[str] = None
+    finish_reason: Optional[FinishReason] = None
 
 
 Emit = Callable[[Part], Awaitable[None]]
@@ -51,15 +52,17 @@ async def generate(model: Model, request: InferenceRequest, emit: Emit,
 
     ``offload``: how the model's synchronous hooks leave the event loop (``OWN``: as its batches' do).
     """
-    if "generate" not in model.hooks:
+    if "generate" not in model.verbs:
         raise NotImplementedByModel(f"model {model.name!r} does not generate (it has no generate hook)")
     offload = model.offload if offload is OWN else offload
     inputs = await model.prepare(request, offload)
     choices = request.generation.n if request.generation else 1
     started = time.perf_counter()
     try:
-        for choice in range(choices):
-            await one_choice(Stepper(model, offload), request, inputs, choice, emit)
+        # A span for the whole generation, where it runs: its pieces are too many to trace one by one.
+        with tracing.stage("generate", model.name, [request]) if request.trace_context else tracing.NO_SPAN:
+            for choice in range(choices):
+                await one_choice(Stepper(model, offload), request, inputs, choice, emit)
     finally:
         request.timings["generate"] = time.perf_counter() - started
 
@@ -69,7 +72,8 @@ async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any,
     source = Source(stepper, await stepper.call("generate", inputs=inputs, request=request))
     scanner = StopScanner(generation.stop) if generation and generation.stop else None
     limit = generation.max_tokens if generation else None
-    produced, finish, stopped = 0, "stop", False
+    produced, stopped = 0, False
+    finish: FinishReason = "stop"
     try:
         while True:
             piece = await source.next()
@@ -98,6 +102,7 @@ async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any,
 
 def carried(model: Model, piece: Any, request: InferenceRequest, choice: int) -> Part:
     """The piece in its protocol's form; PluginError names what cannot be carried."""
+    text: Union[str, bytes]
     if isinstance(piece, Piece):
         text, tokens, prompt_tokens = piece.text, piece.tokens, piece.prompt_tokens
     elif isinstance(piece, (str, bytes)):
@@ -131,6 +136,8 @@ class Stepper:
                 return function(*args)
             self.running = asyncio.ensure_future(self.offload(function, list(args)))
             return await asyncio.shield(self.running)
+        except ModelhostError:  # the plugin's own answer to its client (InvalidInput), or the predictor's
+            raise
         except Exception as error:
             raise self.model.failed("generate", error) from None
 
@@ -162,6 +169,8 @@ class Source:
             return await self.generator.__anext__()
         except StopAsyncIteration:
             return Source.END
+        except ModelhostError:
+            raise
         except Exception as error:
             raise self.stepper.model.failed("generate", error) from None
 

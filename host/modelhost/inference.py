@@ -42,13 +42,13 @@ def ignore(result, error: Optional[BaseException]) -> None:
     """What a finished call's respond becomes: nothing more reaches its front end."""
 
 
-def answering_verb(verb: str, hooks: list[str]) -> str:
+def answering_verb(verb: str, verbs: list[str]) -> str:
     """The verb the model answers a request with. Triton's generate routes and ``ModelStreamInfer`` serve any
     model, as Triton's do: one that only predicts answers once. ``infer`` on a model that only generates is
     answered with all its pieces at once."""
-    if verb == "generate" and "generate" not in hooks:
+    if verb == "generate" and "generate" not in verbs:
         return "predict"
-    if verb == "predict" and "predict" not in hooks and "generate" in hooks:
+    if verb == "predict" and "predict" not in verbs and "generate" in verbs:
         return "generate"
     return verb
 
@@ -141,7 +141,7 @@ class InferenceCall:
     def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
         if request.protocol == "v2":
-            request.verb = answering_verb(request.verb, runner.hooks)
+            request.verb = answering_verb(request.verb, runner.verbs)
         if self.span is not None:
             tracing.carry(self.span, request)
         self.request = request

@@ -27,6 +27,7 @@ from .rows import check_rows, rows
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
+VERBS = ("predict", "explain", "generate", "embed")  # what a request may ask of a model (InferenceRequest.verb)
 
 
 class Own(Enum):
@@ -54,6 +55,9 @@ class Model:
         self.predictor: Optional[PredictorClient] = make_client(predictor, name) if predictor else None
         self.pm = make_plugin_manager(name, plugin, PredictorHooks(self.predictor) if self.predictor else None)
         self.hooks = implemented_hooks(self.pm, plugin)
+        # What it answers: its own hooks', and in the transformer role, predict and generate through the predictor.
+        role = ["predict", "generate"] if self.predictor else []
+        self.verbs = [verb for verb in VERBS if verb in self.hooks or verb in role]
         self.callers = {hook: HookCaller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.awaits = any(caller.awaits for caller in self.callers.values())
         # How a synchronous hook leaves the event loop that an awaiting model's pipeline runs on; None: in place.
@@ -139,6 +143,9 @@ class Model:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
         if request.verb == "explain" and "explain" not in self.hooks:
             raise NotImplementedByModel(f"model {self.name!r} does not explain its predictions (no explain hook)")
+        if request.verb == "predict" and "predict" not in self.verbs:
+            raise NotImplementedByModel(f"model {self.name!r} does not predict (no predict hook): it answers "
+                                        f"{' and '.join(self.verbs)}")
         if request.verb == "embed" and "embed" not in self.hooks:
             raise InvalidInput(f"model {self.name!r} does not embed texts (it has no embed hook)")
         return request.verb

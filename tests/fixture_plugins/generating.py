@@ -79,6 +79,23 @@ class AsyncWords:
             record("closed " + asked["prompt"])
 
 
+class Stalls:
+    """Yields "word0 " at once, then waits parameter stall seconds (default 20) before each next piece: a client
+    that leaves meanwhile must be noticed without a piece to write."""
+
+    @hookimpl
+    async def generate(self, request):
+        asked = options(request)
+        record("start " + asked["prompt"])
+        try:
+            for index in range(asked["count"]):
+                if index:
+                    await asyncio.sleep(float(request.parameters.get("stall", 20)))
+                yield f"word{index} "
+        finally:
+            record("closed " + asked["prompt"])
+
+
 class Failing:
     """Yields two pieces, then raises."""
 

@@ -47,3 +47,12 @@ class Judging:
         if (values == 7).any():
             time.sleep(5)
         return {name: array * 2 for name, array in inputs.items()} if isinstance(inputs, dict) else inputs * 2
+
+
+class Relays:
+    """A transformer of a generating predictor: each piece it passes through marked ``<...>`` by its postprocess."""
+
+    @hookimpl
+    def postprocess(self, outputs):
+        return {name: np.array([b"<" + bytes(value) + b">" for value in array.ravel()], dtype=object)
+                for name, array in outputs.items()}

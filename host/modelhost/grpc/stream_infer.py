@@ -27,8 +27,6 @@ from ..request import Headers
 from ..runtime.streams import PieceStream
 from .service import GRPCServing, check_token, code_for, decoded, unparsable
 
-FINAL, EMPTY_FINAL = "triton_final_response", "triton_enable_empty_final_response"
-
 
 def handler(serving: GRPCServing) -> grpc.GenericRpcHandler:
     """``ModelStreamInfer``, beside the service's other RPCs (``service.InferenceService.handlers``)."""
@@ -111,8 +109,9 @@ class StreamInfer:
             while (part := await stream.next()) is not None:
                 await write(self.response(part.outputs, call, final=False))
             if empty_final_asked(request):
+                assert call.request is not None  # a call with parts has run its request
                 await write(self.messages.ModelStreamInferResponse(infer_response=grpc_v2.encode_infer_response(
-                    {}, call.request, call.name, call.model_version(), {FINAL: True})))
+                    {}, call.request, call.name, call.model_version(), {grpc_v2.FINAL: True})))
             return 200
         except ModelhostError as error:
             if not isinstance(error, ClientGone):
@@ -128,7 +127,7 @@ class StreamInfer:
         if isinstance(result, Reply):
             payload, parameters, output_parameters = result.payload, result.parameters, result.output_parameters
         return self.messages.ModelStreamInferResponse(infer_response=grpc_v2.encode_infer_response(
-            payload, call.request, call.name, call.model_version(), {**parameters, FINAL: final}, output_parameters))
+            payload, call.request, call.name, call.model_version(), {**parameters, grpc_v2.FINAL: final}, output_parameters))
 
     def failure(self, request_id: str, error: BaseException):
         message = error.message if isinstance(error, ModelhostError) else "Internal Server Error"
@@ -145,5 +144,5 @@ def generating(request, headers: Headers, serving: GRPCServing):
 
 
 def empty_final_asked(request) -> bool:
-    asked: Optional[Any] = request.parameters.get(EMPTY_FINAL)
+    asked: Optional[Any] = request.parameters.get(grpc_v2.EMPTY_FINAL)
     return bool(asked is not None and asked.bool_param)

@@ -12,13 +12,13 @@ import tornado.web
 
 from ..inference import Inference
 from ..model import served_versions
-from ..protocol import v2
+from ..protocol import openai, v2
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from ..protocol.openapi import openapi_document
 from ..logs import request_id_source
 from .docs import ASSET_PREFIX, DocsAssetHandler, DocsPageHandler, ModelDocumentHandler
 from .exchange import V1, V1_EXPLAIN, InferenceRoute
-from .openai_routes import PREFIX, ModelsHandler, OpenAIRoute
+from .openai_routes import ModelsHandler, OpenAIRoute
 from .v2_events import GENERATE, GENERATE_STREAM, INFER_STREAM, V2
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request
 
@@ -131,6 +131,7 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
     serving = Serving(inference, max_buffer_size, auth_token, request_ids=request_id_source(),
                       body_deadlines=BodyDeadlines(body_timeout), docs_pages=bool(docs_pages), limits=limits)
     context = {"serving": serving}
+    openai_root = openai.routes_root()
     handlers = [
         (r"/", LiveHandler),
         (r"/v1/models", V1ModelsHandler),
@@ -146,8 +147,8 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (r"/v2/repository/index", RepositoryIndexHandler),
         (rf"/v2/repository/models/{MODEL}/load", RepositoryLoadHandler),
         (rf"/v2/repository/models/{MODEL}/unload", RepositoryUnloadHandler),
-        (rf"/{PREFIX}/v1/models", ModelsHandler),
-        (rf"/{PREFIX}/v1/models/(?P<name>.+)", ModelsHandler),
+        (rf"{openai_root}/models", ModelsHandler),
+        (rf"{openai_root}/models/{MODEL}", ModelsHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi.json", OpenAPIHandler),
     ]
@@ -166,8 +167,8 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (rf"/v2/models/{MODEL}{VERSION}/generate", InferenceRoute(GENERATE, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/generate_stream", InferenceRoute(GENERATE_STREAM, serving)),
         (rf"/v2/models/{MODEL}{VERSION}/infer_stream", InferenceRoute(INFER_STREAM, serving)),
-        *[(rf"/{PREFIX}/v1/{path}", OpenAIRoute(path, serving)) for path in ("completions", "chat/completions",
-                                                                              "embeddings")],
+        *[(rf"{openai_root}/{path}", OpenAIRoute(path, serving)) for path in ("completions", "chat/completions",
+                                                                               "embeddings")],
     ]
     return tornado.web.Application(
         inference_routes + [(pattern, handler, context) for pattern, handler in handlers],

@@ -119,8 +119,8 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
     client has gone.
     """
 
-    def __init__(self, route: InferenceRoute, request: tornado.httputil.HTTPServerRequest, name_in_path: bytes,
-                 version_in_path: Optional[bytes]):
+    def __init__(self, route: InferenceRoute, request: tornado.httputil.HTTPServerRequest,
+                 name_in_path: Optional[bytes], version_in_path: Optional[bytes]):
         serving = route.serving
         self.route = route
         self.request = request
@@ -219,7 +219,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
 
     def on_connection_close(self) -> None:
         self.closed = True
-        if not self.call.responded:
+        if not self.call.responded or self.call.stream is not None:  # a generation's parts may be under way
             self.call.withdraw()
 
 

@@ -10,7 +10,6 @@ server-sent events, the usage chunk when ``stream_options.include_usage``
 asks for it, and ``data: [DONE]``.
 """
 
-import os
 import time
 from typing import Any
 
@@ -23,9 +22,6 @@ from ..protocol import openai, openai_responses as responses
 from ..request import Headers, InferenceRequest
 from .exchange import JSON, Codec, Exchange, InferenceRoute
 from .handling import BaseHandler
-
-# KServe's variable, and its default.
-PREFIX = os.environ.get("KSERVE_OPENAI_ROUTE_PREFIX", "openai").strip("/")
 
 
 def route_error(error: ModelhostError) -> bytes:

@@ -43,6 +43,7 @@ class V2Events:
 
 
 def generate_body(outputs: Any, call: InferenceCall) -> bytes:
+    assert call.request is not None  # a call with a result has run its request
     payload = outputs.payload if isinstance(outputs, Reply) else outputs
     return jsonio.dumps(generate.generate_response(v2.requested(payload, call.request, call.name), call.name,
                                                    call.model_version()))

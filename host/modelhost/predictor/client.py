@@ -10,7 +10,7 @@ import contextvars
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, Optional
 
 import numpy as np
 
@@ -102,6 +102,39 @@ class PredictorClient:
                 took.append(time.perf_counter() - started)
         return outputs
 
+    async def stream(self, inputs: Any, model: Optional[str] = None,
+                     parameters: Optional[dict[str, Any]] = None) -> AsyncIterator[dict[str, np.ndarray]]:
+        """The predictor's answer in parts, as it generates them: each part's outputs by name (V2 over REST, with
+        ``infer_stream``, or gRPC, with ``ModelStreamInfer``; a V1 predictor answers once), asked with the V2
+        request ``parameters`` (a generation's options). What the transformer role's default ``generate``
+        yields, with the request's own parameters, so that a stream passes through the transformer piece by piece.
+
+        Raises PredictorError as ``infer`` does, ``--predictor_request_timeout_seconds`` bounding the wait for
+        each part.
+        """
+        model = model or self.model_name
+        if self.settings.protocol == "v1":
+            yield {UNNAMED_INPUT: await self.infer(inputs, model)}
+            return
+        request_id = logs.request_id.get()
+        headers = {"x-request-id": request_id} if request_id else {}
+        parts = self.send_stream(await self.named_inputs(inputs, model), parameters or {}, model, headers)
+        try:
+            while True:
+                try:
+                    yield await within(self.settings.timeout_s, parts.__anext__())
+                except StopAsyncIteration:
+                    return
+                except asyncio.TimeoutError:
+                    raise self.failed(model, PredictorError(
+                        f"the predictor did not send its next part within {self.settings.timeout_s:g}s", 504)) from None
+                except Unreachable as error:
+                    raise self.failed(model, PredictorError("the predictor cannot be reached", 503)) from error
+                except PredictorError as error:
+                    raise self.failed(model, error) from None
+        finally:
+            await parts.aclose()
+
     async def with_retries(self, inputs: Any, model: str, headers: dict[str, str]) -> Any:
         attempt = 0
         while True:
@@ -142,6 +175,11 @@ class PredictorClient:
 
     async def send(self, inputs: Any, model: str, headers: dict[str, str]) -> Any:
         """One try; Unreachable when the predictor cannot be connected to, PredictorError for a failed call."""
+        raise NotImplementedError
+
+    def send_stream(self, inputs: dict[str, np.ndarray], parameters: dict[str, Any], model: str,
+                    headers: dict[str, str]) -> AsyncGenerator[dict[str, np.ndarray], None]:
+        """One streamed call's parts; Unreachable or PredictorError as ``send``."""
         raise NotImplementedError
 
     async def is_ready(self, model: str) -> bool:

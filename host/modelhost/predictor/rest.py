@@ -4,7 +4,7 @@ One aiohttp session per client holds the keep-alive connections, made on
 first use on the event loop of the process that calls it.
 """
 
-from typing import Any, Optional
+from typing import Any, AsyncGenerator, AsyncIterator, Optional
 
 import aiohttp
 import numpy as np
@@ -34,23 +34,42 @@ class RESTPredictor(PredictorClient):
             {"Content-Type": "application/octet-stream", v2.HEADER_LENGTH: str(len(header)), **headers})
         return v2_outputs(self.answer((status, answer_headers, body)), answer_headers.get(v2.HEADER_LENGTH))
 
+    async def send_stream(self, inputs: dict[str, np.ndarray], parameters: dict[str, Any], model: str,
+                          headers: dict[str, str]) -> AsyncGenerator[dict[str, np.ndarray], None]:
+        described, chunks = v2.write_tensors(inputs, lambda name: True, {})
+        header = jsonio.dumps({"inputs": described, "parameters": parameters})
+        try:
+            async with self.open_session().post(
+                    f"{self.base_url}/v2/models/{model}/infer_stream", data=b"".join([header, *chunks]),
+                    headers={"Content-Type": "application/octet-stream", v2.HEADER_LENGTH: str(len(header)),
+                             **headers}) as answer:
+                if answer.status != 200:
+                    self.answer((answer.status, answer.headers, await answer.read()))
+                async for event in events(answer.content):
+                    yield v2_outputs(event, None)
+        except (aiohttp.ClientConnectionError, OSError) as error:
+            raise Unreachable(str(error) or type(error).__name__) from None
+
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any, bytes]:
         return await self.request("POST", path, body, headers)
 
     async def request(self, method: str, path: str, body: Optional[bytes] = None,
                       headers: Optional[dict[str, str]] = None) -> tuple[int, Any, bytes]:
         """The status, headers and body of the predictor's answer; Unreachable when there is none."""
+        try:
+            async with self.open_session().request(method, self.base_url + path, data=body, headers=headers) as answer:
+                return answer.status, answer.headers, await answer.read()
+        except (aiohttp.ClientConnectionError, OSError) as error:
+            raise Unreachable(str(error) or type(error).__name__) from None
+
+    def open_session(self) -> aiohttp.ClientSession:
         if self.session is None:
             # No pool limit: the host bounds how many batches are out at once (max_concurrency).
             # No Accept-Encoding, which aiohttp sends by default: a modelhost predictor would gzip every larger
             # answer for this hop, to be inflated again here.
             self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=None,
                                                  skip_auto_headers={"Accept-Encoding"})
-        try:
-            async with self.session.request(method, self.base_url + path, data=body, headers=headers) as answer:
-                return answer.status, answer.headers, await answer.read()
-        except (aiohttp.ClientConnectionError, OSError) as error:
-            raise Unreachable(str(error) or type(error).__name__) from None
+        return self.session
 
     @staticmethod
     def answer(answer: tuple[int, Any, bytes]) -> bytes:
@@ -79,6 +98,21 @@ class RESTPredictor(PredictorClient):
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+
+async def events(content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The data of each server-sent event; an event that is an error raises PredictorError with its message."""
+    data: list[bytes] = []
+    async for line in content:
+        line = line.rstrip(b"\r\n")
+        if line.startswith(b"data:"):
+            data.append(line[5:].lstrip(b" "))
+        elif not line and data:
+            event, data = b"\n".join(data), []
+            if event.startswith(b'{"error"'):
+                raise PredictorError(f"the predictor's stream ended with an error: "
+                                     f"{jsonio.load_object(event).get('error')}")
+            yield event
 
 
 def v1_request(inputs: Any) -> bytes:

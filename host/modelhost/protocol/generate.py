@@ -8,8 +8,9 @@ Its response is flat too: each output tensor under its name, a one-element
 tensor as its value (text for BYTES), a larger one as a list.
 
 MLServer's ``infer_stream`` takes a V2 inference request and answers with V2
-inference responses, one per event; a body with ``inputs`` sent to
-``generate_stream`` is read that way too, as MLServer serves both paths.
+inference responses, one per event. A body with ``inputs`` sent to
+``generate``/``generate_stream`` is read as a V2 request too (as MLServer's
+are), and answered in the generate form.
 """
 
 from typing import Any, Optional
@@ -34,8 +35,10 @@ def decode_generate_request(body: jsonio.Buffer, declared: dict, limits: Request
         request = v2.decode_request(body, None, limits)
         request.verb = "generate"
         return request
-    parameters = payload.pop("parameters", None) or {}
-    if not isinstance(parameters, dict):
+    parameters = payload.pop("parameters", None)
+    if parameters is None:
+        parameters = {}
+    elif not isinstance(parameters, dict):
         raise InvalidInput("'parameters' must be an object")
     limits.check_inputs(len(payload))
     limits.check_parameters(len(parameters) + len(payload), "the request")
@@ -56,9 +59,10 @@ def as_tensor(name: str, value: Any, datatype: str) -> np.ndarray:
     """A generate request's value as a one-dimensional tensor of the input's datatype."""
     values = value if isinstance(value, list) else [value]
     try:
-        if datatype == "BYTES":
-            return np.array([item.encode("utf-8") if isinstance(item, str) else bytes(item) for item in values],
-                            dtype=object)
+        if datatype == "BYTES":  # JSON carries text: anything else is no element of it
+            if not all(isinstance(item, str) for item in values):
+                raise TypeError
+            return np.array([item.encode("utf-8") for item in values], dtype=object)
         return np.array(values, dtype=DTYPES[datatype])
     except (TypeError, ValueError, KeyError, OverflowError):
         raise InvalidInput(f"input {quoted(name)} must hold {datatype} values, got {quoted(value)}") from None

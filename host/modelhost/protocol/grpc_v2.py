@@ -23,6 +23,9 @@ from .limits import DEFAULT_LIMITS, RequestLimits
 from .v2 import requested
 
 SERVICE = "inference.GRPCInferenceService"
+# Triton's parameters of ModelStreamInfer: whether a response is its request's last, and a request's asking for
+# an empty last response after a decoupled model's (generating model's) pieces.
+FINAL, EMPTY_FINAL = "triton_final_response", "triton_enable_empty_final_response"
 # The typed contents field that carries each datatype; FP16 travels only as raw contents.
 CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
             "INT64": "int64_contents", "UINT8": "uint_contents", "UINT16": "uint_contents",

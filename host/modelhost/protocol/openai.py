@@ -10,6 +10,8 @@ as vLLM does. The answers' bodies, and ``StopScanner``, which cuts generated
 text at the ``stop`` sequences, are ``openai_responses``', re-exported here.
 """
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Optional, cast
 
@@ -28,6 +30,12 @@ __all__ = [
     "completion_id", "completion_response", "decode_completion", "decode_embeddings", "embeddings_response",
     "error_body", "error_event", "error_type", "model_object", "models_list", "shortened", "usage_chunk",
 ]
+
+def routes_root(environ: Mapping[str, str] = os.environ) -> str:
+    """Where the OpenAI-compatible routes are: ``/openai/v1``, the prefix from ``KSERVE_OPENAI_ROUTE_PREFIX``
+    as KServe reads it."""
+    return "/" + environ.get("KSERVE_OPENAI_ROUTE_PREFIX", "openai").strip("/") + "/v1"
+
 
 Encoding = Literal["float", "base64"]
 ROUTES = ("completions", "chat/completions")

@@ -11,7 +11,7 @@ import re
 from typing import Optional
 
 from .. import __version__
-from . import tensors, v2
+from . import openapi_generate, tensors, v2
 from .v2 import LOADING, READY, UNAVAILABLE, UNLOADING
 
 ERRORS = {
@@ -91,6 +91,7 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
             f"v2ModelInfer{suffix}", "Inference (Open Inference Protocol)", "InferenceRequest", V2_EXAMPLE,
             "InferenceResponse", binary=True,
         )
+    paths.update(openapi_generate.paths(model_names))
     if docs_pages:
         paths.update(_docs_paths())
     for path, item in paths.items():
@@ -103,7 +104,7 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "modelhost", "version": __version__},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "components": {"schemas": {**_schemas(), **openapi_generate.schemas(model_names)}},
     }
 
 

@@ -79,6 +79,10 @@ class InProcessRunner:
     def hooks(self) -> list[str]:
         return self.model.hooks if self.model else []
 
+    @property
+    def verbs(self) -> list[str]:
+        return self.model.verbs if self.model else []
+
     async def start(self) -> None:
         try:
             model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec,

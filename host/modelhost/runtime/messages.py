@@ -34,13 +34,14 @@ class Serve:
 
 @dataclass(frozen=True)
 class Ready:
-    """Worker to server: loaded, with the settings it resolved, the plugin's metadata, the hooks it implements,
-    whether any of them is ``async def``, its first health (why it is not healthy; "" when it is), and whether
-    that can change (``Model.watched``)."""
+    """Worker to server: loaded, with the settings it resolved, the plugin's metadata, the hooks it implements
+    and what the model answers (``Model.verbs``), whether any hook is ``async def``, its first health (why it is
+    not healthy; "" when it is), and whether that can change (``Model.watched``)."""
 
     settings: ServingSettings
     metadata: dict
     hooks: list[str]
+    verbs: list[str]
     awaits: bool = False
     health: str = ""
     watched: bool = False

@@ -48,6 +48,7 @@ class WorkerPoolRunner:
         self.tasks: list[asyncio.Task] = []
         self.metadata: dict = {}
         self.hooks: list[str] = []
+        self.verbs: list[str] = []
         self.reason = "loading"
         self.loaded = False  # a worker has loaded the model
         self.elsewhere: Optional[str] = None
@@ -93,6 +94,7 @@ class WorkerPoolRunner:
     def joined(self, replica: Replica, ready: Ready) -> None:
         self.metadata = ready.metadata
         self.hooks = ready.hooks
+        self.verbs = ready.verbs
         self.up.add(replica)
         self.count_up()
 

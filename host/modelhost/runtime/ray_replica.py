@@ -13,13 +13,15 @@ import os
 import sys
 from typing import Union
 
-from .. import logs, tracing
-from ..errors import PluginLoadError
+from .. import generation, logs, tracing
+from ..errors import ModelhostError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, import_model
 from ..plugins import PluginSpec
-from .messages import Batch, Elsewhere, LoadFailed, Outcomes, Ready, Serve
+from ..request import InferenceRequest
+from .messages import Batch, Elsewhere, Generated, LoadFailed, Outcomes, Ready, Serve
 from .ray_cluster import SINGLE_MACHINE
+from .streams import WINDOW
 from .worker import answer, start
 
 
@@ -67,6 +69,31 @@ class ModelReplica:
     async def infer_batch(self, batch: Batch) -> Outcomes:
         assert self.model is not None  # the runner sends batches only to a deployment whose replicas are Ready
         return await self.run(self.model, answer(self.model, batch))
+
+    async def generate(self, request: InferenceRequest):
+        """Serve's streaming call (``handle.options(stream=True)``): the generation's parts as they come, then a
+        ``Generated`` saying how it ended. Closed by the caller (a client that left), its generator is closed."""
+        model = self.model
+        assert model is not None  # the runner sends generations only to a deployment whose replicas are Ready
+        parts: asyncio.Queue = asyncio.Queue(WINDOW)  # the caller reads as its client does: the rest waits here
+        running = asyncio.create_task(self.run_generation(model, request, parts))
+        try:
+            while True:
+                part = await parts.get()
+                yield part
+                if isinstance(part, Generated):
+                    return
+        finally:
+            running.cancel()
+
+    async def run_generation(self, model: Model, request: InferenceRequest, parts: asyncio.Queue) -> None:
+        error = None
+        try:
+            await generation.generate(model, request, parts.put, model.offload or offload_to(None))
+        except ModelhostError as failed:
+            error = failed
+        spans = tracing.finished_here() if request.trace_context else []
+        await parts.put(Generated(0, error, request.timings, spans))
 
     async def check_health(self) -> None:
         """Serve's health check: raising replaces the replica."""

@@ -26,9 +26,10 @@ from ..request import InferenceRequest
 from ..settings import ServingSettings
 from .batching import Pending, RequestQueue, fail, run_batches, settle_answered, stop_taking
 from .deadline import within
-from .messages import Batch, LoadFailed, Ready, Serve
+from .messages import Batch, Generated, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
 from .runner import report_ready
+from .streams import PieceStream, Streams, Window
 
 log = logging.getLogger("modelhost")
 
@@ -57,6 +58,7 @@ class RayServeRunner:
         self.settings = ServingSettings.resolve({}, options)
         self.metadata: dict = {}
         self.hooks: list[str] = []
+        self.verbs: list[str] = []
         self.reason = "loading"
         self.loaded = False
         self.elsewhere: Optional[str] = None  # the command line chose Ray, which the plugin's settings cannot undo
@@ -64,7 +66,10 @@ class RayServeRunner:
         self.running = 0  # replicas that Serve reports running
         # An upgrade deploys the new version beside the old: each runner's application has a name of its own.
         self.application = f"{spec.name}-{secrets.token_hex(4)}"
+        self.handle: Any = None  # the deployment's, once deployed
         self.infer_batch = None  # the deployment's handle to ModelReplica.infer_batch, made once
+        self.streams = Streams(spec.name, timeout, self.start_generation)
+        self.generations: set[asyncio.Task] = set()
         self.tasks: list[asyncio.Task] = []
 
     @property
@@ -80,7 +85,7 @@ class RayServeRunner:
             await self.cluster.connect()
             placing = await asyncio.to_thread(read_placing, self.spec, self.serving.command_line)
             self.settings = placing.settings
-            handle = await asyncio.to_thread(self.deploy, placing.awaits)
+            handle = self.handle = await asyncio.to_thread(self.deploy, placing.awaits)
             self.infer_batch = handle.infer_batch
             started = await handle.describe.remote()
         except (PlacementError, PluginLoadError) as error:
@@ -97,11 +102,14 @@ class RayServeRunner:
         assert isinstance(started, Ready)  # the command line chose "ray": no plugin's settings send it elsewhere
         self.metadata = started.metadata
         self.hooks = started.hooks
+        self.verbs = started.verbs
         self.loaded = True
         self.running = self.settings.replicas
         self.count_up()
         at_once = most_replicas(self.settings) * (self.settings.max_concurrency if started.awaits else 1)
         self.queue.configure(self.settings, at_once, shares=not started.awaits)
+        self.streams.configure(most_replicas(self.settings) * self.settings.max_concurrency,
+                               self.settings.max_queue_size)
         self.tasks = [asyncio.create_task(run_batches(self.queue.next_batch, self.run_batch, at_once)),
                       asyncio.create_task(self.follow_replicas())]
         report_ready(self.spec, f"{self.settings.replicas} Ray Serve replica(s)", started.hooks)
@@ -155,7 +163,43 @@ class RayServeRunner:
 
     def submit(self, request: InferenceRequest) -> asyncio.Future:
         self.require_ready()
+        if request.verb == "generate":
+            return self.streams.open(request)
         return self.queue.submit(request)
+
+    def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
+        task = asyncio.create_task(self.generate(request, stream))
+        stream.on_close = task.cancel
+        self.generations.add(task)
+        task.add_done_callback(self.generations.discard)
+
+    async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
+        """A generation on a replica, through Serve's streaming handle: its parts read as the client takes them."""
+        from ray.exceptions import RayActorError
+
+        response = self.handle.options(stream=True).generate.remote(request)
+        window = Window(stream.put)
+        stream.on_taken = window.taken
+        try:
+            async for part in response:
+                if isinstance(part, Generated):
+                    if part.spans:
+                        tracing.take(part.spans)
+                    request.timings.update(part.timings)
+                    stream.end(part.error)
+                    return
+                await window.put(part)
+            stream.end(PluginError(f"model {self.name!r}: its Ray Serve replica ended the generation unsaid"))
+        except asyncio.CancelledError:
+            response.cancel()  # the replica's generator is closed
+            stream.end(ModelNotReady(f"model {self.name!r} is shutting down"))  # unless the client ended it first
+            raise
+        except RayActorError as error:
+            stream.end(ModelNotReady(f"model {self.name!r}: its Ray Serve replica died during this generation "
+                                     f"({type(error).__name__})"))
+        except Exception as error:  # Ray's own: the hooks' errors come in the Generated
+            log.error("model %r: Ray failed the generation: %s", self.name, error)
+            stream.end(PluginError(f"model {self.name!r}: Ray failed the generation ({type(error).__name__})"))
 
     async def run_batch(self, batch: list[Pending]) -> None:
         from ray.exceptions import RayActorError
@@ -184,6 +228,10 @@ class RayServeRunner:
         settle_answered(batch, outcomes)
 
     async def stop(self) -> None:
+        self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
+        for generating in list(self.generations):
+            generating.cancel()
+        await asyncio.gather(*self.generations, return_exceptions=True)
         await stop_taking(self.tasks, self.queue, self.name)
         self.reason = "stopped"
         self.running = 0

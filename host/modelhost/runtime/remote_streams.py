@@ -43,8 +43,11 @@ class RemoteStreams:
             if self.running.pop(asked, None) is not None:
                 self.channel().post(Close(asked))
 
-        stream.on_taken, stream.on_close = taken, closed
-        stream.on_stuck = lambda: (closed(), stuck())
+        def late() -> None:
+            closed()
+            stuck()
+
+        stream.on_taken, stream.on_close, stream.on_stuck = taken, closed, late
         self.channel().post(Generate(asked, request))
 
     def take(self, message: object) -> bool:
@@ -56,8 +59,9 @@ class RemoteStreams:
                     running[1].put(part)
             return True
         if isinstance(message, Generated):
-            request, stream = self.running.pop(message.id, (None, None))
-            if stream is not None:
+            running = self.running.pop(message.id, None)
+            if running is not None:
+                request, stream = running
                 if message.spans:
                     tracing.take(message.spans)
                 request.timings.update(message.timings)

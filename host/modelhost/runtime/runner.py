@@ -49,6 +49,10 @@ class Runner(Protocol):
     def hooks(self) -> list[str]:
         """The hooks the plugin implements ([] until it is loaded)."""
 
+    @property
+    def verbs(self) -> list[str]:
+        """What the model answers (``Model.verbs``; [] until it is loaded)."""
+
     async def start(self) -> None:
         """Load the model; a model that cannot load leaves the runner not ready, with the reason."""
 

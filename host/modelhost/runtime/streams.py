@@ -18,7 +18,7 @@ get 503.
 import asyncio
 import collections
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from ..errors import ClientGone, ModelBusy, ModelhostError, ModelTimeout
 from ..request import InferenceRequest
@@ -39,8 +39,8 @@ class PieceStream:
         self.error: Optional[BaseException] = None
         self.waiter: Optional[asyncio.Future] = None  # the front end, waiting for a part
         self.on_taken: Callable[[int], None] = lambda count: None  # the producer's: its window has room again
-        self.on_close: Callable[[], None] = lambda: None  # the producer's: stop, the client is gone
-        self.on_stuck: Callable[[], None] = self.close  # the producer's: no part within the timeout
+        self.on_close: Callable[[], object] = lambda: None  # the producer's: stop, the client is gone
+        self.on_stuck: Callable[[], object] = self.close  # the producer's: no part within the timeout
         self.on_end: Callable[[], None] = lambda: None  # its runner's: a running generation's place is free
         self.timer: Optional[asyncio.TimerHandle] = None
         self.taken_at: list[float] = []  # when each part was taken, for the metrics
@@ -176,7 +176,7 @@ class Window:
     """A producer's side of the window: ``put`` sends a part, and waits first while ``WINDOW`` parts are out
     untaken; ``taken`` is told of the parts the front end took (in this process, or over a worker's channel)."""
 
-    def __init__(self, send: Callable[[Any], object]):
+    def __init__(self, send: Callable[[Any], Optional[Awaitable[None]]]):
         self.send = send
         self.free = WINDOW
         self.room: Optional[asyncio.Future] = None

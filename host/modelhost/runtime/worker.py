@@ -173,7 +173,8 @@ async def start(model: Model, command_line: dict, runner: str = "workers") -> Un
         return LoadFailed(str(exc), exc.where)
     except ServedElsewhere as elsewhere:
         return Elsewhere(elsewhere.runner)
-    return Ready(model.settings, model.metadata, model.hooks, model.awaits, await model.health(), model.watched)
+    return Ready(model.settings, model.metadata, model.hooks, model.verbs, model.awaits, await model.health(),
+                 model.watched)
 
 
 async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:

@@ -45,6 +45,7 @@ REQUEST_SPANS = {  # by the inference call's protocol: named as OpenTelemetry's 
     "v1": "POST /v1/models/{name}:predict",
     "v2": "POST /v2/models/{name}/infer",
     "grpc": "inference.GRPCInferenceService/ModelInfer",
+    "openai": "POST /openai/v1/{route}",
 }
 EXPLAIN_SPAN = "POST /v1/models/{name}:explain"
 # OTLP's protocols, as OTEL_EXPORTER_OTLP_PROTOCOL names them, and the exporters that speak them.
