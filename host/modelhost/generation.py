@@ -13,7 +13,6 @@ OpenAI-compatible request, V2 output tensors otherwise. An OpenAI request's
 choices each end with a part that carries its ``finish_reason``.
 """
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Union
@@ -21,9 +20,10 @@ from typing import Any, Awaitable, Callable, Optional, Union
 import numpy as np
 
 from . import tracing
-from .errors import ModelhostError, NotImplementedByModel, PluginError
+from .errors import NotImplementedByModel, PluginError
 from .hookcallers import Offload
 from .model import OWN, Model, Own
+from .stepping import END, Source, Stepper
 from .protocol.openai_responses import FinishReason, StopScanner
 from .request import InferenceRequest, Piece
 
@@ -77,7 +77,7 @@ async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any,
     try:
         while True:
             piece = await source.next()
-            if piece is Source.END:
+            if piece is END:
                 break
             if "postprocess" in model.hooks:
                 piece = await stepper.call("postprocess", outputs=piece, request=request)
@@ -116,73 +116,3 @@ def carried(model: Model, piece: Any, request: InferenceRequest, choice: int) ->
         return Part(text if isinstance(text, str) else text.decode("utf-8", "replace"), choice, tokens, prompt_tokens)
     encoded = text.encode("utf-8") if isinstance(text, str) else text
     return Part(model.respond({TEXT_OUTPUT: np.array([encoded], dtype=object)}, request), choice, tokens)
-
-
-class Stepper:
-    """A model's hooks called as its generation runs: synchronous ones through ``offload`` (None: in place)."""
-
-    def __init__(self, model: Model, offload: Optional[Offload]):
-        self.model = model
-        self.offload = offload
-        self.running: Optional[asyncio.Future] = None  # the step on a thread, which a cancel cannot stop
-
-    async def call(self, hook: str, **kwargs) -> Any:
-        return await self.model.call_on(hook, kwargs, self.offload)
-
-    async def step(self, function: Callable[..., Any], *args) -> Any:
-        """A synchronous step of the plugin's generator: its exception names the hook, as ``call``'s does."""
-        try:
-            if self.offload is None:
-                return function(*args)
-            self.running = asyncio.ensure_future(self.offload(function, list(args)))
-            return await asyncio.shield(self.running)
-        except ModelhostError:  # the plugin's own answer to its client (InvalidInput), or the predictor's
-            raise
-        except Exception as error:
-            raise self.model.failed("generate", error) from None
-
-    async def settled(self) -> None:
-        """Once the step still on its thread (its caller was cancelled) has returned: a generator cannot be
-        closed while it runs."""
-        if self.running is not None:
-            await asyncio.wait({self.running})
-
-
-class Source:
-    """The plugin's generator, stepped where its hooks belong; ``close`` runs its ``finally``."""
-
-    END = object()
-
-    def __init__(self, stepper: Stepper, made: Any):
-        self.stepper = stepper
-        if isinstance(made, (str, bytes, dict, np.ndarray)) or not (
-                hasattr(made, "__anext__") or hasattr(made, "__iter__")):
-            raise PluginError(f"model {stepper.model.name!r}: generate returned a {type(made).__name__}; it must "
-                              "yield its pieces (a generator, or an async generator)")
-        self.asynchronous = hasattr(made, "__anext__")
-        self.generator = made if self.asynchronous else iter(made)
-
-    async def next(self) -> Any:
-        if not self.asynchronous:
-            return await self.stepper.step(next, self.generator, Source.END)
-        try:
-            return await self.generator.__anext__()
-        except StopAsyncIteration:
-            return Source.END
-        except ModelhostError:
-            raise
-        except Exception as error:
-            raise self.stepper.model.failed("generate", error) from None
-
-    async def close(self) -> None:
-        """Close the generator; an exception from its ``finally`` is logged, and the answer stands."""
-        try:
-            if self.asynchronous:
-                await self.generator.aclose()
-            elif hasattr(self.generator, "close"):
-                await self.stepper.settled()
-                await self.stepper.step(self.generator.close)
-        except ModelhostError:  # logged by step
-            pass
-        except Exception as error:
-            self.stepper.model.failed("generate", error)

@@ -216,7 +216,9 @@ def embed(texts: list[str]) -> Any:
     """Embed texts: one vector per text, for OpenAI-compatible ``embeddings``.
 
     Receives ``texts``, a list of strings, from one request or, with adaptive
-    batching (``max_batch_size``), several requests' together. Returns a 2-D
+    batching (``max_batch_size``), several requests' together: what
+    ``preprocess`` returned for each (the default returns the request's texts;
+    a plugin's own sees ``request.verb == "embed"``). Returns a 2-D
     array (or a list of vectors) with one row per text. Default: none; a
     model without it answers the embeddings route with 400.
     """
