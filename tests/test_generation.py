@@ -9,9 +9,11 @@ process runs it). Each test uses prompts of its own; "yielded N" names no prompt
 no other generator that writes it (Words, Wide) at the same time.
 """
 
+import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import time
@@ -100,15 +102,21 @@ class Served:
                              **{"max_retries": 0, "timeout": 30, **options})
 
 
+@contextlib.contextmanager
+def own_server(tmp_path: Path, *args: str) -> Iterator[Served]:
+    """A server of the test's own, its generators recording into ``tmp_path``."""
+    record = Record(tmp_path / "record")
+    record.path.touch()
+    with running_server(*args, env={**plugin_env(), "GENERATING_RECORD": str(record.path)}, timeout=120) as server:
+        yield Served(server, record)
+
+
 @pytest.fixture(scope="module")
 def served(mode, tmp_path_factory):
     """One server per mode for the module, serving every model at once. A short graceful timeout: a generation
     the host failed to close (the tests of a known bug) must not hold up the server's exit."""
-    record = tmp_path_factory.mktemp("generating") / "record"
-    record.touch()
-    env = {**plugin_env(), "GENERATING_RECORD": str(record)}
-    with running_server(*mode, "--graceful_timeout", "5", *PLUGINS, env=env, timeout=120) as server:
-        yield Served(server, Record(record))
+    with own_server(tmp_path_factory.mktemp("generating"), *mode, "--graceful_timeout", "5", *PLUGINS) as served:
+        yield served
 
 
 @pytest.fixture
@@ -634,11 +642,9 @@ def worker_of(served: Served, model: str) -> int:
 @pytest.fixture(scope="module")
 def in_workers(tmp_path_factory):
     """A server whose models run in worker processes: a worker's death has no twin in the server process."""
-    record = tmp_path_factory.mktemp("generating") / "record"
-    record.touch()
-    env = {**plugin_env(), "GENERATING_RECORD": str(record)}
-    with running_server("--replicas", "1", "--graceful_timeout", "5", *PLUGINS, env=env, timeout=120) as server:
-        yield Served(server, Record(record))
+    with own_server(tmp_path_factory.mktemp("generating"), "--replicas", "1", "--graceful_timeout", "5",
+                    *PLUGINS) as served:
+        yield served
 
 
 def test_a_worker_killed_mid_stream_ends_it_with_an_error_event_and_its_model_comes_back(in_workers):
@@ -673,12 +679,9 @@ def test_a_worker_killed_mid_stream_ends_it_with_an_error_event_and_its_model_co
 
 @pytest.mark.parametrize("replicas", ["0", "1"], ids=["in-process", "workers"])
 def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_ones(replicas, tmp_path):
-    record = Record(tmp_path / "record")
-    record.path.touch()
-    env = {**plugin_env(), "GENERATING_RECORD": str(record.path)}
-    with running_server("--replicas", replicas, "--graceful_timeout", "60", "--plugin", f"words={MODELS['words']}",
-                        env=env) as server:
-        served = Served(server, record)
+    with own_server(tmp_path, "--replicas", replicas, "--graceful_timeout", "60",
+                    "--plugin", f"words={MODELS['words']}") as served:
+        server, record = served.server, served.record
         response = post_stream(served, "/v2/models/words/generate_stream",
                                {"text_input": "draining", "count": 8, "delay": 0.2})
         got = events(response)
@@ -698,3 +701,42 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_refuses_new_ones(replicas, t
         assert server.process.wait(30) == 0
         assert record.closed("draining") and not record.started("too late")
         server.wait_for_log("drained: every request answered, 0 of them with 503")
+
+
+# ---------------------------------------------------------------- limits and what the server counts
+
+
+@pytest.mark.parametrize("replicas", ["0", "1"], ids=["in-process", "workers"])
+def test_timeout_bounds_the_wait_for_each_piece(replicas, tmp_path):
+    with own_server(tmp_path, "--replicas", replicas, "--timeout", "1", "--plugin", f"stalls={MODELS['stalls']}",
+                    "--plugin", f"words={MODELS['words']}") as served:
+        # An async generator waiting 5 s after its first piece: the stream ends with the error as its last event.
+        with post_stream(served, "/v2/models/stalls/generate_stream",
+                         {"text_input": "stalled", "count": 100, "stall": 5}) as response:
+            assert list(events(response)) == [{"model_name": "stalls", "text_output": "word0 "},
+                                              {"error": "model 'stalls' did not yield its next piece within 1s"}]
+        # A synchronous one sleeping 3 s before its first piece: answered 504 before any event, as any request.
+        late = requests.post(f"{served.url}/v2/models/words/generate_stream", timeout=30,
+                             json={"text_input": "asleep", "count": 100, "delay": 3})
+        assert (late.status_code, late.json()) == (504, {"error": "model 'words' did not yield its next piece "
+                                                                  "within 1s"})
+        # Each piece of a slow generation within the limit is fine, however long the whole takes.
+        with post_stream(served, "/v2/models/words/generate_stream",
+                         {"text_input": "steady", "count": 4, "delay": 0.5}) as response:
+            assert [event["text_output"] for event in events(response)] == [f"word{i} " for i in range(4)]
+        assert eventually(lambda: served.record.closed("stalled"), 10)
+        # The late step returns in its own time; its generator is closed then, and nothing else was held up.
+        assert eventually(lambda: served.record.closed("asleep"), 10)
+
+
+def test_streams_are_counted_in_the_metrics_and_the_access_line(served):
+    with post_stream(served, "/v2/models/async_words/generate_stream", {"text_input": "counted", "count": 3}) as sent:
+        assert len(list(events(sent))) == 3
+    served.server.wait_for_log(re.compile(r"200 POST /v2/models/async_words/generate_stream .* pieces=3 .*"
+                                          r"first_piece=\d"))
+    metrics = requests.get(f"{served.url}/metrics", timeout=10).text
+    model = 'model_name="async_words"'
+    assert re.search(rf"modelhost_stream_pieces_total\{{{model}\}} ([3-9]|\d\d+)\.0", metrics), metrics
+    assert re.search(rf"modelhost_stream_first_piece_seconds_count\{{{model}\}} [1-9]", metrics)
+    assert re.search(rf"modelhost_stream_between_pieces_seconds_count\{{{model}\}} (?:[2-9]|\d\d+)\.0", metrics)
+    assert f"modelhost_streams_in_flight{{{model}}} 0.0" in metrics

@@ -58,7 +58,8 @@ class FakeWorker:
         type(self).started.append(self)
 
     async def start(self, serve: Serve):
-        return self.start_with or Ready(ServingSettings.resolve({}, serve.command_line), {"versions": ["3"]}, ["predict"])
+        settings = ServingSettings.resolve({}, serve.command_line)
+        return self.start_with or Ready(settings, {"versions": ["3"]}, hooks=["predict"], verbs=["predict"])
 
     async def exit_cause(self) -> Exit:
         return Exit("SIGKILL", "was killed by SIGKILL") if self.killed else Exit("status 1", "exited with status 1")

@@ -28,7 +28,7 @@ from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
 from .messages import LoadFailed
 from .runner import Health, report_ready
-from .streams import PieceStream, Streams, Window
+from .streams import PieceStream, Producers, Streams, Window
 
 log = logging.getLogger("modelhost")
 
@@ -47,7 +47,7 @@ class InProcessRunner:
         self.threads = threads
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.streams = Streams(spec.name, timeout, self.start_generation)
-        self.generations: set[asyncio.Task] = set()
+        self.producers = Producers()
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.why_no_model = "loading"
@@ -175,10 +175,7 @@ class InProcessRunner:
         settle_batch(batch, outcomes, ModelhostError)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        task = asyncio.create_task(self.generate(request, stream))
-        stream.on_close = task.cancel
-        self.generations.add(task)
-        task.add_done_callback(self.generations.discard)
+        self.producers.start(self.generate(request, stream), stream)
 
     async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
         """Run a generation on the event loop, a synchronous model's steps each on a hook thread (in place for an
@@ -199,9 +196,7 @@ class InProcessRunner:
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
-        for generating in list(self.generations):
-            generating.cancel()
-        await asyncio.gather(*self.generations, return_exceptions=True)
+        await self.producers.stop()
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None

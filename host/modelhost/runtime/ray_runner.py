@@ -29,7 +29,7 @@ from .deadline import within
 from .messages import Batch, Generated, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
 from .runner import report_ready
-from .streams import PieceStream, Streams, Window
+from .streams import PieceStream, Producers, Streams, Window
 
 log = logging.getLogger("modelhost")
 
@@ -69,7 +69,7 @@ class RayServeRunner:
         self.handle: Any = None  # the deployment's, once deployed
         self.infer_batch = None  # the deployment's handle to ModelReplica.infer_batch, made once
         self.streams = Streams(spec.name, timeout, self.start_generation)
-        self.generations: set[asyncio.Task] = set()
+        self.producers = Producers()
         self.tasks: list[asyncio.Task] = []
 
     @property
@@ -168,10 +168,7 @@ class RayServeRunner:
         return self.queue.submit(request)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        task = asyncio.create_task(self.generate(request, stream))
-        stream.on_close = task.cancel
-        self.generations.add(task)
-        task.add_done_callback(self.generations.discard)
+        self.producers.start(self.generate(request, stream), stream)
 
     async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
         """A generation on a replica, through Serve's streaming handle: its parts read as the client takes them."""
@@ -229,9 +226,7 @@ class RayServeRunner:
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
-        for generating in list(self.generations):
-            generating.cancel()
-        await asyncio.gather(*self.generations, return_exceptions=True)
+        await self.producers.stop()
         await stop_taking(self.tasks, self.queue, self.name)
         self.reason = "stopped"
         self.running = 0

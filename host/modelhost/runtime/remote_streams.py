@@ -4,7 +4,8 @@ The replica sends ``Generate`` and hands each ``Parts`` and ``Generated`` that
 comes back to the generation's ``PieceStream``. What the client takes is told
 to the worker every ``TAKEN_EVERY`` parts, which the worker needs to go on
 past its window; a client that leaves, or a part that is late, sends
-``Close``. A worker that dies ends its generations with that error.
+``Close``: the worker closes the generator once the step under way returns.
+A worker that dies ends its generations with that error.
 """
 
 from typing import Callable
@@ -27,9 +28,8 @@ class RemoteStreams:
     def __len__(self) -> int:
         return len(self.running)
 
-    def start(self, asked: int, request: InferenceRequest, stream: PieceStream,
-              stuck: Callable[[], None]) -> None:
-        """Send generation ``asked`` to the worker; ``stuck`` is what a late part does to it."""
+    def start(self, asked: int, request: InferenceRequest, stream: PieceStream) -> None:
+        """Send generation ``asked`` to the worker."""
         self.running[asked] = (request, stream)
         untold = [0]
 
@@ -43,11 +43,7 @@ class RemoteStreams:
             if self.running.pop(asked, None) is not None:
                 self.channel().post(Close(asked))
 
-        def late() -> None:
-            closed()
-            stuck()
-
-        stream.on_taken, stream.on_close, stream.on_stuck = taken, closed, late
+        stream.on_taken, stream.on_close, stream.on_stuck = taken, closed, closed
         self.channel().post(Generate(asked, request))
 
     def take(self, message: object) -> bool:

@@ -84,7 +84,6 @@ class Replica:
         self.ended = asyncio.get_running_loop().create_future()  # how its worker ended, once it has
         self.backoff = Backoff()
         self.streams = RemoteStreams(lambda: self.channel)  # its worker's generations
-        self.awaits = False  # its model has async def hooks: a late part is no stuck thread
 
     async def run(self, started: Started) -> None:
         """Serve from the worker ``started`` describes, and from each one started after it, until cancelled."""
@@ -127,7 +126,6 @@ class Replica:
     async def serve(self, ready: Ready) -> Exit:
         """Run batches through the worker, and probe its health, until it dies or gets stuck; returns how it ended."""
         self.ended = asyncio.get_running_loop().create_future()
-        self.awaits = ready.awaits
         self.healthy(ready, ready.health)
         at_once = ready.settings.max_concurrency if ready.awaits else 1
         tasks = [asyncio.create_task(self.listen()),
@@ -217,15 +215,10 @@ class Replica:
                                       if self.ended.done() else f"model {name!r} is shutting down"))
 
     def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """Have the worker run a generation, its parts into ``stream``."""
+        """Have the worker run a generation, its parts into ``stream``. Unlike a batch's, a late part leaves the
+        worker up: the worker's other generations go on, on its other threads."""
         self.asked += 1
-        self.streams.start(self.asked, request, stream, self.late_part)
-
-    def late_part(self) -> None:
-        """A part did not come within the timeout: a synchronous model's thread is stuck, and its worker with it."""
-        if not self.awaits:
-            self.worker.kill()
-            self.end(Exit("timeout", f"was stuck in generate for more than {self.pool.timeout:g}s"))
+        self.streams.start(self.asked, request, stream)
 
     async def watch_health(self, ready: Ready) -> None:
         """Ask the worker every ``health_interval_s``; one stuck in the healthy hook is replaced."""

@@ -18,7 +18,7 @@ get 503.
 import asyncio
 import collections
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Coroutine, Optional
 
 from ..errors import ClientGone, ModelBusy, ModelhostError, ModelTimeout
 from ..request import InferenceRequest
@@ -40,7 +40,9 @@ class PieceStream:
         self.waiter: Optional[asyncio.Future] = None  # the front end, waiting for a part
         self.on_taken: Callable[[int], None] = lambda count: None  # the producer's: its window has room again
         self.on_close: Callable[[], object] = lambda: None  # the producer's: stop, the client is gone
-        self.on_stuck: Callable[[], object] = self.close  # the producer's: no part within the timeout
+        # The producer's, when no part came within the timeout (the stream has ended with the error): its own
+        # close, unless it says otherwise.
+        self.on_stuck: Callable[[], object] = lambda: self.on_close()
         self.on_end: Callable[[], None] = lambda: None  # its runner's: a running generation's place is free
         self.timer: Optional[asyncio.TimerHandle] = None
         self.taken_at: list[float] = []  # when each part was taken, for the metrics
@@ -194,3 +196,22 @@ class Window:
         self.free += count
         if self.room is not None and not self.room.done():
             self.room.set_result(None)
+
+
+class Producers:
+    """Generations produced by tasks of this process (the model's, or ones reading a Ray replica's): a stream
+    closed by its client cancels its task, and ``stop`` cancels them all."""
+
+    def __init__(self):
+        self.tasks: set[asyncio.Task] = set()
+
+    def start(self, producing: Coroutine[Any, Any, None], stream: PieceStream) -> None:
+        task = asyncio.create_task(producing)
+        stream.on_close = task.cancel
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
