@@ -89,6 +89,22 @@ def test_without_a_traceparent_a_request_starts_its_own_trace(traced, exported):
     assert STAGES | {"plugin-work"} <= set(spans_of(exported, request_span.context.trace_id))
 
 
+@pytest.mark.parametrize("replicas", [0, 1], ids=["in-process", "workers"])
+def test_a_generation_has_a_span_of_its_own_under_its_request(replicas, exported, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+    with serving(PluginSpec(name="words", target="fixture_plugins.generating:Words"), replicas=replicas) as port:
+        exported.clear()
+        answer = requests.post(f"http://127.0.0.1:{port}/openai/v1/completions", headers=TRACEPARENT, timeout=30,
+                               json={"model": "words", "prompt": "traced", "max_tokens": 3, "stream": True})
+        assert answer.text.endswith("data: [DONE]\n\n")
+        spans = spans_of(exported, int(CLIENT_TRACE, 16))
+    request_span = spans[tracing.REQUEST_SPANS["openai"]]
+    assert request_span.attributes["modelhost.status"] == 200
+    for stage in ("preprocess", "generate"):  # one span for the whole generation, however many pieces
+        assert spans[stage].parent.span_id == request_span.context.span_id, stage
+    assert spans["generate"].end_time <= request_span.end_time
+
+
 def test_a_refused_request_is_traced_with_its_status_and_a_failure_is_an_error(traced, exported):
     assert traced.post("/v2/models/traced/infer", {"inputs": []}, TRACEPARENT).status == 400
     assert traced.post("/v1/models/traced:predict", {"instances": ["text"]}, TRACEPARENT).status == 500
