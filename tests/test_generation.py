@@ -36,6 +36,7 @@ GENERATING = "fixture_plugins.generating"
 MODELS = {"words": f"{GENERATING}:Words", "wide": f"{GENERATING}:Wide", "async_words": f"{GENERATING}:AsyncWords",
           "stalls": f"{GENERATING}:Stalls", "failing": f"{GENERATING}:Failing",
           "repeat_int32": f"{GENERATING}:Repeat", "doomed": f"{GENERATING}:Words",  # doomed: its worker is killed
+          "embedder": f"{GENERATING}:Embedder",
           "doubler": "fixture_plugins.behaving:Doubler"}  # predicts, never generates
 PLUGINS = [argument for name, target in MODELS.items() for argument in ("--plugin", f"{name}={target}")]
 FINAL = "triton_final_response"
@@ -258,6 +259,16 @@ def test_openai_embeddings_in_base64_by_default_and_in_floats(client):
     assert [item.embedding for item in floats.parse().data] == expected
     one = client.embeddings.create(model="words", input="x y", encoding_format="float")
     assert one.data[0].embedding == [3.0, 1.0, 1.0, 0.0]
+
+
+def test_openai_embeddings_shortened_to_dimensions_only_where_the_model_allows_it(client):
+    [short] = client.embeddings.create(model="embedder", input=["abc"], dimensions=2, encoding_format="float").data
+    assert np.allclose(short.embedding, np.array([3, 1]) / np.sqrt(10)), short.embedding
+    assert len(client.embeddings.create(model="embedder", input=["abc"], dimensions=4).data[0].embedding) == 4
+    for model, dimensions in [("words", 2), ("embedder", 5)]:  # words' vectors cannot be shortened; none lengthened
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(model=model, input=["abc"], dimensions=dimensions)
+        assert refused.value.body["param"] == "dimensions", refused.value.body
 
 
 def test_openai_models_list_and_retrieve(client):

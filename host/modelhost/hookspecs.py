@@ -219,7 +219,12 @@ def embed(texts: list[str]) -> Any:
     batching (``max_batch_size``), several requests' together: what
     ``preprocess`` returned for each (the default returns the request's texts;
     a plugin's own sees ``request.verb == "embed"``). Returns a 2-D
-    array (or a list of vectors) with one row per text. Default: none; a
+    array (or a list of vectors) with one row per text. OpenAI's
+    ``dimensions`` is honoured where the model's ``metadata`` says its vectors
+    can be shortened (``"embeddings": {"shortenable": true}``, as a
+    Matryoshka-trained model's can): the host keeps each vector's first
+    ``dimensions`` components, scaled back to unit length; elsewhere a
+    ``dimensions`` other than the vectors' own is a 400. Default: none; a
     model without it answers the embeddings route with 400.
     """
 
