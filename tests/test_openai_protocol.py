@@ -16,6 +16,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from modelhost.errors import InvalidInput
 from modelhost.protocol import openai as oa
+from modelhost.protocol import openai_responses as responses
 from modelhost.request import Generation
 
 CHAT = "chat/completions"
@@ -245,8 +246,8 @@ def test_embeddings_refuse_with_the_param(sent, param):
 
 
 def test_a_completion_response_is_the_sdks_completion():
-    usage = oa.Usage(prompt_tokens=3, completion_tokens=5)
-    sent = oa.completion_response(COMPLETIONS, "cmpl-1", 17, "m", [("a", "stop"), ("b", "length")], usage)
+    usage = responses.Usage(prompt_tokens=3, completion_tokens=5)
+    sent = responses.completion_response(COMPLETIONS, "cmpl-1", 17, "m", [("a", "stop"), ("b", "length")], usage)
     parsed = Completion.model_validate(orjson.loads(sent))
     assert parsed.object == "text_completion" and parsed.id == "cmpl-1" and parsed.created == 17
     assert [(c.index, c.text, c.finish_reason) for c in parsed.choices] == [(0, "a", "stop"), (1, "b", "length")]
@@ -254,7 +255,7 @@ def test_a_completion_response_is_the_sdks_completion():
 
 
 def test_a_chat_response_is_the_sdks_chat_completion():
-    sent = oa.completion_response(CHAT, "chatcmpl-1", 17, "m", [("héllo", "stop")], oa.Usage(1, 2))
+    sent = responses.completion_response(CHAT, "chatcmpl-1", 17, "m", [("héllo", "stop")], responses.Usage(1, 2))
     parsed = ChatCompletion.model_validate(orjson.loads(sent))
     assert parsed.object == "chat.completion"
     assert parsed.choices[0].message.role == "assistant" and parsed.choices[0].message.content == "héllo"
@@ -270,11 +271,11 @@ def events(stream: bytes) -> list[dict]:
 
 def test_chat_chunks_are_the_sdks_chunks():
     stream = b"".join([
-        oa.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "", first=True),
-        oa.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "Hel"),
-        oa.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "lo"),
-        oa.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "", "length"),
-        oa.usage_chunk(CHAT, "chatcmpl-1", 5, "m", oa.Usage(2, 3)),
+        responses.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "", first=True),
+        responses.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "Hel"),
+        responses.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "lo"),
+        responses.chunk(CHAT, "chatcmpl-1", 5, "m", 0, "", "length"),
+        responses.usage_chunk(CHAT, "chatcmpl-1", 5, "m", responses.Usage(2, 3)),
     ])
     chunks = [ChatCompletionChunk.model_validate(event) for event in events(stream)]
     assert all(c.object == "chat.completion.chunk" and c.id == "chatcmpl-1" for c in chunks)
@@ -287,29 +288,29 @@ def test_chat_chunks_are_the_sdks_chunks():
 
 
 def test_a_first_chat_chunk_may_carry_text():
-    event = events(oa.chunk(CHAT, "c", 5, "m", 2, "Hi", first=True))[0]
+    event = events(responses.chunk(CHAT, "c", 5, "m", 2, "Hi", first=True))[0]
     assert event["choices"][0]["delta"] == {"role": "assistant", "content": "Hi"}
     assert event["choices"][0]["index"] == 2
 
 
 def test_completion_chunks_are_the_sdks_completions():
-    stream = oa.chunk(COMPLETIONS, "cmpl-1", 5, "m", 1, "Hel") + oa.chunk(COMPLETIONS, "cmpl-1", 5, "m", 1, "",
+    stream = responses.chunk(COMPLETIONS, "cmpl-1", 5, "m", 1, "Hel") + responses.chunk(COMPLETIONS, "cmpl-1", 5, "m", 1, "",
                                                                           "stop")
-    stream += oa.usage_chunk(COMPLETIONS, "cmpl-1", 5, "m", oa.Usage(1, 1))
+    stream += responses.usage_chunk(COMPLETIONS, "cmpl-1", 5, "m", responses.Usage(1, 1))
     # The SDK reads chunks unvalidated: its Completion type has no null finish_reason, which OpenAI streams.
     chunks = [construct_type(type_=Completion, value=event) for event in events(stream)]
     Completion.model_validate(events(stream)[1])
     assert [(c.choices[0].index, c.choices[0].text, c.choices[0].finish_reason) for c in chunks[:2]] \
         == [(1, "Hel", None), (1, "", "stop")]
     assert chunks[2].choices == [] and chunks[2].usage.total_tokens == 2
-    assert oa.DONE == b"data: [DONE]\n\n"
+    assert responses.DONE == b"data: [DONE]\n\n"
 
 
 def test_completion_ids():
-    assert oa.completion_id(COMPLETIONS).startswith("cmpl-")
-    assert oa.completion_id(CHAT).startswith("chatcmpl-")
-    assert oa.completion_id(CHAT) != oa.completion_id(CHAT)
-    int(oa.completion_id(CHAT)[len("chatcmpl-"):], 16)
+    assert responses.completion_id(COMPLETIONS).startswith("cmpl-")
+    assert responses.completion_id(CHAT).startswith("chatcmpl-")
+    assert responses.completion_id(CHAT) != responses.completion_id(CHAT)
+    int(responses.completion_id(CHAT)[len("chatcmpl-"):], 16)
 
 
 @pytest.mark.parametrize("status, kind", [
@@ -319,10 +320,10 @@ def test_completion_ids():
     (503, "service_unavailable_error"), (504, "timeout_error"), (499, "invalid_request_error"),
 ])
 def test_error_bodies(status, kind):
-    sent = orjson.loads(oa.error_body(status, "why", "temperature", "invalid_value"))
+    sent = orjson.loads(responses.error_body(status, "why", "temperature", "invalid_value"))
     assert sent == {"error": {"message": "why", "type": kind, "param": "temperature", "code": "invalid_value"}}
-    assert orjson.loads(oa.error_body(status, "why"))["error"]["param"] is None
-    assert events(oa.error_event(status, "why"))[0]["error"]["type"] == kind
+    assert orjson.loads(responses.error_body(status, "why"))["error"]["param"] is None
+    assert events(responses.error_event(status, "why"))[0]["error"]["type"] == kind
 
 
 def vectors_for(rows=3, width=4) -> np.ndarray:
@@ -332,7 +333,7 @@ def vectors_for(rows=3, width=4) -> np.ndarray:
 @pytest.mark.parametrize("encoding", ["float", "base64"])
 def test_embeddings_responses_are_the_sdks_and_give_the_vectors_back(encoding):
     vectors = vectors_for()
-    sent = orjson.loads(oa.embeddings_response("e", vectors, encoding, 11))
+    sent = orjson.loads(responses.embeddings_response("e", vectors, encoding, 11))
     # As the SDK reads it, unvalidated (a base64 string is no list of floats), then decodes base64 as float32.
     parsed = parse_embedding_response(construct_type(type_=CreateEmbeddingResponse, value=sent),
                                       encoding_format=openai.omit)
@@ -348,7 +349,7 @@ def test_embeddings_responses_are_the_sdks_and_give_the_vectors_back(encoding):
 
 
 def test_checked_vectors():
-    vectors = oa.checked_vectors([[1, 2], [3, 4]], 2)
+    vectors = responses.checked_vectors([[1, 2], [3, 4]], 2)
     assert vectors.dtype == np.float32 and vectors.flags.c_contiguous
     np.testing.assert_array_equal(vectors, [[1, 2], [3, 4]])
     for result, rows, why in [
@@ -362,7 +363,7 @@ def test_checked_vectors():
         ([[1e300]], 1, "finite"),
     ]:
         with pytest.raises(ValueError, match=why):
-            oa.checked_vectors(result, rows)
+            responses.checked_vectors(result, rows)
 
 
 def test_shortened_vectors_are_renormalised():
@@ -373,10 +374,10 @@ def test_shortened_vectors_are_renormalised():
 
 
 def test_models_are_the_sdks():
-    listed = orjson.loads(oa.models_list(["a", "b"], 9))
+    listed = orjson.loads(responses.models_list(["a", "b"], 9))
     assert listed["object"] == "list"
     assert [Model.model_validate(item).id for item in listed["data"]] == ["a", "b"]
-    one = Model.model_validate(orjson.loads(oa.model_object("a", 9)))
+    one = Model.model_validate(orjson.loads(responses.model_object("a", 9)))
     assert (one.id, one.object, one.created, one.owned_by) == ("a", "model", 9, "modelhost")
 
 
@@ -399,23 +400,23 @@ def echo_server(path: str, sent: bytes) -> tuple[int, bytes]:
         if path == "embeddings":
             model, request = oa.decode_embeddings(sent)
             vectors = np.arange(len(request.texts) * 3, dtype=np.float32).reshape(-1, 3)
-            return 200, oa.embeddings_response(model, vectors, request.encoding_format, len(request.texts))
+            return 200, responses.embeddings_response(model, vectors, request.encoding_format, len(request.texts))
         if path == "models":
-            return 200, oa.models_list(["m"], 1)
+            return 200, responses.models_list(["m"], 1)
         model, generation = oa.decode_completion(sent, path)
     except oa.InvalidField as error:
-        return error.status, oa.error_body(error.status, error.message, error.param, error.code)
+        return error.status, responses.error_body(error.status, error.message, error.param, error.code)
     text = generation.prompt if generation.prompt is not None else generation.messages[-1]["content"]
-    ident, usage = oa.completion_id(path), oa.Usage(1, 2)
+    ident, usage = responses.completion_id(path), responses.Usage(1, 2)
     if not generation.stream:
-        return 200, oa.completion_response(path, ident, 1, model, [(text, "stop")] * generation.n, usage)
-    stream = oa.chunk(path, ident, 1, model, 0, "", first=True) + oa.chunk(path, ident, 1, model, 0, text)
-    stream += oa.chunk(path, ident, 1, model, 0, "", "stop")
+        return 200, responses.completion_response(path, ident, 1, model, [(text, "stop")] * generation.n, usage)
+    stream = responses.chunk(path, ident, 1, model, 0, "", first=True) + responses.chunk(path, ident, 1, model, 0, text)
+    stream += responses.chunk(path, ident, 1, model, 0, "", "stop")
     if generation.include_usage:
-        stream += oa.usage_chunk(path, ident, 1, model, usage)
+        stream += responses.usage_chunk(path, ident, 1, model, usage)
     if text == "fail":
-        stream += oa.error_event(500, "the model failed")
-    return 200, stream + oa.DONE
+        stream += responses.error_event(500, "the model failed")
+    return 200, stream + responses.DONE
 
 
 def test_the_sdk_completes_and_chats():
@@ -464,7 +465,7 @@ def test_the_sdks_embeddings_default_to_base64_and_decode():
 
 
 def scan(stops, pieces) -> tuple[list[str], bool, str]:
-    scanner = oa.StopScanner(stops)
+    scanner = responses.StopScanner(stops)
     sent, stopped = [], False
     for piece in pieces:
         text, stopped = scanner.feed(piece)
@@ -475,7 +476,7 @@ def scan(stops, pieces) -> tuple[list[str], bool, str]:
 
 
 def test_no_stops_pass_text_unchanged():
-    scanner = oa.StopScanner([])
+    scanner = responses.StopScanner([])
     piece = "any text at all"
     assert scanner.feed(piece)[0] is piece and scanner.feed("x") == ("x", False) and scanner.flush() == ""
 
@@ -512,14 +513,14 @@ def test_the_earliest_of_several_stops_wins():
 
 
 def test_after_a_stop_nothing_more_is_sent():
-    scanner = oa.StopScanner(["."])
+    scanner = responses.StopScanner(["."])
     assert scanner.feed("a.b") == ("a", True)
     assert scanner.feed("more") == ("", True)
     assert scanner.flush() == ""
 
 
 def test_a_long_piece_with_a_long_stop_is_cheap():
-    scanner = oa.StopScanner(["a" * 1000])
+    scanner = responses.StopScanner(["a" * 1000])
     sent, stopped = scanner.feed("b" + "a" * 999)
     assert (sent, stopped) == ("b", False)
     assert scanner.feed("a") == ("", True)

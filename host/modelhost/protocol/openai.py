@@ -7,7 +7,7 @@ is an ``InvalidField`` (400) naming OpenAI's ``param``, so the SDK's
 ``BadRequestError`` says which. Fields the host does not act on (penalties,
 logprobs, tools...) are checked for their type only, and unknown ones ignored,
 as vLLM does. The answers' bodies, and ``StopScanner``, which cuts generated
-text at the ``stop`` sequences, are ``openai_responses``', re-exported here.
+text at the ``stop`` sequences, are ``openai_responses``'.
 """
 
 import os
@@ -20,16 +20,7 @@ import numpy as np
 from ..errors import InvalidInput, quoted
 from ..request import Generation
 from . import jsonio
-from .openai_responses import (
-    DONE, StopScanner, Usage, checked_vectors, chunk, completion_id, completion_response, embeddings_response,
-    error_body, error_event, error_type, model_object, models_list, usage_chunk)
 
-# The answers' side is re-exported, so that the HTTP layer imports this module alone.
-__all__ = [
-    "DONE", "EmbeddingsRequest", "InvalidField", "ROUTES", "StopScanner", "Usage", "checked_vectors", "chunk",
-    "completion_id", "completion_response", "decode_completion", "decode_embeddings", "embeddings_response",
-    "error_body", "error_event", "error_type", "model_object", "models_list", "shortened", "usage_chunk",
-]
 
 def routes_root(environ: Mapping[str, str] = os.environ) -> str:
     """Where the OpenAI-compatible routes are: ``/openai/v1``, the prefix from ``KSERVE_OPENAI_ROUTE_PREFIX``
