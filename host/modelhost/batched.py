@@ -7,7 +7,7 @@ after the runner's queue has gathered the batch (``runtime.batching``).
 import logging
 
 from .errors import ModelhostError, PluginError
-from .model import Model
+from .model import Model, arguments
 from .request import InferenceRequest
 from .rows import check_rows, concatenate, groups_that_concatenate, rows, split
 
@@ -63,7 +63,7 @@ async def predict_together(model: Model, prepared: list, requests: list[Inferenc
     """Run the group's verb (each group has one) once for all its requests' inputs."""
     hook = prepared[0][2]
     if len(prepared) == 1:
-        outputs = await model.timed(requests, hook, **model.arguments(prepared[0][0]))
+        outputs = await model.timed(requests, hook, **arguments(prepared[0][0], model.predictor))
         check_rows(outputs, prepared[0][1], model.name, hook)
         return [outputs]
     sizes = [size for _, size, _ in prepared]
@@ -72,6 +72,6 @@ async def predict_together(model: Model, prepared: list, requests: list[Inferenc
         batch = concatenate([inputs for inputs, _, _ in prepared])
     except (ValueError, KeyError, TypeError) as exc:
         raise PluginError(f"model {model.name!r}: preprocess returned inputs that do not batch: {exc}") from None
-    outputs = await model.timed(requests, hook, **model.arguments(batch))
+    outputs = await model.timed(requests, hook, **arguments(batch, model.predictor))
     check_rows(outputs, sum(sizes), model.name, hook)
     return split(outputs, sizes)

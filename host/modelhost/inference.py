@@ -53,6 +53,16 @@ def answering_verb(verb: str, verbs: list[str]) -> str:
     return verb
 
 
+def stream_done(call: "InferenceCall", timings: dict) -> int:
+    """A generation's pieces, counted in its model's metrics, its time to the first piece in ``timings``."""
+    taken_at = call.stream.taken_at if call.stream is not None else []
+    if taken_at:
+        timings["first_piece"] = taken_at[0] - call.started
+    if call.model:
+        call.inference.metrics.stream_done(call.model, call.started, taken_at)
+    return len(taken_at)
+
+
 class Inference:
     """What an inference call needs of its serving process; the front ends hold one and begin calls with it."""
 
@@ -228,13 +238,7 @@ class InferenceCall:
         inference.in_flight.release(self)
         seconds = time.perf_counter() - self.started
         timings = self.request.timings if self.request else {}
-        pieces = None
-        if self.stream is not None:
-            pieces = len(self.stream.taken_at)
-            if pieces:
-                timings["first_piece"] = self.stream.taken_at[0] - self.started
-            if self.model:
-                inference.metrics.stream_done(self.model, self.started, self.stream.taken_at)
+        pieces = None if self.stream is None else stream_done(self, timings)
         if self.model:
             inference.metrics.request_done(self.model, self.protocol, status, seconds, timings)
         logs.access(self.origin, status, seconds, self.model, timings, pieces)

@@ -123,7 +123,7 @@ class Model:
     async def infer(self, request: InferenceRequest):
         """preprocess -> predict -> postprocess for one request, timed, as ``respond`` makes it; an error raises."""
         inputs = await self.prepare(request)
-        outputs = await self.timed([request], self.verb(request), **self.arguments(inputs))
+        outputs = await self.timed([request], self.verb(request), **arguments(inputs, self.predictor))
         check_rows(outputs, rows(inputs), self.name, request.verb)
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
 
@@ -133,11 +133,6 @@ class Model:
         if self.checked_inputs is not None and request.protocol == "v2":
             self.checked_inputs.check(request.inputs)
         return await self.timed([request], "preprocess", offload, request=request)
-
-    def arguments(self, inputs) -> dict:
-        """What the verb's hook is passed: ``inputs`` (``texts`` for ``embed``), and the transformer role's
-        predictor."""
-        return {"inputs": inputs, "texts": inputs, "predictor": self.predictor}
 
     def verb(self, request: InferenceRequest) -> str:
         """The hook that answers the request's verb: ``predict``, or ``explain`` when the plugin has it."""
@@ -199,17 +194,23 @@ class Model:
         except ModelhostError:
             raise
         except Exception as exc:
-            raise self.failed(hook, exc) from None
+            raise failure(self.name, hook, exc) from None
 
-    def failed(self, hook: str, exc: Exception) -> ModelhostError:
-        """The error that answers a plugin's own exception in ``hook``, logged."""
-        if isinstance(exc, ReturnedNone):
-            if exc.first:  # each request answers it; the log needs it once
-                log.error("model %r: %s returned None (defined at %s), so each request it handles is answered 500: "
-                          "it must return %s", self.name, hook, exc.where, NEEDS_A_VALUE[hook])
-            return PluginError(f"model {self.name!r}: {exc}")
-        log.error("model %r: %s hook raised", self.name, hook, exc_info=exc)
-        return PluginError(f"model {self.name!r}: {hook} hook raised {summarize(exc)}")
+
+def arguments(inputs, predictor: Optional[PredictorClient]) -> dict:
+    """What the verb's hook is passed: ``inputs`` (``texts`` for ``embed``), and the transformer role's predictor."""
+    return {"inputs": inputs, "texts": inputs, "predictor": predictor}
+
+
+def failure(name: str, hook: str, exc: Exception) -> ModelhostError:
+    """The error that answers a plugin's own exception in model ``name``'s ``hook``, logged."""
+    if isinstance(exc, ReturnedNone):
+        if exc.first:  # each request answers it; the log needs it once
+            log.error("model %r: %s returned None (defined at %s), so each request it handles is answered 500: "
+                      "it must return %s", name, hook, exc.where, NEEDS_A_VALUE[hook])
+        return PluginError(f"model {name!r}: {exc}")
+    log.error("model %r: %s hook raised", name, hook, exc_info=exc)
+    return PluginError(f"model {name!r}: {hook} hook raised {summarize(exc)}")
 
 
 def served_versions(spec: PluginSpec, declared: dict) -> list[str]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import ModelhostError, PluginError
 from .hookcallers import Offload
-from .model import Model
+from .model import Model, failure
 
 BURST_PIECES = 16
 BURST_SECONDS = 0.02
@@ -47,7 +47,7 @@ class Stepper:
     def failed(self, error: Exception) -> ModelhostError:
         """The error that answers the generator's own: ModelhostError as it is (the plugin's answer to its client,
         or the predictor's), another named as the plugin's, and logged."""
-        return error if isinstance(error, ModelhostError) else self.model.failed("generate", error)
+        return error if isinstance(error, ModelhostError) else failure(self.model.name, "generate", error)
 
 
 @dataclass(frozen=True)

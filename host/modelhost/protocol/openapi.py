@@ -11,19 +11,12 @@ import re
 from typing import Optional
 
 from .. import __version__
-from . import openapi_generate, tensors, v2
+from . import openapi_generate, tensors
+from .openapi_parts import (
+    BOOLEAN, ERRORS, INTEGER, PARAMETERS, STRING, array_of, error_responses, get, object_of, post, ref, response,
+)
 from .v2 import LOADING, READY, UNAVAILABLE, UNLOADING
 
-ERRORS = {
-    400: "Malformed request: bad JSON, a shape or datatype that does not match the data, or refused by the model",
-    404: "No such model or path",
-    413: "The request body is larger than --max_buffer_size",
-    500: "The model's hook raised, or returned something the protocol cannot carry",
-    503: "The model is not ready",
-    501: "The model has no explain hook",
-    504: "The model's hooks ran past --timeout",
-}
-MODEL_ERRORS = [400, 404, 413, 500, 503, 504]
 REPOSITORY_ERRORS = {
     400: "Malformed request, or a parameter this server does not take; on load, why the model cannot load",
     404: "No model of that name is installed",
@@ -34,28 +27,26 @@ REPOSITORY = "/v2/repository"
 PATH_PARAMETER = re.compile(r"\{(\w+)\}")
 V1_EXAMPLE = {"instances": [[1.0, 2.0], [3.0, 4.0]]}
 V2_EXAMPLE = {"id": "1", "inputs": [{"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [1.0, 2.0, 3.0, 4.0]}]}
-STRING, BOOLEAN, PARAMETERS = {"type": "string"}, {"type": "boolean"}, {"type": "object"}
-INTEGER = {"type": "integer"}
 
 
 def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
     """``docs_pages``: the browsable pages (``http.docs``) are served, and listed."""
     paths = {
-        "/": _get("live", "Liveness (KServe)", "Alive"),
-        "/v1/models": _get("v1ListModels", "The served models", "V1ModelList"),
-        "/v1/models/{name}": _get(
+        "/": get("live", "Liveness (KServe)", "Alive"),
+        "/v1/models": get("v1ListModels", "The served models", "V1ModelList"),
+        "/v1/models/{name}": get(
             "v1ModelReady", "Whether a model is ready", "ModelReadyResponse", [404], not_ready=True
         ),
-        "/v1/models/{name}:predict": _post(
+        "/v1/models/{name}:predict": post(
             "v1Predict", "Predict (KServe V1)", "V1PredictRequest", V1_EXAMPLE, "V1PredictResponse"
         ),
-        "/v1/models/{name}:explain": _post(
+        "/v1/models/{name}:explain": post(
             "v1Explain", "Explain the model's predictions (KServe V1)", "V1PredictRequest", V1_EXAMPLE,
             "V1ExplainResponse", errors=(501,),
         ),
-        "/v2": _get("v2ServerMetadata", "Server metadata", "ServerMetadataResponse"),
-        "/v2/health/live": _get("v2ServerLive", "Server liveness", "ServerLiveResponse"),
-        "/v2/health/ready": _get(
+        "/v2": get("v2ServerMetadata", "Server metadata", "ServerMetadataResponse"),
+        "/v2/health/live": get("v2ServerLive", "Server liveness", "ServerLiveResponse"),
+        "/v2/health/ready": get(
             "v2ServerReady", "Whether every model is ready", "ServerReadyResponse", not_ready=True
         ),
         f"{REPOSITORY}/index": _repository_post(
@@ -70,24 +61,24 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
             "v2RepositoryUnload", "Stop serving a model", "RepositoryUnloadRequest", "RepositoryChangeResponse",
             errors=REPOSITORY_ERRORS,
         ),
-        "/v2/models/stats": _get("v2ModelStatisticsAll", "Every served model's statistics (Triton's statistics "
-                                 "extension)", "ModelStatisticsResponse"),
+        "/v2/models/stats": get("v2ModelStatisticsAll", "Every served model's statistics (Triton's statistics "
+                                "extension)", "ModelStatisticsResponse"),
         "/metrics": {"get": {"operationId": "metrics", "summary": "Prometheus metrics", "responses": {
-            "200": _response("The Prometheus text format", STRING, media_type="text/plain")}}},
-        "/openapi.json": _get("openapi", "This document", "OpenAPIDocument"),
+            "200": response("The Prometheus text format", STRING, media_type="text/plain")}}},
+        "/openapi.json": get("openapi", "This document", "OpenAPIDocument"),
     }
     for prefix, suffix in [("/v2/models/{name}", ""), ("/v2/models/{name}/versions/{version}", "Version")]:
-        paths[prefix] = _get(f"v2ModelMetadata{suffix}", "Model metadata", "MetadataModelResponse", [404, 503])
-        paths[f"{prefix}/ready"] = _get(
+        paths[prefix] = get(f"v2ModelMetadata{suffix}", "Model metadata", "MetadataModelResponse", [404, 503])
+        paths[f"{prefix}/ready"] = get(
             f"v2ModelReady{suffix}", "Whether a model is ready", "ModelReadyResponse", [404], not_ready=True
         )
-        paths[f"{prefix}/stats"] = _get(
+        paths[f"{prefix}/stats"] = get(
             f"v2ModelStatistics{suffix}", "A model's statistics (Triton's statistics extension)",
             "ModelStatisticsResponse", [404])
-        paths[f"{prefix}/config"] = _get(
+        paths[f"{prefix}/config"] = get(
             f"v2ModelConfig{suffix}", "A model's configuration (Triton's model configuration extension)",
             "ModelConfigResponse", [404, 503])
-        paths[f"{prefix}/infer"] = _post(
+        paths[f"{prefix}/infer"] = post(
             f"v2ModelInfer{suffix}", "Inference (Open Inference Protocol)", "InferenceRequest", V2_EXAMPLE,
             "InferenceResponse", binary=True,
         )
@@ -109,16 +100,18 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
 
 
 def _docs_paths() -> dict:
-    page = _response("The page (Swagger UI)", STRING, media_type="text/html")
+    page = response("The page (Swagger UI)", STRING, media_type="text/html")
     return {
         "/docs": {"get": {"operationId": "docs", "summary": "This API as a page where requests can be tried",
                           "responses": {"200": page}}},
-        "/docs/static/{asset_name}": {"get": {"operationId": "docsAsset", "summary": "The page's scripts and styles",
-                                              "responses": {"200": {"description": "The asset"}, **_errors([404])}}},
-        "/v2/models/{name}/docs": {"get": {"operationId": "v2ModelDocs", "summary": "A model's routes as a page, its "
-                                           "inputs in the examples", "responses": {"200": page, **_errors([404])}}},
-        "/v2/models/{name}/docs/openapi.json": _get("v2ModelOpenAPI", "A model's routes, as its page shows them",
-                                                    "OpenAPIDocument", [404]),
+        "/docs/static/{asset_name}": {"get": {
+            "operationId": "docsAsset", "summary": "The page's scripts and styles",
+            "responses": {"200": {"description": "The asset"}, **error_responses([404])}}},
+        "/v2/models/{name}/docs": {"get": {
+            "operationId": "v2ModelDocs", "summary": "A model's routes as a page, its inputs in the examples",
+            "responses": {"200": page, **error_responses([404])}}},
+        "/v2/models/{name}/docs/openapi.json": get("v2ModelOpenAPI", "A model's routes, as its page shows them",
+                                                   "OpenAPIDocument", [404]),
     }
 
 
@@ -135,67 +128,18 @@ def _path_parameter(name: str, model_names: Optional[list[str]]) -> dict:
     return {"name": name, "in": "path", "required": True, "schema": schema}
 
 
-def _get(operation_id: str, summary: str, answer: str, errors=(), not_ready: bool = False) -> dict:
-    responses = {"200": _response("OK", _ref(answer))}
-    if not_ready:  # a readiness check answers 503 with the same body, ready false
-        responses["503"] = _response("Not ready", _ref(answer))
-    return {"get": {"operationId": operation_id, "summary": summary, "responses": {**responses, **_errors(errors)}}}
-
-
-def _post(operation_id: str, summary: str, request: str, example: dict, answer: str, binary: bool = False,
-          errors: tuple = ()) -> dict:
-    """A predict, explain or infer operation; ``binary`` adds the binary tensor extension of V2, ``errors``
-    statuses of its own."""
-    media = {"application/json": {"schema": _ref(request), "example": example}}
-    ok = _response("OK", _ref(answer))
-    operation: dict[str, object] = {"operationId": operation_id, "summary": summary}
-    if binary:
-        binary_body = {"schema": {"type": "string", "format": "binary"}}
-        media["application/octet-stream"] = binary_body
-        ok["content"]["application/octet-stream"] = binary_body
-        ok["headers"] = {v2.HEADER_LENGTH: {"description": "Length of the JSON part", "schema": {"type": "string"}}}
-        operation["parameters"] = [{
-            "name": v2.HEADER_LENGTH, "in": "header", "required": False,
-            "description": "With binary tensor data: the length of the JSON part that starts the body",
-            "schema": {"type": "integer", "minimum": 0},
-        }]
-    operation["requestBody"] = {"required": True, "content": media}
-    operation["responses"] = {"200": ok, **_errors(sorted([*MODEL_ERRORS, *errors]))}
-    return {"post": operation}
-
-
 def _repository_post(operation_id: str, summary: str, request: str, answer: str, errors=(400, 413)) -> dict:
     """A request of the model repository extension; its body may be left out."""
     return {"post": {
         "operationId": operation_id, "summary": summary,
-        "requestBody": {"required": False, "content": {"application/json": {"schema": _ref(request)}}},
-        "responses": {"200": _response("OK", _ref(answer)), **_errors(errors, REPOSITORY_ERRORS)},
+        "requestBody": {"required": False, "content": {"application/json": {"schema": ref(request)}}},
+        "responses": {"200": response("OK", ref(answer)), **error_responses(errors, REPOSITORY_ERRORS)},
     }}
-
-
-def _errors(statuses, descriptions: dict = ERRORS) -> dict:
-    return {str(status): _response(descriptions[status], _ref("ErrorResponse")) for status in statuses}
-
-
-def _response(description: str, schema: dict, media_type: str = "application/json") -> dict:
-    return {"description": description, "content": {media_type: {"schema": schema}}}
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _object(required: list[str], **properties) -> dict:
-    return {"type": "object", "required": required, "properties": properties}
 
 
 def _closed_object(**properties) -> dict:
     """Parameters of which the server takes only these: any other is refused."""
-    return {**_object([], **properties), "additionalProperties": False}
-
-
-def _array(items: dict) -> dict:
-    return {"type": "array", "items": items}
+    return {**object_of([], **properties), "additionalProperties": False}
 
 
 def _or_null(schema: dict) -> dict:
@@ -205,75 +149,75 @@ def _or_null(schema: dict) -> dict:
 
 def _tensor(**properties) -> dict:
     """A tensor as metadata declares it and a response carries it (request inputs are stricter)."""
-    return _object(["name", "datatype", "shape"], name=STRING, datatype=STRING, shape=_array({"type": "integer"}),
-                   **properties)
+    return object_of(["name", "datatype", "shape"], name=STRING, datatype=STRING,
+                     shape=array_of({"type": "integer"}), **properties)
 
 
 def _schemas() -> dict:
     return {
-        "ErrorResponse": _object(["error"], error=STRING),
-        "Alive": _object(["status"], status={"const": "alive"}),
-        "ModelReadyResponse": _object(["name", "ready"], name=STRING, ready=BOOLEAN),
-        "ModelStatisticsResponse": _object(["model_stats"], model_stats=_array(_object(
+        "ErrorResponse": object_of(["error"], error=STRING),
+        "Alive": object_of(["status"], status={"const": "alive"}),
+        "ModelReadyResponse": object_of(["name", "ready"], name=STRING, ready=BOOLEAN),
+        "ModelStatisticsResponse": object_of(["model_stats"], model_stats=array_of(object_of(
             ["name", "version", "inference_count", "execution_count", "inference_stats"], name=STRING,
-            version=STRING, inference_count=INTEGER, execution_count=INTEGER, inference_stats=_object(
+            version=STRING, inference_count=INTEGER, execution_count=INTEGER, inference_stats=object_of(
                 ["success", "fail", "queue", "compute_input", "compute_infer", "compute_output"],
-                **{stage: _ref("StatisticDuration") for stage in
+                **{stage: ref("StatisticDuration") for stage in
                    ("success", "fail", "queue", "compute_input", "compute_infer", "compute_output")})))),
-        "StatisticDuration": _object(["count", "ns"], count=INTEGER, ns=INTEGER),
-        "ModelConfigResponse": _object(["name", "platform", "max_batch_size", "input", "output"], name=STRING,
-                                       platform=STRING, max_batch_size=INTEGER, input=_array(_ref("ModelTensor")),
-                                       output=_array(_ref("ModelTensor"))),
-        "ModelTensor": _object(["name", "data_type", "dims"], name=STRING, data_type=STRING,
-                               dims=_array(INTEGER)),
-        "OpenAPIDocument": _object(["openapi", "info", "paths"]),
-        "V1ModelList": _object(["models"], models=_array(STRING)),
+        "StatisticDuration": object_of(["count", "ns"], count=INTEGER, ns=INTEGER),
+        "ModelConfigResponse": object_of(["name", "platform", "max_batch_size", "input", "output"], name=STRING,
+                                         platform=STRING, max_batch_size=INTEGER, input=array_of(ref("ModelTensor")),
+                                         output=array_of(ref("ModelTensor"))),
+        "ModelTensor": object_of(["name", "data_type", "dims"], name=STRING, data_type=STRING,
+                                 dims=array_of(INTEGER)),
+        "OpenAPIDocument": object_of(["openapi", "info", "paths"]),
+        "V1ModelList": object_of(["models"], models=array_of(STRING)),
         "V1PredictRequest": {  # 'instances', or 'inputs' when there are no 'instances'
-            **_object([], parameters=_or_null(PARAMETERS)),
+            **object_of([], parameters=_or_null(PARAMETERS)),
             "oneOf": [
-                _object(["instances"], instances={"type": "array"}),
-                {**_object(["inputs"], inputs={"type": "array"}), "not": {"required": ["instances"]}},
+                object_of(["instances"], instances={"type": "array"}),
+                {**object_of(["inputs"], inputs={"type": "array"}), "not": {"required": ["instances"]}},
             ],
         },
-        "V1PredictResponse": _object(["predictions"], predictions={}),
-        "V1ExplainResponse": _object(["explanations"], explanations={}),
-        "ServerMetadataResponse": _object(["name", "version", "extensions"], name=STRING, version=STRING,
-                                          extensions=_array(STRING)),
-        "ServerLiveResponse": _object(["live"], live=BOOLEAN),
-        "ServerReadyResponse": _object(["ready"], ready=BOOLEAN),
-        "MetadataModelResponse": _object(
-            ["name", "platform", "inputs", "outputs"], name=STRING, versions=_array(STRING), platform=STRING,
-            inputs=_array(_ref("MetadataTensor")), outputs=_array(_ref("MetadataTensor")),
+        "V1PredictResponse": object_of(["predictions"], predictions={}),
+        "V1ExplainResponse": object_of(["explanations"], explanations={}),
+        "ServerMetadataResponse": object_of(["name", "version", "extensions"], name=STRING, version=STRING,
+                                            extensions=array_of(STRING)),
+        "ServerLiveResponse": object_of(["live"], live=BOOLEAN),
+        "ServerReadyResponse": object_of(["ready"], ready=BOOLEAN),
+        "MetadataModelResponse": object_of(
+            ["name", "platform", "inputs", "outputs"], name=STRING, versions=array_of(STRING), platform=STRING,
+            inputs=array_of(ref("MetadataTensor")), outputs=array_of(ref("MetadataTensor")),
         ),
         "MetadataTensor": _tensor(),
-        "TensorData": _array({"anyOf": [{"type": ["boolean", "number", "string"]}, _ref("TensorData")]}),
-        "RequestInput": _object(
-            ["name", "shape", "datatype"], name=STRING, shape=_array({"type": "integer", "minimum": 0}),
-            datatype=_ref("Datatype"), parameters=_or_null(_ref("InputParameters")),
-            data=_ref("TensorData"),
+        "TensorData": array_of({"anyOf": [{"type": ["boolean", "number", "string"]}, ref("TensorData")]}),
+        "RequestInput": object_of(
+            ["name", "shape", "datatype"], name=STRING, shape=array_of({"type": "integer", "minimum": 0}),
+            datatype=ref("Datatype"), parameters=_or_null(ref("InputParameters")),
+            data=ref("TensorData"),
         ),
         "Datatype": {"enum": [*tensors.DTYPES, "BYTES"]},
-        "InputParameters": _object([], binary_data_size={"type": "integer", "minimum": 0}),
-        "RequestOutput": _object(["name"], name=STRING, parameters=_or_null(_ref("OutputParameters"))),
-        "OutputParameters": _object([], binary_data=BOOLEAN),
-        "InferenceRequest": _object(
-            ["inputs"], id=_or_null(STRING), parameters=_or_null(_ref("InferenceParameters")),
-            inputs={**_array(_ref("RequestInput")), "minItems": 1}, outputs=_or_null(_array(_ref("RequestOutput"))),
+        "InputParameters": object_of([], binary_data_size={"type": "integer", "minimum": 0}),
+        "RequestOutput": object_of(["name"], name=STRING, parameters=_or_null(ref("OutputParameters"))),
+        "OutputParameters": object_of([], binary_data=BOOLEAN),
+        "InferenceRequest": object_of(
+            ["inputs"], id=_or_null(STRING), parameters=_or_null(ref("InferenceParameters")),
+            inputs={**array_of(ref("RequestInput")), "minItems": 1}, outputs=_or_null(array_of(ref("RequestOutput"))),
         ),
-        "InferenceParameters": _object([], binary_data_output=BOOLEAN),
-        "RepositoryIndexRequest": _object([], ready=_or_null(BOOLEAN)),
-        "RepositoryIndexResponse": _array(_object(
+        "InferenceParameters": object_of([], binary_data_output=BOOLEAN),
+        "RepositoryIndexRequest": object_of([], ready=_or_null(BOOLEAN)),
+        "RepositoryIndexResponse": array_of(object_of(
             ["name", "state", "reason"], name=STRING, version=STRING,
             state={"enum": [READY, UNAVAILABLE, LOADING, UNLOADING]}, reason=STRING,
         )),
-        "RepositoryLoadRequest": _object([], parameters=_or_null(_closed_object())),
-        "RepositoryUnloadRequest": _object(
+        "RepositoryLoadRequest": object_of([], parameters=_or_null(_closed_object())),
+        "RepositoryUnloadRequest": object_of(
             [], parameters=_or_null(_closed_object(unload_dependents=_or_null(BOOLEAN)))
         ),
-        "RepositoryChangeResponse": _object([]),
-        "ResponseOutput": _tensor(parameters=PARAMETERS, data=_ref("TensorData")),
-        "InferenceResponse": _object(
+        "RepositoryChangeResponse": object_of([]),
+        "ResponseOutput": _tensor(parameters=PARAMETERS, data=ref("TensorData")),
+        "InferenceResponse": object_of(
             ["model_name", "outputs"], model_name=STRING, model_version=STRING, id=STRING,
-            parameters=PARAMETERS, outputs=_array(_ref("ResponseOutput")),
+            parameters=PARAMETERS, outputs=array_of(ref("ResponseOutput")),
         ),
     }

@@ -10,14 +10,16 @@ the body: ``ModelName`` enumerates the served models, as the ``name`` path
 parameter does, so that a fuzzer knows which names answer (any other: 404).
 """
 
-from . import openapi
+from .openapi_parts import (
+    BOOLEAN, ERRORS, INTEGER, MODEL_ERRORS, PARAMETERS, STRING, array_of, object_of, post, ref, response,
+)
 from .openai import routes_root
 PROMPT = "Once upon a time"
 GENERATE_EXAMPLE = {"text_input": PROMPT, "parameters": {"max_tokens": 16}}
 INFER_STREAM_EXAMPLE = {"inputs": [{"name": "text_input", "shape": [1], "datatype": "BYTES", "data": [PROMPT]}],
                         "parameters": {"max_tokens": 16}}
 EVENT_STREAM = "text/event-stream"
-OPENAI_ERRORS = {  # where they differ from openapi.ERRORS
+OPENAI_ERRORS = {  # where they differ from ERRORS
     400: "Malformed request: bad JSON, a field of the wrong type or out of its range (`param` names it), or "
          "refused by the model",
     404: "No such model (the body's `model`)",
@@ -34,14 +36,14 @@ def paths(model_names: list[str]) -> dict:
     root = routes_root()
     found: dict[str, dict] = {}
     for prefix, suffix in [("/v2/models/{name}", ""), ("/v2/models/{name}/versions/{version}", "Version")]:
-        found[f"{prefix}/generate"] = openapi._post(
+        found[f"{prefix}/generate"] = post(
             f"v2ModelGenerate{suffix}", "Generate (Triton's generate extension): the whole answer at once",
             "GenerateRequest", GENERATE_EXAMPLE, "GenerateResponse")
-        found[f"{prefix}/generate_stream"] = _streamed(openapi._post(
+        found[f"{prefix}/generate_stream"] = _streamed(post(
             f"v2ModelGenerateStream{suffix}", "Generate, each piece as a server-sent event (Triton's generate "
             "extension)", "GenerateRequest", GENERATE_EXAMPLE, "GenerateResponse"), "GenerateResponse",
             "a GenerateResponse, or an ErrorResponse where the generation failed")
-        found[f"{prefix}/infer_stream"] = _streamed(openapi._post(
+        found[f"{prefix}/infer_stream"] = _streamed(post(
             f"v2ModelInferStream{suffix}", "Inference, each piece as a server-sent event (MLServer's infer_stream)",
             "InferenceRequest", INFER_STREAM_EXAMPLE, "InferenceResponse", binary=True), "InferenceResponse",
             "an InferenceResponse, or an ErrorResponse where the generation failed")
@@ -67,15 +69,14 @@ def _streamed(item: dict, answer: str, each: str) -> dict:
     """A V2 operation answered with server-sent events, its errors before the first event as JSON."""
     item["post"]["responses"]["200"] = {
         "description": f"Server-sent events, each event's data (JSON) {each}",
-        "content": {EVENT_STREAM: _events(_json({"anyOf": [openapi._ref(answer), openapi._ref("ErrorResponse")]}))},
+        "content": {EVENT_STREAM: _events(_json({"anyOf": [ref(answer), ref("ErrorResponse")]}))},
     }
     return item
 
 
 def _events(data: dict) -> dict:
     """Server-sent events whose ``data`` is as ``data`` says: the schema is one event's (see above)."""
-    return {"schema": openapi._object(["data"], data=data, event=openapi.STRING, id=openapi.STRING,
-                                      retry=openapi.INTEGER)}
+    return {"schema": object_of(["data"], data=data, event=STRING, id=STRING, retry=INTEGER)}
 
 
 def _json(schema: dict) -> dict:
@@ -85,32 +86,32 @@ def _json(schema: dict) -> dict:
 
 def _openai_post(operation_id: str, summary: str, request: str, example: dict, answer: str, chunk: str = "") -> dict:
     """``chunk``: the route streams when the request asks (``"stream": true``), each event's data a ``chunk``."""
-    ok = openapi._response("OK", openapi._ref(answer))
-    statuses = openapi.MODEL_ERRORS
+    ok = response("OK", ref(answer))
+    statuses = MODEL_ERRORS
     if chunk:
         ok["description"] = (
             f"The whole answer; with `\"stream\": true`, server-sent events, each event's data a `{chunk}` (JSON), "
             "then `[DONE]`: with `stream_options.include_usage`, a chunk with `usage` and no choices before it; "
             "an error part-way through, an `OpenAIErrorResponse` before it")
         ok["content"][EVENT_STREAM] = _events({"anyOf": [{"const": "[DONE]"}, _json(
-            {"anyOf": [openapi._ref(chunk), openapi._ref("OpenAIErrorResponse")]})]})
+            {"anyOf": [ref(chunk), ref("OpenAIErrorResponse")]})]})
         statuses = sorted([*statuses, 501])
     return {"post": {
         "operationId": operation_id, "summary": summary,
         "requestBody": {"required": True, "content": {
-            "application/json": {"schema": openapi._ref(request), "example": example}}},
+            "application/json": {"schema": ref(request), "example": example}}},
         "responses": {"200": ok, **_openai_errors(statuses)},
     }}
 
 
 def _openai_get(operation_id: str, summary: str, answer: str, errors: tuple | list = ()) -> dict:
     return {"get": {"operationId": operation_id, "summary": summary, "responses": {
-        "200": openapi._response("OK", openapi._ref(answer)), **_openai_errors(errors)}}}
+        "200": response("OK", ref(answer)), **_openai_errors(errors)}}}
 
 
 def _openai_errors(statuses) -> dict:
-    return {str(status): openapi._response(OPENAI_ERRORS.get(status) or openapi.ERRORS[status],
-                                           openapi._ref("OpenAIErrorResponse")) for status in statuses}
+    return {str(status): response(OPENAI_ERRORS.get(status) or ERRORS[status], ref("OpenAIErrorResponse"))
+            for status in statuses}
 
 
 def _nullable(schema: dict, description: str = "", **keywords) -> dict:
@@ -130,11 +131,11 @@ def schemas(model_names: list[str]) -> dict:
 def _generate_schemas() -> dict:
     return {
         "GenerateRequest": {
-            **openapi._object(
+            **object_of(
                 [],
-                text_input={"anyOf": [openapi.STRING, openapi._array(SCALAR)], "description": (
+                text_input={"anyOf": [STRING, array_of(SCALAR)], "description": (
                     "The prompt: text (BYTES), or a list of values of the datatype the model declares for it")},
-                parameters={"anyOf": [openapi.PARAMETERS, {"enum": [None, False, 0, "", []]}], "description": (
+                parameters={"anyOf": [PARAMETERS, {"enum": [None, False, 0, "", []]}], "description": (
                     "Parameters of the request; a false value (null, false, 0, \"\" or []) counts as none")},
             ),
             "description": (
@@ -144,8 +145,8 @@ def _generate_schemas() -> dict:
             "additionalProperties": {"anyOf": [SCALAR, {"type": "array"}]},
         },
         "GenerateResponse": {
-            **openapi._object(["model_name"], model_name=openapi.STRING, model_version=openapi.STRING,
-                              text_output={"anyOf": [SCALAR, {"type": "array"}]}),
+            **object_of(["model_name"], model_name=STRING, model_version=STRING,
+                        text_output={"anyOf": [SCALAR, {"type": "array"}]}),
             "description": ("A flat object: each output under its name, a one-element output as its value (text for "
                             "BYTES), a larger one as a list; generated text is `text_output`"),
             "additionalProperties": {"anyOf": [SCALAR, {"type": "array"}]},
@@ -154,22 +155,21 @@ def _generate_schemas() -> dict:
 
 
 def _openai_schemas(model_names: list[str]) -> dict:
-    string, integer = openapi.STRING, openapi.INTEGER
     text = {"type": "string", "minLength": 1}
-    usage = openapi._object(["prompt_tokens", "completion_tokens", "total_tokens"], prompt_tokens=integer,
-                            completion_tokens=integer, total_tokens=integer)
+    usage = object_of(["prompt_tokens", "completion_tokens", "total_tokens"], prompt_tokens=INTEGER,
+                      completion_tokens=INTEGER, total_tokens=INTEGER)
     finish = {"enum": ["stop", "length"]}
     common = {  # what both completions routes act on, and those they only check the type of
-        "model": openapi._ref("ModelName"),
-        "max_tokens": _nullable(integer, minimum=1),
+        "model": ref("ModelName"),
+        "max_tokens": _nullable(INTEGER, minimum=1),
         "temperature": _range(0, 2), "top_p": _range(0, 1),
         "presence_penalty": _range(-2, 2), "frequency_penalty": _range(-2, 2),
-        "stop": {"anyOf": [text, {**openapi._array(text), "maxItems": 4}, NULL],
+        "stop": {"anyOf": [text, {**array_of(text), "maxItems": 4}, NULL],
                  "description": "Where each choice's text ends, the sequence left out"},
-        "n": _nullable(integer, minimum=1, maximum=128),
-        "seed": _nullable(integer), "user": _nullable(string),
-        "stream": _nullable(openapi.BOOLEAN),
-        "stream_options": _nullable(openapi._object([], include_usage=_nullable(openapi.BOOLEAN)),
+        "n": _nullable(INTEGER, minimum=1, maximum=128),
+        "seed": _nullable(INTEGER), "user": _nullable(STRING),
+        "stream": _nullable(BOOLEAN),
+        "stream_options": _nullable(object_of([], include_usage=_nullable(BOOLEAN)),
                                     description="Only with `\"stream\": true`"),
         **{name: _nullable({"type": kind}) for name, kind in [
             ("logit_bias", "object"), ("response_format", "object"), ("tools", "array"),
@@ -177,74 +177,73 @@ def _openai_schemas(model_names: list[str]) -> dict:
             ("service_tier", "string")]},
         "tool_choice": _nullable({"type": ["string", "object"]}),
     }
-    part = openapi._object(["type", "text"], type={"const": "text"}, text=string)
-    message = openapi._object(["role", "content"], role={"enum": ["system", "developer", "user", "assistant", "tool"]},
-                              content={"anyOf": [string, {**openapi._array(part), "minItems": 1}]})
-    chunk_fields = {"id": string, "created": integer, "model": string, "usage": usage}
+    part = object_of(["type", "text"], type={"const": "text"}, text=STRING)
+    message = object_of(["role", "content"], role={"enum": ["system", "developer", "user", "assistant", "tool"]},
+                        content={"anyOf": [STRING, {**array_of(part), "minItems": 1}]})
+    chunk_fields = {"id": STRING, "created": INTEGER, "model": STRING, "usage": usage}
     return {
         "ModelName": ({"type": "string", "enum": model_names, "example": model_names[0]} if model_names
                       else text),
-        "OpenAIErrorResponse": openapi._object(["error"], error=openapi._object(
-            ["message", "type", "param", "code"], message=string, type=string, param=_nullable(string),
-            code=_nullable(string))),
-        "CompletionRequest": openapi._object(
+        "OpenAIErrorResponse": object_of(["error"], error=object_of(
+            ["message", "type", "param", "code"], message=STRING, type=STRING, param=_nullable(STRING),
+            code=_nullable(STRING))),
+        "CompletionRequest": object_of(
             ["model", "prompt"], **common,
-            prompt={"anyOf": [string, {**openapi._array(string), "minItems": 1, "maxItems": 1}],
+            prompt={"anyOf": [STRING, {**array_of(STRING), "minItems": 1, "maxItems": 1}],
                     "description": "One prompt: text, or a list of one text"},
-            logprobs=_nullable(integer), echo=_nullable(openapi.BOOLEAN), best_of=_nullable(integer),
-            suffix=_nullable(string),
+            logprobs=_nullable(INTEGER), echo=_nullable(BOOLEAN), best_of=_nullable(INTEGER),
+            suffix=_nullable(STRING),
         ),
-        "ChatCompletionRequest": openapi._object(
+        "ChatCompletionRequest": object_of(
             ["model", "messages"], **common,
-            messages={**openapi._array(message), "minItems": 1},
-            max_completion_tokens=_nullable(integer, minimum=1, description="Takes the place of `max_tokens`"),
-            logprobs=_nullable(openapi.BOOLEAN), top_logprobs=_nullable(integer),
-            reasoning_effort=_nullable(string), modalities=_nullable({"type": "array"}),
+            messages={**array_of(message), "minItems": 1},
+            max_completion_tokens=_nullable(INTEGER, minimum=1, description="Takes the place of `max_tokens`"),
+            logprobs=_nullable(BOOLEAN), top_logprobs=_nullable(INTEGER),
+            reasoning_effort=_nullable(STRING), modalities=_nullable({"type": "array"}),
             prediction=_nullable({"type": "object"}),
         ),
-        "Completion": openapi._object(
-            ["id", "object", "created", "model", "choices", "usage"], id=string,
-            object={"const": "text_completion"}, created=integer, model=string, usage=usage,
-            choices=openapi._array(openapi._object(["index", "text", "finish_reason"], index=integer, text=string,
-                                                   logprobs=NULL, finish_reason=finish)),
+        "Completion": object_of(
+            ["id", "object", "created", "model", "choices", "usage"], id=STRING,
+            object={"const": "text_completion"}, created=INTEGER, model=STRING, usage=usage,
+            choices=array_of(object_of(["index", "text", "finish_reason"], index=INTEGER, text=STRING,
+                                       logprobs=NULL, finish_reason=finish)),
         ),
-        "ChatCompletion": openapi._object(
-            ["id", "object", "created", "model", "choices", "usage"], id=string,
-            object={"const": "chat.completion"}, created=integer, model=string, usage=usage,
-            choices=openapi._array(openapi._object(
-                ["index", "message", "finish_reason"], index=integer, logprobs=NULL, finish_reason=finish,
-                message=openapi._object(["role", "content"], role={"const": "assistant"}, content=string))),
+        "ChatCompletion": object_of(
+            ["id", "object", "created", "model", "choices", "usage"], id=STRING,
+            object={"const": "chat.completion"}, created=INTEGER, model=STRING, usage=usage,
+            choices=array_of(object_of(
+                ["index", "message", "finish_reason"], index=INTEGER, logprobs=NULL, finish_reason=finish,
+                message=object_of(["role", "content"], role={"const": "assistant"}, content=STRING))),
         ),
-        "CompletionChunk": openapi._object(
+        "CompletionChunk": object_of(
             ["id", "object", "created", "model", "choices"], **chunk_fields, object={"const": "text_completion"},
-            choices=openapi._array(openapi._object(["index", "text", "finish_reason"], index=integer, text=string,
-                                                   logprobs=NULL, finish_reason=_nullable(finish))),
+            choices=array_of(object_of(["index", "text", "finish_reason"], index=INTEGER, text=STRING,
+                                       logprobs=NULL, finish_reason=_nullable(finish))),
         ),
-        "ChatCompletionChunk": openapi._object(
+        "ChatCompletionChunk": object_of(
             ["id", "object", "created", "model", "choices"], **chunk_fields,
             object={"const": "chat.completion.chunk"},
-            choices=openapi._array(openapi._object(
-                ["index", "delta", "finish_reason"], index=integer, logprobs=NULL, finish_reason=_nullable(finish),
-                delta=openapi._object([], role={"const": "assistant"}, content=string))),
+            choices=array_of(object_of(
+                ["index", "delta", "finish_reason"], index=INTEGER, logprobs=NULL, finish_reason=_nullable(finish),
+                delta=object_of([], role={"const": "assistant"}, content=STRING))),
         ),
-        "EmbeddingsRequest": openapi._object(
-            ["model", "input"], model=openapi._ref("ModelName"),
-            input={"anyOf": [text, {**openapi._array(text), "minItems": 1, "maxItems": 2048}],
+        "EmbeddingsRequest": object_of(
+            ["model", "input"], model=ref("ModelName"),
+            input={"anyOf": [text, {**array_of(text), "minItems": 1, "maxItems": 2048}],
                    "description": "A text, or a list of texts: one vector each"},
             encoding_format=_nullable({"enum": ["float", "base64"]}),
-            dimensions=_nullable(integer, minimum=1, description="Shorter vectors, where the model allows it"),
-            user=_nullable(string),
+            dimensions=_nullable(INTEGER, minimum=1, description="Shorter vectors, where the model allows it"),
+            user=_nullable(STRING),
         ),
-        "Embeddings": openapi._object(
-            ["object", "data", "model", "usage"], object={"const": "list"}, model=string,
-            data=openapi._array(openapi._object(
-                ["object", "index", "embedding"], object={"const": "embedding"}, index=integer,
-                embedding={"anyOf": [NUMBERS, string], "description": (
+        "Embeddings": object_of(
+            ["object", "data", "model", "usage"], object={"const": "list"}, model=STRING,
+            data=array_of(object_of(
+                ["object", "index", "embedding"], object={"const": "embedding"}, index=INTEGER,
+                embedding={"anyOf": [NUMBERS, STRING], "description": (
                     "Floats, or with `encoding_format` base64 their little-endian float32 bytes")})),
-            usage=openapi._object(["prompt_tokens", "total_tokens"], prompt_tokens=integer, total_tokens=integer),
+            usage=object_of(["prompt_tokens", "total_tokens"], prompt_tokens=INTEGER, total_tokens=INTEGER),
         ),
-        "ModelList": openapi._object(["object", "data"], object={"const": "list"},
-                                     data=openapi._array(openapi._ref("OpenAIModel"))),
-        "OpenAIModel": openapi._object(["id", "object", "created", "owned_by"], id=string,
-                                       object={"const": "model"}, created=integer, owned_by=string),
+        "ModelList": object_of(["object", "data"], object={"const": "list"}, data=array_of(ref("OpenAIModel"))),
+        "OpenAIModel": object_of(["id", "object", "created", "owned_by"], id=STRING,
+                                 object={"const": "model"}, created=INTEGER, owned_by=STRING),
     }

@@ -28,7 +28,7 @@ from .batching import Pending, RequestQueue, fail, run_batches, settle_batch
 from .deadline import within
 from .messages import LoadFailed
 from .runner import Health, report_ready
-from .streams import PieceStream, Producers, Streams, Window
+from .streams import PieceStream, Producers, Streams
 
 log = logging.getLogger("modelhost")
 
@@ -47,13 +47,21 @@ class InProcessRunner:
         self.threads = threads
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.streams = Streams(spec.name, timeout, self.start_generation)
-        self.producers = Producers()
+        self.producers = Producers(spec.name)
         self.consumers: list[asyncio.Task] = []
         self.model: Optional[Model] = None
         self.why_no_model = "loading"
         self.health = Health(f"model {spec.name!r}")
         self.elsewhere: Optional[str] = None
         self.failed: Optional[LoadFailed] = None
+        self.described(None)
+
+    def described(self, model: Optional[Model]) -> None:
+        """What the runner says of its model: as it loaded, or the defaults until it has (and once it stopped)."""
+        self.settings = model.settings if model else ServingSettings()
+        self.metadata: dict = model.metadata if model else {}
+        self.hooks: list[str] = model.hooks if model else []
+        self.verbs: list[str] = model.verbs if model else []
 
     @property
     def ready(self) -> bool:
@@ -67,29 +75,13 @@ class InProcessRunner:
     def reason(self) -> str:
         return f"not healthy: {self.health.reason}" if self.model is not None else self.why_no_model
 
-    @property
-    def settings(self) -> ServingSettings:
-        return self.model.settings if self.model else ServingSettings()
-
-    @property
-    def metadata(self) -> dict:
-        return self.model.metadata if self.model else {}
-
-    @property
-    def hooks(self) -> list[str]:
-        return self.model.hooks if self.model else []
-
-    @property
-    def verbs(self) -> list[str]:
-        return self.model.verbs if self.model else []
-
     async def start(self) -> None:
         try:
             model = await asyncio.get_running_loop().run_in_executor(self.executor, import_model, self.spec,
                                                                        self.predictor)
             if model.awaits:
                 model.offload = offload_to(self.executor)
-            await self.run(model, model.load(self.options))
+            await run_on(self.executor, model, model.load(self.options))
         except ServedElsewhere as elsewhere:
             self.elsewhere = elsewhere.runner
             return
@@ -101,6 +93,7 @@ class InProcessRunner:
         if settings.inline:
             model.offload = None
         self.model = model
+        self.described(model)
         self.streams.configure(settings.max_concurrency, settings.max_queue_size)
         if model.watched:
             self.health.update(await self.probe(model))
@@ -119,16 +112,9 @@ class InProcessRunner:
                                for _ in range(count)]
         report_ready(self.spec, "the server process", model.hooks)
 
-    def run(self, model: Model, pipeline: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
-        """One of the model's coroutines, run where its hooks belong: an awaiting model's on the event loop, a
-        synchronous model's on a hook thread (an inline model's requests aside: ``submit`` runs those)."""
-        if model.awaits:
-            return pipeline
-        return asyncio.get_running_loop().run_in_executor(self.executor, run_sync, pipeline)
-
     async def probe(self, model: Model) -> str:
         try:
-            return await within(self.timeout, self.run(model, model.health()))
+            return await within(self.timeout, run_on(self.executor, model, model.health()))
         except asyncio.TimeoutError:
             return f"its healthy hook did not answer within {self.timeout:g}s"
 
@@ -164,7 +150,7 @@ class InProcessRunner:
         model = self.model  # loaded before consumers start; stop cancels them before letting go of it
         assert model is not None
         try:
-            outcomes = await within(self.timeout, self.run(model, infer_batch(model, [p.request for p in batch])))
+            outcomes = await within(self.timeout, run_on(self.executor, model, infer_batch(model, [p.request for p in batch])))
         except asyncio.TimeoutError:
             # An awaited hook is cancelled; a thread cannot be: its hook runs on, but its requests are answered.
             fail(batch, ModelTimeout(f"model {self.name!r} did not answer within {self.timeout:g}s"))
@@ -175,24 +161,12 @@ class InProcessRunner:
         settle_batch(batch, outcomes, ModelhostError)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        self.producers.start(self.generate(request, stream), stream)
-
-    async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """Run a generation on the event loop, a synchronous model's steps each on a hook thread (in place for an
-        inline one), its parts into ``stream``."""
+        """Run a generation on the event loop, a synchronous model's steps on hook threads (in place for an inline
+        one)."""
         model = self.model
         assert model is not None  # streams start only while it serves
         offload = model.offload or (None if model.settings.inline else offload_to(self.executor))
-        window = Window(stream.put)
-        stream.on_taken = window.taken
-        try:
-            await generation.generate(model, request, window.put, offload)
-        except ModelhostError as error:
-            stream.end(error)
-        except asyncio.CancelledError:
-            stream.end(ModelNotReady(f"model {self.name!r} is shutting down"))  # unless the client ended it first
-        else:
-            stream.end()
+        self.producers.start(stream, lambda put: generation.generate(model, request, put, offload))
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
@@ -200,11 +174,19 @@ class InProcessRunner:
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None
+        self.described(None)
         self.why_no_model = "stopped"
         self.queue.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         if model is not None:
             try:
-                await within(UNLOAD_SECONDS, self.run(model, model.unload()))
+                await within(UNLOAD_SECONDS, run_on(self.executor, model, model.unload()))
             except asyncio.TimeoutError:  # a thread cannot be stopped: it unloads on, unwaited for
                 log.error("model %r: unload did not return within %gs", self.name, UNLOAD_SECONDS)
 
+
+def run_on(executor: Executor, model: Model, pipeline: Coroutine[Any, Any, Any]) -> Awaitable[Any]:
+    """One of the model's coroutines, run where its hooks belong: an awaiting model's on the event loop, a
+    synchronous model's on a hook thread of ``executor`` (an inline model's requests aside: ``submit`` runs those)."""
+    if model.awaits:
+        return pipeline
+    return asyncio.get_running_loop().run_in_executor(executor, run_sync, pipeline)

@@ -130,7 +130,7 @@ class WorkerPoolRunner:
         if not self.up:
             stream.end(ModelNotReady(f"model {self.name!r} is not ready: {self.reason}"))
             return
-        min(self.up, key=lambda replica: len(replica.streams)).generate(request, stream)
+        min(self.up, key=lambda replica: len(replica.streams)).streams.start(request, stream)
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))

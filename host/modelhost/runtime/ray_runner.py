@@ -15,7 +15,7 @@ import logging
 import secrets
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Awaitable, Callable, Optional, Union
 
 from .. import tracing
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginError, PluginLoadError
@@ -29,7 +29,7 @@ from .deadline import within
 from .messages import Batch, Generated, LoadFailed, Ready, Serve
 from .ray_cluster import PlacementError, RayCluster
 from .runner import report_ready
-from .streams import PieceStream, Producers, Streams, Window
+from .streams import PieceStream, Producers, Streams
 
 log = logging.getLogger("modelhost")
 
@@ -69,7 +69,7 @@ class RayServeRunner:
         self.handle: Any = None  # the deployment's, once deployed
         self.infer_batch = None  # the deployment's handle to ModelReplica.infer_batch, made once
         self.streams = Streams(spec.name, timeout, self.start_generation)
-        self.producers = Producers()
+        self.producers = Producers(spec.name)
         self.tasks: list[asyncio.Task] = []
 
     @property
@@ -85,7 +85,7 @@ class RayServeRunner:
             await self.cluster.connect()
             placing = await asyncio.to_thread(read_placing, self.spec, self.serving.command_line)
             self.settings = placing.settings
-            handle = self.handle = await asyncio.to_thread(self.deploy, placing.awaits)
+            handle = self.handle = await asyncio.to_thread(deploy, self, placing.awaits)
             self.infer_batch = handle.infer_batch
             started = await handle.describe.remote()
         except (PlacementError, PluginLoadError) as error:
@@ -118,27 +118,6 @@ class RayServeRunner:
         self.reason = reason
         self.failed = LoadFailed(reason, where)
 
-    def deploy(self, awaits: bool) -> Any:  # a DeploymentHandle: Ray is imported only once a model runs on it
-        """Place the replicas and wait until they are up; the application's handle."""
-        from ray import serve
-
-        from .ray_replica import ModelReplica
-
-        settings = self.settings
-        actor_options = {**DEFAULT_ACTOR_OPTIONS, **settings.ray_actor_options}
-        self.cluster.check_placement(needs(actor_options))
-        log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
-        return self.cluster.deploy(self.application, lambda: serve.deployment(
-            name=self.name, ray_actor_options=self.cluster.replica_env(actor_options),
-            num_replicas=None if settings.autoscaling_config else settings.replicas,
-            autoscaling_config=settings.autoscaling_config or None,
-            health_check_period_s=settings.health_interval_s, health_check_timeout_s=self.timeout,
-            # A synchronous model's replica runs one batch at a time, as a worker process does.
-            max_ongoing_requests=settings.max_concurrency if awaits else 1,
-            # The server writes each request's access line; a replica's would be a second, per batch.
-            logging_config={"enable_access_log": False},
-        )(ModelReplica).bind(self.spec, self.serving, sys.path, log_level))
-
     async def follow_replicas(self) -> None:
         """Readiness and ``replicas_up`` as Serve reports the replicas' states."""
         while True:
@@ -168,35 +147,7 @@ class RayServeRunner:
         return self.queue.submit(request)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        self.producers.start(self.generate(request, stream), stream)
-
-    async def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """A generation on a replica, through Serve's streaming handle: its parts read as the client takes them."""
-        from ray.exceptions import RayActorError
-
-        response = self.handle.options(stream=True).generate.remote(request)
-        window = Window(stream.put)
-        stream.on_taken = window.taken
-        try:
-            async for part in response:
-                if isinstance(part, Generated):
-                    if part.spans:
-                        tracing.take(part.spans)
-                    request.timings.update(part.timings)
-                    stream.end(part.error)
-                    return
-                await window.put(part)
-            stream.end(PluginError(f"model {self.name!r}: its Ray Serve replica ended the generation unsaid"))
-        except asyncio.CancelledError:
-            response.cancel()  # the replica's generator is closed
-            stream.end(ModelNotReady(f"model {self.name!r} is shutting down"))  # unless the client ended it first
-            raise
-        except RayActorError as error:
-            stream.end(ModelNotReady(f"model {self.name!r}: its Ray Serve replica died during this generation "
-                                     f"({type(error).__name__})"))
-        except Exception as error:  # Ray's own: the hooks' errors come in the Generated
-            log.error("model %r: Ray failed the generation: %s", self.name, error)
-            stream.end(PluginError(f"model {self.name!r}: Ray failed the generation ({type(error).__name__})"))
+        self.producers.start(stream, lambda put: relay(self.handle, self.name, request, put))
 
     async def run_batch(self, batch: list[Pending]) -> None:
         from ray.exceptions import RayActorError
@@ -232,6 +183,59 @@ class RayServeRunner:
         self.running = 0
         if self.cluster.connected:
             await asyncio.to_thread(self.cluster.delete, self.application)
+
+
+def deploy(runner: RayServeRunner, awaits: bool) -> Any:  # a DeploymentHandle: Ray is imported once a model runs
+    """Place the runner's replicas and wait until they are up; the application's handle."""
+    from ray import serve
+
+    from .ray_replica import ModelReplica
+
+    settings = runner.settings
+    actor_options = {**DEFAULT_ACTOR_OPTIONS, **settings.ray_actor_options}
+    runner.cluster.check_placement(needs(actor_options))
+    log_level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    return runner.cluster.deploy(runner.application, lambda: serve.deployment(
+        name=runner.name, ray_actor_options=runner.cluster.replica_env(actor_options),
+        num_replicas=None if settings.autoscaling_config else settings.replicas,
+        autoscaling_config=settings.autoscaling_config or None,
+        health_check_period_s=settings.health_interval_s, health_check_timeout_s=runner.timeout,
+        # A synchronous model's replica runs one batch at a time, as a worker process does.
+        max_ongoing_requests=settings.max_concurrency if awaits else 1,
+        # The server writes each request's access line; a replica's would be a second, per batch.
+        logging_config={"enable_access_log": False},
+    )(ModelReplica).bind(runner.spec, runner.serving, sys.path, log_level))
+
+
+async def relay(handle: Any, name: str, request: InferenceRequest, put: Callable[[Any], Awaitable[None]]) -> None:
+    """A generation on a replica, through Serve's streaming handle (``ModelReplica.generate``), its parts read as
+    the client takes them; raises the error that ended it."""
+    from ray.exceptions import RayActorError
+
+    response = handle.options(stream=True).generate.remote(request)
+    try:
+        async for part in response:
+            if not isinstance(part, Generated):
+                await put(part)
+                continue
+            if part.spans:
+                tracing.take(part.spans)
+            request.timings.update(part.timings)
+            if part.error is not None:
+                raise part.error
+            return
+    except asyncio.CancelledError:
+        response.cancel()  # the replica's generator is closed
+        raise
+    except RayActorError as error:
+        raise ModelNotReady(f"model {name!r}: its Ray Serve replica died during this generation "
+                            f"({type(error).__name__})") from None
+    except ModelhostError:
+        raise
+    except Exception as error:  # Ray's own: the hooks' errors come in the Generated
+        log.error("model %r: Ray failed the generation: %s", name, error)
+        raise PluginError(f"model {name!r}: Ray failed the generation ({type(error).__name__})") from None
+    raise PluginError(f"model {name!r}: its Ray Serve replica ended the generation without saying how")
 
 
 def most_replicas(settings: ServingSettings) -> int:

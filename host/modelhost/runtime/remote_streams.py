@@ -8,6 +8,7 @@ past its window; a client that leaves, or a part that is late, sends
 A worker that dies ends its generations with that error.
 """
 
+import itertools
 from typing import Callable
 
 from .. import tracing
@@ -24,12 +25,15 @@ class RemoteStreams:
     def __init__(self, channel: Callable[[], AsyncChannel]):
         self.channel = channel  # the worker's channel now
         self.running: dict[int, tuple[InferenceRequest, PieceStream]] = {}
+        self.ids = itertools.count(1)  # the generations' own: their messages never answer a batch's
 
     def __len__(self) -> int:
         return len(self.running)
 
-    def start(self, asked: int, request: InferenceRequest, stream: PieceStream) -> None:
-        """Send generation ``asked`` to the worker."""
+    def start(self, request: InferenceRequest, stream: PieceStream) -> None:
+        """Send the generation to the worker. Unlike a batch's, a late part leaves the worker up: its other
+        generations go on, on its other threads."""
+        asked = next(self.ids)
         self.running[asked] = (request, stream)
         untold = [0]
 

@@ -28,14 +28,12 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ModelNotReady, ModelTimeout
-from ..request import InferenceRequest
 from .batching import Pending, fail, run_batches, settle_answered
 from .channel import AsyncChannel
 from .messages import Batch, Outcomes, Probe, ProbeResult, Ready
 from .process import Crashed, Exit, Started
 from .remote_streams import RemoteStreams
 from .runner import Health
-from .streams import PieceStream
 
 if TYPE_CHECKING:
     from .pool import WorkerPoolRunner
@@ -131,7 +129,7 @@ class Replica:
         tasks = [asyncio.create_task(self.listen()),
                  asyncio.create_task(run_batches(self.take, self.run_batch, at_once))]
         if ready.watched:
-            tasks.append(asyncio.create_task(self.watch_health(ready)))
+            tasks.append(asyncio.create_task(watch_health(self, ready)))
         try:
             return await self.ended
         finally:
@@ -167,8 +165,7 @@ class Replica:
                 if not waiting.done():
                     waiting.set_exception(EOFError("the worker closed its channel"))
             cause = await self.worker.exit_cause()
-            self.streams.fail_all(ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this "
-                                                "generation"))
+            self.streams.fail_all(ModelNotReady(f"model {self.pool.name!r}: its worker {cause} during this generation"))
             self.end(cause)
 
     async def ask(self, question: Callable[[int], object]):
@@ -214,22 +211,17 @@ class Replica:
             fail(batch, ModelNotReady(f"model {name!r}: its worker {self.ended.result()} during this request"
                                       if self.ended.done() else f"model {name!r} is shutting down"))
 
-    def generate(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """Have the worker run a generation, its parts into ``stream``. Unlike a batch's, a late part leaves the
-        worker up: the worker's other generations go on, on its other threads."""
-        self.asked += 1
-        self.streams.start(self.asked, request, stream)
 
-    async def watch_health(self, ready: Ready) -> None:
-        """Ask the worker every ``health_interval_s``; one stuck in the healthy hook is replaced."""
-        while True:
-            await asyncio.sleep(ready.settings.health_interval_s)
-            try:
-                result = await self.ask(Probe)
-            except Stuck:
-                self.worker.kill()
-                self.end(Exit("timeout", f"was stuck in its healthy hook for more than {self.pool.timeout:g}s"))
-                return
-            except (EOFError, ConnectionError):
-                return  # listen says why
-            self.healthy(ready, result.health)
+async def watch_health(replica: Replica, ready: Ready) -> None:
+    """Ask the replica's worker every ``health_interval_s``; one stuck in the healthy hook is replaced."""
+    while True:
+        await asyncio.sleep(ready.settings.health_interval_s)
+        try:
+            result = await replica.ask(Probe)
+        except Stuck:
+            replica.worker.kill()
+            replica.end(Exit("timeout", f"was stuck in its healthy hook for more than {replica.pool.timeout:g}s"))
+            return
+        except (EOFError, ConnectionError):
+            return  # listen says why
+        replica.healthy(ready, result.health)

@@ -20,7 +20,7 @@ import collections
 import time
 from typing import Any, Awaitable, Callable, Coroutine, Optional
 
-from ..errors import ClientGone, ModelBusy, ModelhostError, ModelTimeout
+from ..errors import ClientGone, ModelBusy, ModelhostError, ModelNotReady, ModelTimeout
 from ..request import InferenceRequest
 
 # Parts that may wait for the client; the producer pauses past it.
@@ -198,18 +198,36 @@ class Window:
             self.room.set_result(None)
 
 
-class Producers:
-    """Generations produced by tasks of this process (the model's, or ones reading a Ray replica's): a stream
-    closed by its client cancels its task, and ``stop`` cancels them all."""
+# Produces a generation's parts, each through the function it is given; raises the ModelhostError that ends it.
+Produce = Callable[[Callable[[Any], Awaitable[None]]], Coroutine[Any, Any, None]]
 
-    def __init__(self):
+
+class Producers:
+    """Generations produced by tasks of this process (the model's, or ones reading a Ray replica's), each into its
+    stream through a ``Window``: a stream closed by its client cancels its task, and ``stop`` cancels them all."""
+
+    def __init__(self, name: str):
+        self.name = name
         self.tasks: set[asyncio.Task] = set()
 
-    def start(self, producing: Coroutine[Any, Any, None], stream: PieceStream) -> None:
-        task = asyncio.create_task(producing)
+    def start(self, stream: PieceStream, produce: Produce) -> None:
+        window = Window(stream.put)
+        stream.on_taken = window.taken
+        task = asyncio.create_task(self.run(stream, produce(window.put)))
         stream.on_close = task.cancel
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def run(self, stream: PieceStream, producing: Coroutine[Any, Any, None]) -> None:
+        try:
+            await producing
+        except ModelhostError as error:
+            stream.end(error)
+        except asyncio.CancelledError:
+            stream.end(ModelNotReady(f"model {self.name!r} is shutting down"))  # unless its client ended it first
+            raise
+        else:
+            stream.end()
 
     async def stop(self) -> None:
         for task in list(self.tasks):
