@@ -13,6 +13,7 @@ OpenAI-compatible request, V2 output tensors otherwise. An OpenAI request's
 choices each end with a part that carries its ``finish_reason``.
 """
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Union
@@ -72,7 +73,7 @@ async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any,
     source = Source(stepper, await stepper.call("generate", inputs=inputs, request=request))
     scanner = StopScanner(generation.stop) if generation and generation.stop else None
     limit = generation.max_tokens if generation else None
-    produced, stopped = 0, False
+    produced, stopped, emitted = 0, False, 0
     finish: FinishReason = "stop"
     try:
         while True:
@@ -88,6 +89,11 @@ async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any,
                 part = Part(text, choice, part.tokens, part.prompt_tokens)
             if part.outputs or part.prompt_tokens is not None or generation is None:
                 await emit(part)
+                emitted += 1
+                if emitted == 1:
+                    # The first piece leaves before the next step: a generator that never awaits would make a
+                    # window's worth of pieces first. Later ones go out in the writes the window batches.
+                    await asyncio.sleep(0)
             if stopped:
                 break
             if limit is not None and produced >= limit:
