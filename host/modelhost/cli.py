@@ -32,8 +32,8 @@ MODEL_SETTINGS = [
     ("max_batch_wait_ms", "MS", "how long a batch may wait for more requests (default: the plugin's settings, else 5)"),
     ("max_queue_size", "N", "requests that may wait for a model; more get 503 with Retry-After at once "
      "(default: the plugin's settings, else 256)"),
-    ("max_concurrency", "N", "batches a model with async hooks runs at once in each process serving it "
-     "(default: the plugin's settings, else 64)"),
+    ("max_concurrency", "N", "batches a model with async hooks, and generations any model, runs at once in each "
+     "process serving it (default: the plugin's settings, else 64)"),
     ("health_interval_s", "SECONDS", "how often a model's healthy hook is asked (default: the plugin's "
      "settings, else 5)"),
     ("runner", "RUNNER", "'workers' (worker processes, or this process with --replicas 0) or 'ray' (Ray Serve "

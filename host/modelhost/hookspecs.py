@@ -127,7 +127,8 @@ def settings(name: str, model_dir: Optional[str]) -> Optional[dict[str, Any]]:
     ``inline`` (true: in the server process, run the hooks on the event
     loop itself, for a model whose hooks take microseconds; a slow hook
     then holds up every request and health check), ``max_concurrency``
-    (batches a model with ``async def`` hooks runs at once in each process),
+    (batches a model with ``async def`` hooks runs at once in each process,
+    and generations every model does; ``max_queue_size`` more may wait),
     ``health_interval_s`` (seconds between ``healthy`` checks), ``runner``
     (``"workers"``, or ``"ray"``: Ray Serve replicas) and, on Ray,
     ``ray_actor_options`` and ``autoscaling_config`` (dicts, as Ray Serve

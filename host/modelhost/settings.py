@@ -52,7 +52,8 @@ class ServingSettings:
     """How one model is served. The defaults are the host's; ``resolve`` lays the plugin's and the command line's
     over them. ``replicas`` 0 serves the model in the server process; ``inline`` runs its hooks on the event loop
     there. ``max_concurrency`` is how many batches a model with ``async def`` hooks runs at once in each process
-    that serves it; ``health_interval_s`` how often a model with a ``healthy`` hook is asked."""
+    that serves it, and how many generations any model runs at once there; ``health_interval_s`` how often a
+    model with a ``healthy`` hook is asked."""
 
     replicas: int = 1
     max_batch_size: int = 1
