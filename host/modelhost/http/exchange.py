@@ -131,7 +131,9 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
                                             request.headers)
         self.body = Body(serving.max_buffer_size)
         self.closed = False
-        self.sending: Optional[asyncio.Future] = None  # an answer in parts, while it is written (streaming)
+        # An answer in parts, while it is written (streaming): held here, as the loop keeps only weak references
+        # to its tasks.
+        self.sending: Optional[asyncio.Future] = None
         # Tornado's type is the abstract HTTPConnection; the server's connections are WholeBodyConnections.
         self.connection = cast(Connection, request.connection)
         self.connection.set_close_callback(self.on_connection_close)
