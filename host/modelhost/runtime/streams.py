@@ -85,12 +85,13 @@ class PieceStream:
                 if self.error is not None:
                     raise self.error
                 return None
-            self.waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self.waiter = loop.create_future()
+            late = loop.call_later(self.timeout, self.time_out)  # which ends the stream, and so wakes this
             try:
-                await asyncio.wait_for(self.waiter, self.timeout)
-            except asyncio.TimeoutError:
-                self.time_out()
+                await self.waiter
             finally:
+                late.cancel()
                 self.waiter = None
         self.taken_at.append(time.perf_counter())
         part = self.parts.popleft()
