@@ -126,11 +126,13 @@ class WorkerPoolRunner:
         return self.queue.submit(request)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """To the replica running the fewest generations."""
-        if not self.up:
+        """To the replica running the fewest generations, of those whose worker is well: one that has just died
+        is up until its replica has finished with it, and a generation sent to it then would never end."""
+        well = [replica for replica in self.up if replica.well.is_set()]
+        if not well:
             stream.end(ModelNotReady(f"model {self.name!r} is not ready: {self.reason}"))
             return
-        min(self.up, key=lambda replica: len(replica.streams)).streams.start(request, stream)
+        min(well, key=lambda replica: len(replica.streams)).streams.start(request, stream)
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
