@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from peers import cpu, environment, servers as launcher
+from peers import cpu, environment, servers as launcher, table
 
 BENCH = Path(__file__).resolve().parent
 PEERS = launcher.PEERS
@@ -93,7 +93,7 @@ class Run:
     pieces_total: int
     client_cpu_s: float
     client_share: float  # of one core, over the client's life
-    others_cpu_s: float
+    other_cpu_s: float
 
 
 @dataclass
@@ -367,14 +367,6 @@ def ratios(rows: list, measured: dict, concurrencies: tuple) -> list:
     return lines
 
 
-def others_line(measured: dict) -> str:
-    spent = [run.others_cpu_s for row in measured.values() for run in row.runs]
-    if not spent:
-        return ""
-    return (f"other processes (not these servers, not the load generator) used {statistics.median(spent):.2f} "
-            f"CPU s per run in the median, {max(spent):.2f} at most")
-
-
 def ttft_part(servers: dict, cache: Path, broken: dict, runs: int, seconds: float, processes: int) -> list:
     rows = [Target("t/mh-in", "modelhost in-process, generator (hook thread)", "mh-in", "pieces", "openai"),
             Target("t/mh-w", "modelhost worker, generator", "mh-w", "pieces", "openai", versus="t/mh-in"),
@@ -592,7 +584,7 @@ def main() -> None:
             subset = [target for target in rows if target.route == route]
             lines += ["", title, *render_load(subset, measured, broken, CONCURRENCIES)]
         lines += ["", "pieces/s against the peer (above 1: modelhost streams more):",
-                  *ratios(rows, measured, CONCURRENCIES), others_line(measured)]
+                  *ratios(rows, measured, CONCURRENCIES), table.others(measured, "the load generator")]
         print("\n".join(lines), flush=True)
         print("\n".join(ttft_part(servers, cache, broken, max(args.runs, 3), args.seconds, 1)), flush=True)
         if sample:

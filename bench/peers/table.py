@@ -64,10 +64,11 @@ def render(cases, labels: dict, rows: dict, skipped: dict) -> list[str]:
     return lines
 
 
-def others(rows: dict) -> str:
-    """How much CPU strangers took during the runs: a busy machine makes every figure suspect."""
+def others(rows: dict, load: str = "wrk or h2load") -> str:
+    """How much CPU strangers took during the runs (not the server, not ``load``, the load generator): a busy
+    machine makes every figure suspect."""
     spent = [run.other_cpu_s for row in rows.values() for run in row.runs]
     if not spent:
         return ""
-    return (f"other processes (not the server under test, not wrk or h2load) used "
+    return (f"other processes (not the server under test, not {load}) used "
             f"{statistics.median(spent):.2f} CPU s per run in the median, {max(spent):.2f} at most")
