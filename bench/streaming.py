@@ -522,15 +522,8 @@ def versions(pythons: dict) -> list:
     lines = [f"cores: {os.cpu_count()}, Python {sys.version.split()[0]}, load generator peers/sse_load.py on {loop}",
              f"modelhost {mine('modelhost')} (tornado {mine('tornado')}, orjson {mine('orjson')}), from "
              f"{Path(importlib.util.find_spec('modelhost').origin).parent}"]
-    for peer, python in pythons.items():
-        if python is None:
-            continue
-        names = environment.VERSIONS[peer][:3] + ["starlette", "pydantic"]
-        query = f"from importlib.metadata import version; print(*(version(n) for n in {names!r}))"
-        found = subprocess.run([str(python), "-c", query], capture_output=True, text=True).stdout.split()
-        found = found if len(found) == len(names) else ["?"] * len(names)
-        lines.append(f"{peer} {found[0]} ({', '.join(f'{n} {v}' for n, v in zip(names[1:], found[1:]))})")
-    return lines
+    return lines + [environment.peer_line(peer, python, environment.VERSIONS[peer][:3] + ["starlette", "pydantic"])
+                    for peer, python in pythons.items() if python is not None]
 
 
 def main() -> None:

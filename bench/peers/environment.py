@@ -103,13 +103,15 @@ def versions(pythons: dict) -> list[str]:
         f"modelhost {mine('modelhost')} (tornado {mine('tornado')}, onnxruntime {mine('onnxruntime')}, "
         f"orjson {mine('orjson')}), from {Path(modelhost.__file__).parent}",
     ]
-    for peer, python in pythons.items():
-        names = VERSIONS[peer]
-        query = f"from importlib.metadata import version; print(*(version(n) for n in {names!r}))"
-        found = subprocess.run([str(python), "-c", query], capture_output=True, text=True).stdout.split()
-        found = found if len(found) == len(names) else ["?"] * len(names)
-        lines.append(f"{peer} {found[0]} ({', '.join(f'{n} {v}' for n, v in zip(names[1:], found[1:]))})")
-    return lines
+    return lines + [peer_line(peer, python, VERSIONS[peer]) for peer, python in pythons.items()]
+
+
+def peer_line(peer: str, python: Path, names: list[str]) -> str:
+    """``peer`` and the versions of ``names`` (its own package first) installed in its environment."""
+    query = f"from importlib.metadata import version; print(*(version(n) for n in {names!r}))"
+    found = subprocess.run([str(python), "-c", query], capture_output=True, text=True).stdout.split()
+    found = found if len(found) == len(names) else ["?"] * len(names)
+    return f"{peer} {found[0]} ({', '.join(f'{n} {v}' for n, v in zip(names[1:], found[1:]))})"
 
 
 def add_run_arguments(parser, runs: int, quick: str) -> None:

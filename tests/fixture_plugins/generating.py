@@ -1,6 +1,7 @@
 """Plugins that generate: fixed pieces, counted steps, errors part-way, and a record of closed generators."""
 
 import asyncio
+import contextlib
 import os
 import time
 
@@ -69,14 +70,10 @@ class AsyncWords:
 
     @hookimpl
     async def generate(self, request):
-        asked = options(request)
-        record("start " + asked["prompt"])
-        try:
-            for index in range(asked["count"]):
-                await asyncio.sleep(float(request.parameters.get("delay", 0)))
-                yield f"word{index} "
-        finally:
-            record("closed " + asked["prompt"])
+        delay = float(request.parameters.get("delay", 0))
+        async with contextlib.aclosing(paced(request, lambda index: delay)) as pieces:
+            async for piece in pieces:
+                yield piece
 
 
 class Stalls:
@@ -85,15 +82,22 @@ class Stalls:
 
     @hookimpl
     async def generate(self, request):
-        asked = options(request)
-        record("start " + asked["prompt"])
-        try:
-            for index in range(asked["count"]):
-                if index:
-                    await asyncio.sleep(float(request.parameters.get("stall", 20)))
-                yield f"word{index} "
-        finally:
-            record("closed " + asked["prompt"])
+        stall = float(request.parameters.get("stall", 20))
+        async with contextlib.aclosing(paced(request, lambda index: stall if index else 0)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+
+async def paced(request, pause):
+    """Words as asked, each after ``pause(index)`` seconds, recorded as Words records them."""
+    asked = options(request)
+    record("start " + asked["prompt"])
+    try:
+        for index in range(asked["count"]):
+            await asyncio.sleep(pause(index))
+            yield f"word{index} "
+    finally:
+        record("closed " + asked["prompt"])
 
 
 class Failing:

@@ -54,22 +54,17 @@ def answer(exchange: "Exchange", result: Any, events: Events) -> None:
 
 
 async def collect(exchange: "Exchange", result: Any, events: Events) -> None:
+    """All the parts as one answer, written once the last has come (or the error that ended them)."""
     try:
         parts = [result]
         if isinstance(result, PieceStream):
             parts = []
             while (part := await result.next()) is not None:
                 parts.append(part)
-        whole = events.whole(parts)
+        exchange.answer(events.whole(parts), None)  # encoded before anything is written: an error answers instead
     except Exception as error:  # noqa: BLE001 -- whatever it is, it is this request's answer
         if not isinstance(error, ClientGone):
             exchange.call.log_failure(error)
-        exchange.answer(None, error)
-        return
-    try:
-        exchange.answer(whole, None)
-    except Exception as error:  # the codec could not encode it
-        exchange.call.log_failure(error)
         exchange.answer(None, error)
 
 

@@ -74,9 +74,9 @@ def generate_response(outputs: dict[str, np.ndarray], model_name: str, model_ver
     if model_version is not None:
         response["model_version"] = model_version
     for name, array in outputs.items():
-        values = [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in array.ravel()]
-        if array.dtype != object:
-            values = array.ravel().tolist()
+        values = array.ravel().tolist()
+        if array.dtype == object:  # BYTES: text, as the generate extension carries it
+            values = [item.decode("utf-8", "replace") if isinstance(item, bytes) else item for item in values]
         response[name] = values[0] if len(values) == 1 else values
     return response
 
