@@ -217,19 +217,20 @@ def test_openai_chat_completions_whole_and_streamed(client):
 
 
 def test_openai_stop_sequence_cuts_before_it_is_never_sent_and_closes_the_generator(served, client):
-    whole = client.completions.create(model="words", prompt="stop whole", max_tokens=6, stop=["word2"])
+    whole = client.completions.create(model="words", prompt="stop whole", max_tokens=30, stop=["word2"])
     assert (whole.choices[0].text, whole.choices[0].finish_reason) == ("word0 word1 ", "stop")
-    streamed = list(client.completions.create(model="words", prompt="stop streamed", max_tokens=6, stop=["word2"],
+    streamed = list(client.completions.create(model="words", prompt="stop streamed", max_tokens=30, stop=["word2"],
                                               stream=True))
     texts = [chunk.choices[0].text for chunk in streamed]
     assert "".join(texts) == "word0 word1 " and not any("2" in text for text in texts), texts
     assert streamed[-1].choices[0].finish_reason == "stop"
     chat = client.chat.completions.create(model="words", messages=[{"role": "user", "content": "stop chat"}],
-                                          max_tokens=6, stop="word2")
+                                          max_tokens=30, stop="word2")
     assert (chat.choices[0].message.content, chat.choices[0].finish_reason) == ("word0 word1 ", "stop")
-    for prompt in ("stop whole", "stop streamed", "stop chat"):  # the host stopped it: its finally ran, at word2
+    # The host stopped it: its finally ran, a few cheap pieces past word2 at most (stepping.MAX_AHEAD).
+    for prompt in ("stop whole", "stop streamed", "stop chat"):
         assert eventually(lambda: served.record.closed(prompt), 10), f"{prompt!r}'s generator was never closed"
-        assert served.record.yielded(prompt) < 6
+        assert served.record.yielded(prompt) < 30
 
 
 def test_openai_n_2_gives_two_choices(client):

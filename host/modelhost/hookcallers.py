@@ -138,9 +138,11 @@ def offload_to(executor: Optional[Executor]) -> Offload:
 
 def run_sync(coroutine: Coroutine[Any, Any, Any]) -> Any:
     """Run to its end, in this thread and with no event loop, a coroutine that never waits: the pipeline of a
-    model whose hooks are all synchronous."""
+    model whose hooks are all synchronous. It may let others go first (``asyncio.sleep(0)``, a bare yield): here
+    there are none."""
     try:
-        coroutine.send(None)
+        while coroutine.send(None) is None:
+            pass
     except StopIteration as finished:
         return finished.value
     coroutine.close()

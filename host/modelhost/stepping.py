@@ -3,20 +3,19 @@ in place (a model served inline), or on threads in bursts (a synchronous generat
 
 A synchronous generator's steps may compute for long, so they leave the event
 loop. A trip to a thread for each piece costs as much as a small piece itself,
-so a thread steps the generator for a burst (up to ``BURST_PIECES`` pieces or
-``BURST_SECONDS``), handing each piece to the loop the moment it is made, for
-as long as the pieces are taken: ``AHEAD`` pieces ahead of the taker, it
-waits for one to be taken (``TAKEN_WAIT_SECONDS`` at most, then the burst
-ends, and the next begins once one is). So a generator computes at most
-``AHEAD`` pieces its client may never want (past ``max_tokens``, a ``stop``,
-or a client that leaves), and no stream keeps a thread from the others for
-longer than a burst. A generator is closed on a thread too, once no burst
-runs: one cannot be closed while it runs.
+so a thread steps the generator for a burst (up to ``BURST_SECONDS``), each
+piece left for the loop as it is made: the loop is woken only when it waits for
+one. A burst stops ahead of the taker by as many pieces as take ``AHEAD_SECONDS``
+to make (``MIN_AHEAD`` to ``MAX_AHEAD``), and the next begins once half of them
+are taken: so a generator computes at most a few costly pieces, or a
+millisecond's worth of cheap ones, that its client may never want (past
+``max_tokens``, a ``stop``, or a client that leaves), and no stream keeps a
+thread from the others for longer than a burst. A generator is closed on a
+thread too, once no burst runs: one cannot be closed while it runs.
 """
 
 import asyncio
 import collections
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -27,10 +26,9 @@ from .errors import ModelhostError, PluginError
 from .hookcallers import Offload
 from .model import Model, failure
 
-BURST_PIECES = 16
 BURST_SECONDS = 0.02
-AHEAD = 2  # pieces made and not yet taken, past which a burst waits: one is made while the last is sent
-TAKEN_WAIT_SECONDS = 0.002
+AHEAD_SECONDS = 0.001
+MIN_AHEAD, MAX_AHEAD = 2, 16  # one piece is made while the last is sent; the most a worker's window holds
 END = object()  # what ``Source.next`` returns once the generator is done
 
 
@@ -100,7 +98,7 @@ class Source:
 
 
 class Bursts:
-    """A synchronous generator stepped on threads in bursts, each piece handed to the event loop as it is made."""
+    """A synchronous generator stepped on threads in bursts, each piece left for the event loop as it is made."""
 
     def __init__(self, offload: Offload, generator: Any):
         self.offload = offload
@@ -108,40 +106,42 @@ class Bursts:
         self.loop = asyncio.get_running_loop()
         self.ready: collections.deque = collections.deque()  # pieces made and not yet taken
         self.arrived: Optional[asyncio.Future] = None  # the taker, waiting for a piece
+        self.woken = False  # a wake of the taker is on its way to the loop
         self.running: Optional[asyncio.Future] = None  # the burst on a thread
         self.done = False  # the generator has ended, raised, or is being closed
         self.made = self.taken = 0  # pieces: made counts on the thread, taken on the loop
-        self.took = threading.Event()  # set as a piece is taken: a burst waiting for it goes on
+        self.ahead = MIN_AHEAD  # pieces a burst may make ahead of the taker, by the time the last step took
 
     def burst(self) -> None:
         """(On a thread.) Step the generator for one burst."""
         started = time.perf_counter()
-        for _ in range(BURST_PIECES):
-            while self.made - self.taken >= AHEAD:
-                if time.perf_counter() - started > BURST_SECONDS or not self.took.wait(TAKEN_WAIT_SECONDS):
-                    return
-                self.took.clear()
-            if self.done:
-                return
+        while not self.done and self.made - self.taken < self.ahead:
+            step_started = time.perf_counter()
             try:
                 piece = next(self.generator, END)
             except Exception as error:  # raised on the loop, by Source.next
                 piece = Raised(error)
+            now = time.perf_counter()
+            self.ahead = min(MAX_AHEAD, max(MIN_AHEAD, int(AHEAD_SECONDS / max(now - step_started, 1e-6))))
+            self.ready.append(piece)
             self.made += 1
-            self.loop.call_soon_threadsafe(self.hand, piece)
-            if piece is END or isinstance(piece, Raised) or time.perf_counter() - started > BURST_SECONDS:
+            if self.arrived is not None and not self.woken:  # read after the append: see next
+                self.woken = True
+                self.loop.call_soon_threadsafe(self.wake)
+            if piece is END or isinstance(piece, Raised):
+                self.done = True
+            if now - started > BURST_SECONDS:
                 return
 
-    def hand(self, piece: Any) -> None:
-        if piece is END or isinstance(piece, Raised):
-            self.done = True
-        self.ready.append(piece)
+    def wake(self) -> None:
+        self.woken = False
         if self.arrived is not None and not self.arrived.done():
             self.arrived.set_result(None)
 
     def start(self, *ignored: Any) -> None:
-        """Another burst, unless one runs, the generator is done, or it is ``AHEAD`` pieces ahead."""
-        if not self.done and self.made - self.taken < AHEAD and (self.running is None or self.running.done()):
+        """Another burst, unless one runs, the generator is done, or half of the last one's pieces are untaken."""
+        if (not self.done and self.made - self.taken <= self.ahead // 2
+                and (self.running is None or self.running.done())):
             self.running = asyncio.ensure_future(self.offload(self.burst, []))
             self.running.add_done_callback(self.start)
 
@@ -149,10 +149,11 @@ class Bursts:
         self.start()
         while not self.ready:
             self.arrived = self.loop.create_future()
-            await self.arrived
+            if not self.ready:  # a piece made before the burst could see the taker waiting has no wake coming
+                await self.arrived
+        self.arrived = None
         self.taken += 1
-        self.took.set()
-        self.start()  # the next piece is made while this one is sent
+        self.start()  # the next pieces are made while this one is sent
         return self.ready.popleft()
 
     async def close(self) -> None:

@@ -22,6 +22,7 @@ import os
 import pickle
 import socket
 import struct
+import threading
 
 PREFIX = struct.Struct("<II")
 LENGTH = struct.Struct("<Q")
@@ -100,13 +101,17 @@ class BlockingChannel:
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self.writing = threading.Lock()  # a generating model's threads write their parts as they come
 
     def send(self, message: object) -> None:
         self.write(encode(message))
 
     def write(self, frames: list) -> None:
-        """Send a message already encoded, its parts gathered at most SC_IOV_MAX at a time."""
-        parts = [memoryview(part) for part in frames]
+        """Send a message already encoded, whole, its parts gathered at most SC_IOV_MAX at a time."""
+        with self.writing:
+            self._write([memoryview(part) for part in frames])
+
+    def _write(self, parts: list) -> None:
         first = 0
         while first < len(parts):  # sendmsg gathers the parts without joining them, but may send only some
             sent = self.sock.sendmsg(parts[first:first + IOV_MAX])

@@ -7,32 +7,34 @@ with them over the plugin's own, says ``Ready`` or why it cannot
 (``LoadFailed``), then answers each ``Batch`` and ``Probe`` until the server
 closes the channel: in turn on one thread when the model's hooks are all
 synchronous, on an event loop of its own, several at once, when it has an
-``async def`` hook or generates (``Generations``: each ``Generate`` a task,
-its parts sent as they are yielded). Only the channel carries messages: whatever the plugin prints goes to
-stdout and stderr, which the server reads into its log.
+``async def`` hook. Each ``Generate`` runs beside them, its parts sent as they
+are yielded (``worker_generations``). Only the channel carries messages:
+whatever the plugin prints goes to stdout and stderr, which the server reads
+into its log.
 """
 
 import argparse
 import asyncio
 import dataclasses
+import inspect
 import os
 import pickle
 import signal
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
-from .. import generation, logs, tracing
+from .. import logs, tracing
 from ..batched import infer_batch
-from ..errors import ModelhostError, PluginError, PluginLoadError
+from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import AsyncChannel, BlockingChannel, encode
-from .messages import (Batch, Close, Elsewhere, Generate, Generated, LoadFailed, Outcomes, Parts, Probe, ProbeResult,
-                       Ready, Serve, Taken)
-from .streams import Window
+from .messages import Batch, Elsewhere, Generated, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
+from .worker_generations import LoopGenerations, ThreadGenerations
 
 
 def main(argv=None) -> int:
@@ -64,26 +66,51 @@ def main(argv=None) -> int:
     except PluginLoadError as exc:
         channel.send(LoadFailed(str(exc), exc.where))
         return 0
-    if model.awaits or "generate" in model.hooks:  # generations interleave, and hear of their clients between parts
+    if needs_a_loop(model):
         asyncio.run(serve_on_loop(model, sock, serve.command_line))
     else:
         serve_in_turn(model, channel, serve.command_line)
     return 0
 
 
+def needs_a_loop(model: Model) -> bool:
+    """An ``async def`` hook, or a ``generate`` that is not a plain generator function (an async generator's
+    steps are awaited; what another function returns is only known once it is called)."""
+    generate = model.callers["generate"].implementations
+    return model.awaits or not all(inspect.isgeneratorfunction(impl.function) for impl in generate)
+
+
 def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) -> None:
-    """A model whose hooks are all synchronous: each message answered in turn, on this one thread."""
+    """A model whose hooks are all synchronous: each batch and probe answered in turn on one thread, this one;
+    for a model that generates, one beside it, so that this one hears of the generations' clients meanwhile."""
     started = run_sync(start(model, command_line))
     channel.send(started)
     if not isinstance(started, Ready):
         return
+    generations = ThreadGenerations(model, channel)
+    batches = ThreadPoolExecutor(1, "modelhost-batches") if "generate" in model.hooks else None
     while True:
         try:
             message = channel.receive()
         except EOFError:  # the server stops serving the model here; it kills this process after 5 s
+            generations.stop()
+            if batches is not None:
+                batches.shutdown()
             run_sync(model.unload())
             return
+        if generations.take(message):
+            continue
+        if batches is None:
+            reply_in_turn(model, channel, message)
+        else:
+            batches.submit(reply_in_turn, model, channel, message)
+
+
+def reply_in_turn(model: Model, channel: BlockingChannel, message: object) -> None:
+    try:
         channel.write(encoded(run_sync(answer(model, message)), model.name))
+    except OSError:  # the server has gone; the receiving thread sees it too
+        pass
 
 
 async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -> None:
@@ -96,7 +123,7 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     if not isinstance(started, Ready):
         return
     answering: set[asyncio.Task] = set()
-    generations = Generations(model, channel)
+    generations = LoopGenerations(model, channel)
     while True:
         try:
             message = await channel.receive()
@@ -107,63 +134,10 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
         task = asyncio.create_task(reply(model, channel, message))
         answering.add(task)
         task.add_done_callback(answering.discard)
-    for task in [*answering, *generations.tasks()]:
+    generations.stop()
+    for task in answering:
         task.cancel()
     await model.unload()
-
-
-class Generations:
-    """The generations this worker runs, by id: each a task, its parts sent as they are yielded, at most
-    ``streams.WINDOW`` of them untaken by the client."""
-
-    def __init__(self, model: Model, channel: AsyncChannel):
-        self.model = model
-        self.channel = channel
-        self.running: dict[int, tuple[asyncio.Task, Window]] = {}
-
-    def tasks(self) -> list[asyncio.Task]:
-        return [task for task, _ in self.running.values()]
-
-    def take(self, message: object) -> bool:
-        """Act on a message about generations; False when it is about something else."""
-        if isinstance(message, Generate):
-            window = Window(lambda part: self.channel.write(encoded_part(message.id, part, self.model.name)))
-            self.running[message.id] = (asyncio.create_task(self.run(message, window)), window)
-        elif isinstance(message, Taken):
-            running = self.running.get(message.id)
-            if running is not None:
-                running[1].taken(message.count)
-        elif isinstance(message, Close):
-            running = self.running.pop(message.id, None)
-            if running is not None:
-                running[0].cancel()  # its generator is closed; the server has let it go
-        else:
-            return False
-        return True
-
-    async def run(self, message: Generate, window: Window) -> None:
-        error = None
-        try:
-            await generation.generate(self.model, message.request, window.put)
-        except ModelhostError as failed:
-            error = failed
-        except asyncio.CancelledError:
-            return
-        finally:
-            self.running.pop(message.id, None)
-        spans = tracing.finished_here() if message.request.trace_context else []
-        try:
-            await self.channel.write(encoded(Generated(message.id, error, message.request.timings, spans),
-                                             self.model.name))
-        except ConnectionError:  # the server has gone; the receiving loop sees it too
-            pass
-
-
-def encoded_part(generation_id: int, part: object, name: str) -> list:
-    try:
-        return encode(Parts(generation_id, [part]))
-    except (pickle.PicklingError, TypeError, AttributeError) as exc:
-        raise PluginError(f"model {name!r}: generate yielded something that cannot leave its worker: {exc}") from None
 
 
 async def start(model: Model, command_line: dict, runner: str = "workers") -> Union[Ready, LoadFailed, Elsewhere]:
