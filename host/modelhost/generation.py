@@ -121,4 +121,9 @@ def carried(model: Model, piece: Any, request: InferenceRequest, choice: int) ->
     if request.generation is not None:
         return Part(text if isinstance(text, str) else text.decode("utf-8", "replace"), choice, tokens, prompt_tokens)
     encoded = text.encode("utf-8") if isinstance(text, str) else text
-    return Part(model.respond({TEXT_OUTPUT: np.array([encoded], dtype=object)}, request), choice, tokens)
+    outputs = {TEXT_OUTPUT: np.array([encoded], dtype=object)}
+    # Already the tensors respond would make of it: of respond's work, a piece needs only the comparison with the
+    # metadata, and respond only where that finds a difference, to log it.
+    if model.compared_outputs is not None and model.compared_outputs.difference(outputs):
+        return Part(model.respond(outputs, request), choice, tokens)
+    return Part(outputs, choice, tokens)
