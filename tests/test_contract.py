@@ -151,7 +151,7 @@ def test_load_receives_the_plugins_settings_overridden_by_the_command_line():
     run_sync(model.load({"replicas": 3}))
     assert model.plugin.loaded_with == {"replicas": 3, "max_batch_size": 4, "max_batch_wait_ms": 5.0, "max_queue_size": 256,
                                         "inline": False, "max_concurrency": 64, "health_interval_s": 5.0,
-                                        "runner": "workers", "ray_actor_options": {}, "autoscaling_config": {}}
+                                        "sequence_memory": 0, "memory_budget": 0, "runner": "workers", "ray_actor_options": {}, "autoscaling_config": {}}
 
 
 @pytest.mark.parametrize("own, message", [

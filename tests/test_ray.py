@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import psutil
@@ -30,6 +31,7 @@ FRAGILE = ["--plugin", "Fragile=fixture_plugins.workers:Fragile"]
 SWITCHES = ["--plugin", "Switches=fixture_plugins.workers:ReadsServeSwitches"]
 DOUBLER = ["--plugin", "fixture_plugins.behaving:Doubler"]
 WORDS = ["--plugin", "Words=fixture_plugins.generating:Words"]
+COUNTING = ["--plugin", "Counting=fixture_plugins.stepping:Counting"]  # steps: continuous batching
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
@@ -56,10 +58,10 @@ def fragile(ray_head, received, tmp_path_factory):
     record = tmp_path_factory.mktemp("generating") / "record.txt"
     # The replicas' processes are the cluster's, started with its environment: the record's path goes with them.
     actor_options = {"num_cpus": 0.1, "runtime_env": {"env_vars": {"GENERATING_RECORD": str(record)}}}
-    # Words needs one replica: a second would only cost the suite its start.
-    with running_server(*ray_head.serve_args("--replicas", "2", "--replicas", "Words=1",
+    # Words and Counting need one replica: a second would only cost the suite its start.
+    with running_server(*ray_head.serve_args("--replicas", "2", "--replicas", "Words=1", "--replicas", "Counting=1",
                                              "--ray_actor_options", json.dumps(actor_options)),
-                        *FRAGILE, *SWITCHES, *DOUBLER, *TRACED, *WORDS,
+                        *FRAGILE, *SWITCHES, *DOUBLER, *TRACED, *WORDS, *COUNTING,
                         env={**exporting_to(received, "http/protobuf"), **ray_head.env}, timeout=120) as server:
         server.record = record
         yield server
@@ -79,6 +81,23 @@ def test_a_generation_streams_from_a_replica_and_a_client_that_leaves_closes_it_
     yielded = fragile.record.read_text().count("yielded")
     time.sleep(0.5)
     assert fragile.record.read_text().count("yielded") == yielded  # closed: it yields no more
+
+
+def test_a_replica_steps_concurrent_sequences_together_and_ends_one_whose_client_leaves(fragile):
+    def streamed(prompt: str) -> str:
+        answer = requests.post(f"{fragile.url}/v2/models/Counting/generate_stream", timeout=30,
+                               json={"text_input": prompt, "count": 6, "delay": 0.05})
+        return "".join(json.loads(line[len(b"data: "):])["text_output"] for line in answer.iter_lines() if line)
+
+    with ThreadPoolExecutor(2) as pool:
+        texts = list(pool.map(streamed, ["ray one", "ray two"]))
+    assert texts == ["".join(f"{prompt}:{index} " for index in range(6)) for prompt in ("ray one", "ray two")]
+    assert "step ray one,ray two" in fragile.record.read_text() or "step ray two,ray one" in fragile.record.read_text()
+    leaving = requests.post(f"{fragile.url}/v2/models/Counting/generate_stream", stream=True, timeout=30,
+                            json={"text_input": "ray leaves", "count": 100000, "delay": 0.01})
+    assert next(leaving.iter_lines()).startswith(b"data: {")
+    leaving.close()
+    wait_until(lambda: "end ray leaves" in fragile.record.read_text())
 
 
 def test_a_replicas_spans_come_back_to_the_server_under_the_request(fragile, received):

@@ -3,10 +3,10 @@ network's KV cache and batched decoding, the tokenizer, incremental detokenizing
 
 import numpy as np
 import pytest
-from modelhost import Generation, InferenceRequest, InvalidInput, Piece
+from modelhost import END, Generation, InferenceRequest, InvalidInput, Piece
 from modelhost_generative import Detokenizer, TinyGPT, generate_text, load_network, loop, weights
-from modelhost_generative.generation import pieces
-from modelhost_generative.plugin import chat_prompt
+from modelhost_generative.generation import Decoding, pieces, step_all
+from modelhost_generative.plugin import TinyGPTGenerator, chat_prompt
 from modelhost_generative.train_tokenizer import CORPUS, TOKENIZER, train
 
 PROMPT = "The model server answers"
@@ -71,11 +71,44 @@ def test_greedy_text_is_the_same_token_by_token_through_generate_text_and_the_ho
     assert "".join(generate_text(network, codec.tokenizer, ids, max_tokens=8, temperature=0)) == by_hand
     request = InferenceRequest(protocol="openai",
                                generation=Generation(route="completions", prompt=PROMPT, max_tokens=8, temperature=0))
-    answer = list(plugin.generate(plugin.preprocess(request), request))
-    assert all(isinstance(piece, Piece) for piece in answer)
-    assert "".join(piece.text for piece in answer) == by_hand
-    assert sum(piece.tokens for piece in answer) == 8
-    assert [piece.prompt_tokens for piece in answer] == [len(ids)] + [None] * (len(answer) - 1)
+    for answer in (list(generator(plugin).generate(plugin.preprocess(request), request)),
+                   stepped(plugin, [request])[0]):
+        assert all(isinstance(piece, Piece) for piece in answer)
+        assert "".join(piece.text for piece in answer) == by_hand
+        assert sum(piece.tokens for piece in answer) == 8
+        assert [piece.prompt_tokens for piece in answer] == [len(ids)] + [None] * (len(answer) - 1)
+
+
+def generator(plugin: TinyGPT) -> TinyGPTGenerator:
+    """The plugin that generates one sequence at a time, on the loaded plugin's network."""
+    one = TinyGPTGenerator()
+    one.network, one.codec = plugin.network, plugin.codec
+    return one
+
+
+def stepped(plugin: TinyGPT, requests: list[InferenceRequest]) -> list[list[Piece]]:
+    """Each request's pieces, its sequence stepped with the others' as the host steps them."""
+    states = [plugin.begin(plugin.preprocess(request), request) for request in requests]
+    made: list[list[Piece]] = [[] for _ in requests]
+    going = list(range(len(requests)))
+    while going:
+        for index, piece in zip(list(going), plugin.step([states[index] for index in going])):
+            if piece is END:
+                going.remove(index)
+            elif piece is not None:
+                made[index].append(piece)
+    return made
+
+
+def test_sequences_stepped_together_make_what_each_makes_alone(plugin, network):
+    prompts = [("The model server", 40), ("", 12), ("A longer prompt, about the weather and the sea", 64), ("x", 1)]
+    requests = [InferenceRequest(protocol="openai", generation=Generation(
+        route="completions", prompt=prompt, max_tokens=max_tokens, temperature=0)) for prompt, max_tokens in prompts]
+    together = stepped(plugin, requests)
+    for (prompt, max_tokens), request, made in zip(prompts, requests, together):
+        alone = list(generator(plugin).generate(plugin.preprocess(request), request))
+        assert [(piece.text, piece.tokens, piece.prompt_tokens) for piece in made] == \
+            [(piece.text, piece.tokens, piece.prompt_tokens) for piece in alone], prompt
 
 
 def test_seeded_sampling_repeats(plugin, network):
@@ -136,6 +169,9 @@ class Scripted:
     def decode(self, cache, token):
         return self.logits()
 
+    def decode_batch(self, caches, tokens):
+        return np.stack([self.logits() for _ in caches])
+
 
 def test_pieces_hold_back_a_character_until_its_last_token_and_count_its_tokens(plugin):
     codec = plugin.codec
@@ -144,6 +180,12 @@ def test_pieces_hold_back_a_character_until_its_last_token_and_count_its_tokens(
     assert "".join(text for text, _ in made) == "ab 日本 ü"
     assert sum(count for _, count in made) == len(script) - 1
     assert all("\ufffd" not in text for text, _ in made)
+    network = Scripted(script, codec.vocab_size)
+    decoding = Decoding.begin(network, codec, [1], max_tokens=50)
+    steps = []
+    while not decoding.ended:
+        steps += step_all(network, codec, [decoding])
+    assert [step for step in steps if step != ("", 0)] == made and ("", 0) in steps  # held back: nothing that step
 
 
 def test_preprocess_reads_each_protocol_and_names_a_bad_option(plugin):
@@ -152,7 +194,7 @@ def test_preprocess_reads_each_protocol_and_names_a_bad_option(plugin):
     prompt = plugin.preprocess(v2)
     assert (prompt.ids, prompt.max_tokens, prompt.temperature, prompt.seed) == (
         plugin.codec.encode(PROMPT), 5, 0.0, 3)
-    assert len(list(plugin.generate(prompt, v2))) >= 1
+    assert len(list(generator(plugin).generate(prompt, v2))) >= 1
     for parameters, named in [({"temperature": -1}, "temperature"), ({"top_p": 1.5}, "top_p"),
                               ({"max_tokens": True}, "max_tokens"), ({"seed": "x"}, "seed")]:
         with pytest.raises(InvalidInput, match=named):

@@ -27,8 +27,9 @@ AUTH_TOKEN_VARIABLE = "MODELHOST_AUTH_TOKEN"
 MODEL_SETTINGS = [
     ("replicas", "N", "worker processes for every model, or with NAME= for one model; 0 serves in the "
      "server process (default: what the plugin's settings ask for, else 1)"),
-    ("max_batch_size", "N", "gather up to N concurrent requests into one predict call, for every model "
-     "or with NAME= for one (default: the plugin's settings, else 1: no batching)"),
+    ("max_batch_size", "N", "gather up to N concurrent requests into one predict call (or sequences into one step, "
+     "for a model with begin and step hooks), for every model or with NAME= for one (default: the plugin's "
+     "settings, else 1: no batching)"),
     ("max_batch_wait_ms", "MS", "how long a batch may wait for more requests (default: the plugin's settings, else 5)"),
     ("max_queue_size", "N", "requests that may wait for a model; more get 503 with Retry-After at once "
      "(default: the plugin's settings, else 256)"),
@@ -36,6 +37,10 @@ MODEL_SETTINGS = [
      "process serving it (default: the plugin's settings, else 64)"),
     ("health_interval_s", "SECONDS", "how often a model's healthy hook is asked (default: the plugin's "
      "settings, else 5)"),
+    ("sequence_memory", "N", "the most one sequence of a model with begin and step hooks holds, in the units of "
+     "its memory_budget (default: the plugin's settings, else 0)"),
+    ("memory_budget", "N", "what the active sequences of a model with begin and step hooks may hold together, in "
+     "each process serving it; more wait (default: the plugin's settings, else 0: no budget)"),
     ("runner", "RUNNER", "'workers' (worker processes, or this process with --replicas 0) or 'ray' (Ray Serve "
      "replicas; pip install 'modelhost[ray]') (default: the plugin's settings, else workers)"),
     ("ray_actor_options", "JSON", "with --runner ray: each replica's Ray actor options, as Ray Serve takes them, "

@@ -10,7 +10,9 @@ coroutine) the generator is closed, so that the plugin's ``finally`` runs here.
 
 Each piece leaves as a ``Part`` in its protocol's form: text for an
 OpenAI-compatible request, V2 output tensors otherwise. An OpenAI request's
-choices each end with a part that carries its ``finish_reason``.
+choices each end with a part that carries its ``finish_reason``. A model that
+steps (``begin`` and ``step``) is read alike: each choice a sequence of its
+scheduler (``sequences.py``), stepped with the others.
 """
 
 import asyncio
@@ -24,6 +26,7 @@ from . import tracing
 from .errors import NotImplementedByModel, PluginError
 from .hookcallers import Offload
 from .model import OWN, Model, Own
+from .sequences import Sequence
 from .stepping import END, Source, Stepper
 from .protocol.openai_responses import FinishReason, StopScanner
 from .request import InferenceRequest, Piece
@@ -70,7 +73,8 @@ async def generate(model: Model, request: InferenceRequest, emit: Emit,
 
 async def one_choice(stepper: "Stepper", request: InferenceRequest, inputs: Any, choice: int, emit: Emit) -> None:
     model, generation = stepper.model, request.generation
-    source = Source(stepper, await stepper.call("generate", inputs=inputs, request=request))
+    source: Union[Source, Sequence] = (model.scheduler.join(inputs, request) if model.scheduler is not None
+                                       else Source(stepper, await stepper.call("generate", inputs=inputs, request=request)))
     scanner = StopScanner(generation.stop) if generation and generation.stop else None
     limit = generation.max_tokens if generation else None
     produced, stopped, emitted = 0, False, 0

@@ -213,6 +213,55 @@ def generate(inputs: Any, request: InferenceRequest) -> Any:
 
 
 @hookspec(firstresult=True)
+def begin(inputs: Any, request: InferenceRequest) -> Any:
+    """Start one sequence that the host steps together with others: continuous batching, with ``step``.
+
+    A plugin that implements ``begin`` and ``step`` generates through them
+    instead of ``generate``: the host keeps every active sequence of the model
+    and advances them all at once, one ``step`` at a time; a new request's
+    sequence joins at the next step, one that ends or whose client leaves is
+    out before the next. Receives what ``generate`` would (``inputs``, what
+    ``preprocess`` returned for this request, and the ``request``). Does what
+    a sequence needs before its first step (a language model's prefill: the
+    prompt read into its KV cache). Returns the sequence's state, anything
+    the plugin likes: ``step`` and ``end`` get it back. Raise
+    :class:`modelhost.InvalidInput` for input the model cannot take (400).
+    At most ``max_batch_size`` sequences are active at once, and when the
+    settings give a ``memory_budget``, as many as fit in it at
+    ``sequence_memory`` each (the most one sequence holds, in the plugin's
+    own units, a KV cache's bytes say); the rest wait in order of arrival.
+    Default: none.
+    """
+
+
+@hookspec(firstresult=True)
+def step(states: list[Any]) -> Any:
+    """Advance every active sequence one step, in one call (one batched forward pass of a language model).
+
+    Receives ``states``, the states ``begin`` returned, one for each sequence
+    in this step (the sequences and their order change from step to step).
+    Returns a list as long, in the same order, one entry for each: its next
+    piece (as ``generate`` yields them: ``str``, a :class:`modelhost.Piece`,
+    ``bytes``, or a dict of arrays), ``None`` for nothing this step (a token
+    held back until its character is whole), ``modelhost.END`` once the
+    sequence has ended, or an exception, which fails that sequence alone with
+    its error (raising fails every sequence of the step). The host's
+    ``max_tokens``, ``stop``, ``postprocess``, windows for slow clients and
+    ``--timeout`` apply as for ``generate``. Default: none.
+    """
+
+
+@hookspec
+def end(state: Any) -> None:
+    """Release a sequence's resources (its KV cache): it ended, was stopped by the host, failed, or its client left.
+
+    Receives the ``state`` that ``begin`` returned. Runs before the next
+    step, once for every sequence that ``begin`` started. Returns nothing;
+    an exception is logged, and the others go on. Default: none.
+    """
+
+
+@hookspec(firstresult=True)
 def embed(texts: list[str]) -> Any:
     """Embed texts: one vector per text, for OpenAI-compatible ``embeddings``.
 

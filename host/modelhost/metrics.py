@@ -99,6 +99,13 @@ class Metrics:
         self.between_pieces = Histogram("modelhost_stream_between_pieces_seconds", "time between a generation's "
                                         "pieces, as its client takes them", MODEL, buckets=SECONDS_BUCKETS, **register)
         self.pieces = Counter("modelhost_stream_pieces", "pieces of generations sent to clients", MODEL, **register)
+        self.step_sequences = Histogram("modelhost_step_sequences", "sequences advanced together by one step of a "
+                                        "model that steps (continuous batching)", MODEL, buckets=BATCH_BUCKETS,
+                                        **register)
+        self.steps = Counter("modelhost_steps", "steps of a model that steps", MODEL, **register)
+        self.sequences_queued = Gauge("modelhost_sequences_queued", "sequences waiting to join a model's steps (its "
+                                      "max_batch_size or memory_budget is taken)", MODEL, multiprocess_mode="livesum",
+                                      **register)
         self.last_exit = Gauge("modelhost_replica_last_exit_timestamp_seconds", "when a worker process was last "
                                "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
                                multiprocess_mode="max", **register)
@@ -131,6 +138,12 @@ class Metrics:
         for before, after in zip(taken_at, taken_at[1:]):
             between.observe(after - before)
         self.pieces.labels(model).inc(len(taken_at))
+
+    def stepped(self, model: str, sequences: int, queued: int) -> None:
+        """A step of ``sequences``; ``queued`` wait after it, in all the processes serving the model."""
+        self.step_sequences.labels(model).observe(sequences)
+        self.steps.labels(model).inc()
+        self.sequences_queued.labels(model).set(queued)
 
     # Binding labels takes a lock and lookups that would cost every request several microseconds;
     # the combinations are few (served models, protocols, statuses), so each is bound once.

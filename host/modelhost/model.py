@@ -11,7 +11,7 @@ threads through ``offload``. Nothing here knows about HTTP.
 import logging
 import time
 from enum import Enum
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from . import logs, tracing
 from .errors import InvalidInput, ModelhostError, NotImplementedByModel, PluginError, PluginLoadError
@@ -57,11 +57,14 @@ class Model:
         self.hooks = implemented_hooks(self.pm, plugin)
         # What it answers: its own hooks', and in the transformer role, predict and generate through the predictor.
         role = ["predict", "generate"] if self.predictor else []
-        self.verbs = [verb for verb in VERBS if verb in self.hooks or verb in role]
+        steps = ["generate"] if "step" in self.hooks else []  # its sequences stepped together (sequences.py)
+        self.verbs = [verb for verb in VERBS if verb in self.hooks or verb in role or verb in steps]
         self.callers = {hook: HookCaller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.awaits = any(caller.awaits for caller in self.callers.values())
         # How a synchronous hook leaves the event loop that an awaiting model's pipeline runs on; None: in place.
         self.offload: Optional[Offload] = None
+        # A model that steps: its sequences' scheduler where it is served (sequences.attach), on that event loop.
+        self.scheduler: Optional[Any] = None
         self.metadata: dict = {}
         self.settings = ServingSettings()
         # From the metadata, once loaded: the inputs V2 requests are checked against, the outputs answers are

@@ -30,7 +30,9 @@ ENTRY_POINT_GROUP = "modelhost.models"
 HOOK_NAMES = tuple(name for name, value in vars(hookspecs).items() if hasattr(value, "modelhost_spec"))
 
 # The hooks that answer requests: a plugin implements at least one.
-ANSWERING = {"predict", "generate", "embed"}
+ANSWERING = {"predict", "generate", "embed", "step"}
+# Hooks that make sense only with one another: each needs the other.
+PAIRED = {"begin": "step", "step": "begin"}
 
 log = logging.getLogger("modelhost")
 # Where frames of the host's and importlib's own code are: a plugin's failure is never located there.
@@ -189,8 +191,11 @@ def make_plugin_manager(name: str, plugin: object, role: Optional[object] = None
             f"model {name!r}: {', '.join(unmarked)} not marked with @modelhost.hookimpl"
         )
     if not implemented & ANSWERING and role is None:
-        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook, nor generate or embed (and "
-                              "has no --predictor_host to send its inputs to)")
+        raise PluginLoadError(f"model {name!r}: the plugin implements no predict hook, nor generate, begin and step, "
+                              "or embed (and has no --predictor_host to send its inputs to)")
+    unpaired = [f"{hook} without {other}" for hook, other in PAIRED.items() if hook in implemented and other not in implemented]
+    if unpaired:
+        raise PluginLoadError(f"model {name!r}: the plugin implements {unpaired[0]}; continuous batching needs both")
     problems = [problem for problem in (unrunnable(getattr(pm.hook, hook)) for hook in HOOK_NAMES) if problem]
     if problems:
         raise PluginLoadError(f"model {name!r}: {'; '.join(problems)}")

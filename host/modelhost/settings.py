@@ -53,7 +53,9 @@ class ServingSettings:
     over them. ``replicas`` 0 serves the model in the server process; ``inline`` runs its hooks on the event loop
     there. ``max_concurrency`` is how many batches a model with ``async def`` hooks runs at once in each process
     that serves it, and how many generations any model runs at once there; ``health_interval_s`` how often a
-    model with a ``healthy`` hook is asked."""
+    model with a ``healthy`` hook is asked. A model that steps (``begin`` and ``step``) has at most
+    ``max_batch_size`` sequences in a step, and as many as fit in ``memory_budget`` at ``sequence_memory`` each
+    (0: no budget)."""
 
     replicas: int = 1
     max_batch_size: int = 1
@@ -62,6 +64,8 @@ class ServingSettings:
     inline: bool = False
     max_concurrency: int = 64
     health_interval_s: float = 5.0
+    sequence_memory: int = 0
+    memory_budget: int = 0
     runner: str = "workers"
     ray_actor_options: dict = field(default_factory=dict)
     autoscaling_config: dict = field(default_factory=dict)
@@ -82,7 +86,11 @@ class ServingSettings:
                 checked[name] = RANGES[name](value)
             except ValueError as error:
                 raise PluginLoadError(f"the settings hook's {name!r} {error}") from None
-        return cls(**{**checked, **command_line})
+        resolved = cls(**{**checked, **command_line})
+        if resolved.memory_budget and resolved.sequence_memory > resolved.memory_budget:
+            raise PluginLoadError(f"a sequence_memory of {resolved.sequence_memory} does not fit in the memory_budget "
+                                  f"of {resolved.memory_budget}: no sequence could ever begin")
+        return resolved
 
     def as_dict(self) -> dict:
         """What a plugin's ``load`` hook receives."""
@@ -121,6 +129,7 @@ RANGES: dict[str, Callable[[object], object]] = {
     "replicas": Bounded(int, 0), "max_batch_size": COUNT, "max_batch_wait_ms": Bounded(float, 0),
     "max_queue_size": Bounded(int, 0), "inline": boolean, "max_concurrency": COUNT,
     "health_interval_s": Bounded(float, 0, low_included=False), "runner": runner,
+    "sequence_memory": Bounded(int, 0), "memory_budget": Bounded(int, 0),
     "ray_actor_options": json_object, "autoscaling_config": json_object,
 }
 # The settings the command line gives, every model's (None) or one model's by name: setting -> {name: value}.

@@ -29,7 +29,15 @@ from .model import Model, failure
 BURST_SECONDS = 0.02
 AHEAD_SECONDS = 0.001
 MIN_AHEAD, MAX_AHEAD = 2, 16  # one piece is made while the last is sent; the most a worker's window holds
-END = object()  # what ``Source.next`` returns once the generator is done
+class End:
+    """The end of a generation's pieces: what ``Source.next`` returns once the generator is done, and what a
+    ``step`` gives for a sequence that has ended (``modelhost.END``)."""
+
+    def __repr__(self) -> str:
+        return "modelhost.END"
+
+
+END = End()
 
 
 class Stepper:

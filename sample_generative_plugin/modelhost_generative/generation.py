@@ -3,15 +3,20 @@
 ``generate_text`` is the whole of it; the plugin's ``generate`` hook runs
 ``pieces``, which also says how many tokens each piece holds, and
 ``python -m modelhost_generative.loop`` times it in a plain process.
+``Decoding`` and ``step_all`` are the same loop turned inside out, for the
+plugin's ``begin`` and ``step`` hooks: many sequences advanced a token each in
+one batched pass (``Network.decode_batch``), each making the pieces ``pieces``
+would make of it alone.
 """
 
+from dataclasses import dataclass
 from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 from tokenizers import Tokenizer
 
-from .network import Network
-from .tokenizer import Codec
+from .network import KVCache, Network
+from .tokenizer import Codec, Detokenizer
 
 
 def sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
@@ -88,3 +93,60 @@ def generate_text(network: Network, tokenizer: Union[Codec, Tokenizer], prompt: 
     for text, _ in pieces(network, codec, ids, max_tokens, temperature, top_p, seed):
         if text:
             yield text
+
+
+@dataclass(eq=False)
+class Decoding:
+    """One sequence between steps: its cache, the logits for its next token, what it has made so far."""
+
+    cache: KVCache
+    logits: np.ndarray
+    limit: int  # tokens it may make: max_tokens, within the context
+    temperature: float
+    top_p: float
+    rng: np.random.Generator
+    detokenizer: Detokenizer
+    produced: int = 0
+    held: int = 0  # tokens whose text is not whole yet
+    ended: bool = False
+
+    @classmethod
+    def begin(cls, network: Network, codec: Codec, prompt_ids: Sequence[int], max_tokens: int,
+              temperature: float = 0.0, top_p: float = 1.0, seed: Optional[int] = None) -> "Decoding":
+        """The prompt read (prefill): ready for its first step."""
+        limit = min(max_tokens, network.config.context - len(prompt_ids))
+        cache, logits = network.prefill(prompt_ids)
+        return cls(cache, logits, limit, temperature, top_p, np.random.default_rng(seed), codec.detokenizer())
+
+
+def step_all(network: Network, codec: Codec, decodings: Sequence[Decoding]) -> list[Optional[tuple[str, int]]]:
+    """Advance each sequence a token, all in one pass: each one's (text, tokens it holds), ("", 0) when nothing is
+    whole yet, or None once it has ended (``decoding.ended``)."""
+    made: list[Optional[tuple[str, int]]] = []
+    going = []
+    for decoding in decodings:
+        if decoding.ended:
+            made.append(None)
+            continue
+        token = sample(decoding.logits, decoding.temperature, decoding.top_p, decoding.rng) \
+            if decoding.produced < decoding.limit else codec.end_id
+        if token == codec.end_id or token is None:  # ends here: what it held back goes with its last piece
+            decoding.ended = True
+            made.append((decoding.detokenizer.flush(), decoding.held))
+            continue
+        decoding.produced += 1
+        decoding.held += 1
+        text = decoding.detokenizer.feed(token)
+        if decoding.produced == decoding.limit:  # its last token: the last token's logits would never be read
+            decoding.ended = True
+            text += decoding.detokenizer.flush()
+        made.append((text, decoding.held) if text or decoding.ended else ("", 0))
+        if text or decoding.ended:
+            decoding.held = 0
+        if not decoding.ended:
+            going.append((decoding, token))
+    if going:
+        logits = network.decode_batch([decoding.cache for decoding, _ in going], [token for _, token in going])
+        for (decoding, _), row in zip(going, logits):
+            decoding.logits = row
+    return made

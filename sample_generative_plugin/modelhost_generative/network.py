@@ -220,6 +220,11 @@ class Network:
         return (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)).astype(np.float32)
 
 
+def kv_bytes(config: Config) -> int:
+    """What one sequence's KV cache holds at the most: the whole context, every layer's keys and values."""
+    return config.n_layers * 2 * config.context * config.d_model * np.dtype(np.float32).itemsize
+
+
 def nonzero(bias: np.ndarray) -> Optional[np.ndarray]:
     return bias if np.any(bias) else None
 

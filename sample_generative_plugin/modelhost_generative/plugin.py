@@ -2,10 +2,13 @@
 
 An OpenAI completion's ``prompt``, a chat's messages in a plain template
 ending with an assistant cue, or a V2 request's ``text_input`` (BYTES [1])
-is tokenized in ``preprocess`` with the sampling options checked;
-``generate`` then yields the answer a piece at a time as ``modelhost.Piece``
-(the prompt's token count on the first piece), and ``embed`` averages the
-final hidden states of each text.
+is tokenized in ``preprocess`` with the sampling options checked. ``TinyGPT``
+(the entry point) generates with continuous batching: ``begin`` reads a prompt
+into its KV cache, and each ``step`` advances every active sequence a token in
+one batched pass, each answer a piece at a time as ``modelhost.Piece`` (the
+prompt's token count on the first piece). ``TinyGPTGenerator`` generates the
+same answers one sequence at a time through ``generate``. ``embed`` averages
+the final hidden states of each text.
 """
 
 import math
@@ -14,11 +17,12 @@ from typing import Any, Iterator, Optional, Union
 
 import numpy as np
 
-from modelhost import InferenceRequest, InvalidInput, Piece, hookimpl
+from modelhost import END, InferenceRequest, InvalidInput, Piece, hookimpl
 from modelhost.protocol.declared import DeclaredInputs
 
-from .generation import pieces, prompt_ids
-from .network import Network, load_network
+from .generation import Decoding, pieces, prompt_ids, step_all
+from .network import Network, kv_bytes, load_network
+from .weights import Config
 from .tokenizer import Codec, load_tokenizer
 
 DEFAULT_MAX_TOKENS = 64
@@ -41,7 +45,9 @@ class Prompt:
     seed: Optional[int]
 
 
-class TinyGPT:
+class TinyGPTModel:
+    """What both ways of generating share: the network and tokenizer, the prompt, and embeddings."""
+
     network: Network
     codec: Codec
 
@@ -56,9 +62,12 @@ class TinyGPT:
 
     @hookimpl
     def settings(self) -> dict[str, Any]:
-        # Generations one process runs at once, interleaved a token at a time: the host's default, said here
-        # because each holds its place for its whole answer, so it is this model's throughput knob.
-        return {"max_concurrency": 64}
+        # Generations one process runs at once: the host's default, said here because each holds its place for
+        # its whole answer. With steps, at most max_batch_size of them advance together and the rest queue, as
+        # many as fit in the budget at a full context's KV cache each (of the shipped weights' shape: settings
+        # are asked before load reads the weights).
+        return {"max_concurrency": 64, "max_batch_size": 32, "sequence_memory": kv_bytes(Config()),
+                "memory_budget": 32 * kv_bytes(Config())}
 
     @hookimpl
     def preprocess(self, request: InferenceRequest) -> Union[Prompt, list[str]]:
@@ -88,6 +97,52 @@ class TinyGPT:
         return Prompt(ids, min(max_tokens, room), temperature, top_p, seed)
 
     @hookimpl
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """[N, d_model] unit vectors; a text longer than the context is embedded by its first tokens."""
+        context = self.network.config.context
+        return self.network.embed([prompt_ids(self.codec, text)[:context] for text in texts])
+
+
+class TinyGPT(TinyGPTModel):
+    """tiny-gpt with continuous batching: every active sequence advanced a token in one batched pass a step."""
+
+    @hookimpl
+    def begin(self, inputs: Prompt, request: InferenceRequest) -> "Sequence":
+        decoding = Decoding.begin(self.network, self.codec, inputs.ids, inputs.max_tokens, inputs.temperature,
+                                  inputs.top_p, inputs.seed)
+        return Sequence(decoding, len(inputs.ids))
+
+    @hookimpl
+    def step(self, states: list["Sequence"]) -> list[Any]:
+        made = step_all(self.network, self.codec, [state.decoding for state in states])
+        return [state.piece(piece) for state, piece in zip(states, made)]
+
+
+@dataclass(eq=False)
+class Sequence:
+    """A sequence's state between steps; the prompt's token count goes with its first piece (the usage)."""
+
+    decoding: Decoding
+    prompt_tokens: Optional[int]
+
+    def piece(self, made: Optional[tuple[str, int]]) -> Any:
+        if made is None:
+            return END
+        text, count = made
+        if not (text or count):  # nothing whole this step; an answer that ends empty still says its prompt's size
+            if not self.decoding.ended:
+                return None
+            if self.prompt_tokens is None:
+                return END
+        piece = Piece(text, tokens=count, prompt_tokens=self.prompt_tokens)
+        self.prompt_tokens = None
+        return piece
+
+
+class TinyGPTGenerator(TinyGPTModel):
+    """tiny-gpt one sequence at a time, through the generate hook: what continuous batching is measured against."""
+
+    @hookimpl
     def generate(self, inputs: Prompt, request: InferenceRequest) -> Iterator[Piece]:
         prompt_tokens: Optional[int] = len(inputs.ids)
         for text, count in pieces(self.network, self.codec, inputs.ids, inputs.max_tokens, inputs.temperature,
@@ -96,12 +151,6 @@ class TinyGPT:
             prompt_tokens = None
         if prompt_tokens is not None:  # the end token came first: the answer is empty, the usage still counts
             yield Piece("", tokens=0, prompt_tokens=prompt_tokens)
-
-    @hookimpl
-    def embed(self, texts: list[str]) -> np.ndarray:
-        """[N, d_model] unit vectors; a text longer than the context is embedded by its first tokens."""
-        context = self.network.config.context
-        return self.network.embed([prompt_ids(self.codec, text)[:context] for text in texts])
 
 
 def chat_prompt(messages: Optional[list[dict[str, str]]]) -> str:

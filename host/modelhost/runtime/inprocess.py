@@ -14,10 +14,10 @@ import logging
 from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable, Coroutine, Optional
 
-from .. import generation
+from .. import generation, sequences
 from ..batched import infer_batch
 from ..errors import ModelhostError, ModelNotReady, ModelTimeout, PluginLoadError
-from ..hookcallers import offload_to, run_sync
+from ..hookcallers import Offload, offload_to, run_sync
 from ..metrics import Metrics
 from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
@@ -45,6 +45,7 @@ class InProcessRunner:
         self.timeout = timeout
         self.executor = executor
         self.threads = threads
+        self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)
         self.streams = Streams(spec.name, timeout, self.start_generation)
         self.producers = Producers(spec.name)
@@ -95,6 +96,8 @@ class InProcessRunner:
         self.model = model
         self.described(model)
         self.streams.configure(settings.max_concurrency, settings.max_queue_size)
+        sequences.attach(model, self.generation_offload(model),
+                         lambda report: self.metrics.stepped(self.name, report.sequences, report.queued))
         if model.watched:
             self.health.update(await self.probe(model))
             self.consumers.append(asyncio.create_task(self.watch_health(model)))
@@ -165,12 +168,17 @@ class InProcessRunner:
         one)."""
         model = self.model
         assert model is not None  # streams start only while it serves
-        offload = model.offload or (None if model.settings.inline else offload_to(self.executor))
+        offload = self.generation_offload(model)
         self.producers.start(stream, lambda put: generation.generate(model, request, put, offload))
+
+    def generation_offload(self, model: Model) -> Optional[Offload]:
+        return model.offload or (None if model.settings.inline else offload_to(self.executor))
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         await self.producers.stop()
+        if self.model is not None and self.model.scheduler is not None:
+            self.model.scheduler.stop()
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None

@@ -16,6 +16,7 @@ from ..metrics import Metrics
 from ..plugins import PluginSpec
 from ..predictor import PredictorSettings
 from ..request import InferenceRequest
+from ..sequences import StepReport
 from ..settings import ServingSettings
 from .batching import RequestQueue, stop_taking
 from .messages import Elsewhere, LoadFailed, Ready, Serve
@@ -45,6 +46,7 @@ class WorkerPoolRunner:
         self.streams = Streams(spec.name, timeout, self.start_generation)
         self.settings = ServingSettings.resolve({}, options)  # until the first worker says what it resolved
         self.up: set[Replica] = set()
+        self.queued: dict[Replica, int] = {}  # the sequences each worker's scheduler has waiting (sequences.py)
         self.tasks: list[asyncio.Task] = []
         self.metadata: dict = {}
         self.hooks: list[str] = []
@@ -100,7 +102,13 @@ class WorkerPoolRunner:
 
     def left(self, replica: Replica) -> None:
         self.up.discard(replica)
+        self.queued.pop(replica, None)
         self.count_up()
+
+    def stepped(self, replica: Replica, report: StepReport) -> None:
+        """A worker's step: into the metrics, the sequences queued summed over the replicas."""
+        self.queued[replica] = report.queued
+        self.metrics.stepped(self.name, report.sequences, sum(self.queued.values()))
 
     def unwell(self, replica: Replica, reason: str) -> None:
         self.left(replica)

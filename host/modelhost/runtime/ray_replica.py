@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Union
 
-from .. import generation, logs, tracing
+from .. import generation, logs, sequences, tracing
 from ..errors import ModelhostError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
 from ..model import Model, import_model
@@ -57,6 +57,7 @@ class ModelReplica:
             model.offload = offload_to(None)
         self.started = await self.run(model, start(model, serving.command_line, "ray"))
         if isinstance(self.started, Ready):
+            sequences.attach(model, model.offload or offload_to(None))  # its steps are Ray's to count, not ours
             self.model = model
 
     def run(self, model: Model, pipeline):

@@ -39,10 +39,12 @@ DEFAULT_ACTOR_OPTIONS = {"num_cpus": 1}  # Serve's own default for a replica, ma
 
 @dataclass(frozen=True)
 class Placing:
-    """What deploying a model needs to know of its plugin first: its settings, and whether it awaits."""
+    """What deploying a model needs to know of its plugin first: its settings, whether it awaits, and whether it
+    generates."""
 
     settings: ServingSettings
     awaits: bool
+    generates: bool
 
 
 class RayServeRunner:
@@ -85,7 +87,7 @@ class RayServeRunner:
             await self.cluster.connect()
             placing = await asyncio.to_thread(read_placing, self.spec, self.serving.command_line)
             self.settings = placing.settings
-            handle = self.handle = await asyncio.to_thread(deploy, self, placing.awaits)
+            handle = self.handle = await asyncio.to_thread(deploy, self, placing.awaits or placing.generates)
             self.infer_batch = handle.infer_batch
             started = await handle.describe.remote()
         except (PlacementError, PluginLoadError) as error:
@@ -185,7 +187,7 @@ class RayServeRunner:
             await asyncio.to_thread(self.cluster.delete, self.application)
 
 
-def deploy(runner: RayServeRunner, awaits: bool) -> Any:  # a DeploymentHandle: Ray is imported once a model runs
+def deploy(runner: RayServeRunner, side_by_side: bool) -> Any:  # a DeploymentHandle: Ray is imported once a model runs
     """Place the runner's replicas and wait until they are up; the application's handle."""
     from ray import serve
 
@@ -200,8 +202,9 @@ def deploy(runner: RayServeRunner, awaits: bool) -> Any:  # a DeploymentHandle: 
         num_replicas=None if settings.autoscaling_config else settings.replicas,
         autoscaling_config=settings.autoscaling_config or None,
         health_check_period_s=settings.health_interval_s, health_check_timeout_s=runner.timeout,
-        # A synchronous model's replica runs one batch at a time, as a worker process does.
-        max_ongoing_requests=settings.max_concurrency if awaits else 1,
+        # A synchronous model's replica runs one batch at a time, as a worker process does; one that awaits, or
+        # generates (its generations run side by side, as in a worker), up to max_concurrency calls at once.
+        max_ongoing_requests=settings.max_concurrency if side_by_side else 1,
         # The server writes each request's access line; a replica's would be a second, per batch.
         logging_config={"enable_access_log": False},
     )(ModelReplica).bind(runner.spec, runner.serving, sys.path, log_level))
@@ -269,6 +272,6 @@ def describe_plugin(spec: PluginSpec, command_line: dict, search_path: list[str]
     try:
         model = import_model(spec)
         own = asyncio.run(model.call("settings", name=spec.name, model_dir=spec.model_dir)) or {}
-        return Placing(ServingSettings.resolve(own, command_line), model.awaits)
+        return Placing(ServingSettings.resolve(own, command_line), model.awaits, "generate" in model.verbs)
     except (PluginLoadError, ModelhostError) as exc:
         return LoadFailed(str(exc), getattr(exc, "where", ""))

@@ -1,7 +1,8 @@
 """Generations that run in another process (a worker), as its replica follows them: parts in, taken counts out.
 
 The replica sends ``Generate`` and hands each ``Parts`` and ``Generated`` that
-comes back to the generation's ``PieceStream``. What the client takes is told
+comes back to the generation's ``PieceStream``, and a ``StepReport`` (a model
+that steps) to the metrics. What the client takes is told
 to the worker every ``TAKEN_EVERY`` parts, which the worker needs to go on
 past its window; a client that leaves, or a part that is late, sends
 ``Close``: the worker closes the generator once the step under way returns.
@@ -14,16 +15,18 @@ from typing import Callable
 from .. import tracing
 from ..errors import ModelhostError
 from ..request import InferenceRequest
+from ..sequences import StepReport
 from .channel import AsyncChannel
 from .messages import Close, Generate, Generated, Parts, Taken
 from .streams import WINDOW, PieceStream
 
-TAKEN_EVERY = WINDOW // 4  # fewer messages than one per part, and the worker never waits on a full window
+TAKEN_EVERY = WINDOW // 2  # each wakes the worker: told every half window, it stays half a window ahead at least
 
 
 class RemoteStreams:
-    def __init__(self, channel: Callable[[], AsyncChannel]):
+    def __init__(self, channel: Callable[[], AsyncChannel], on_step: Callable[[StepReport], None]):
         self.channel = channel  # the worker's channel now
+        self.on_step = on_step  # a step of a model that steps (sequences.py), as the worker reports it
         self.running: dict[int, tuple[InferenceRequest, PieceStream]] = {}
         self.ids = itertools.count(1)  # the generations' own: their messages never answer a batch's
 
@@ -57,6 +60,9 @@ class RemoteStreams:
             if running is not None:
                 for part in message.parts:
                     running[1].put(part)
+            return True
+        if isinstance(message, StepReport):
+            self.on_step(message)
             return True
         if isinstance(message, Generated):
             running = self.running.pop(message.id, None)

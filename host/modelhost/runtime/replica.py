@@ -81,7 +81,7 @@ class Replica:
         self.answers: dict[int, asyncio.Future] = {}  # by id, those not answered yet
         self.ended = asyncio.get_running_loop().create_future()  # how its worker ended, once it has
         self.backoff = Backoff()
-        self.streams = RemoteStreams(lambda: self.channel)  # its worker's generations
+        self.streams = RemoteStreams(lambda: self.channel, lambda report: pool.stepped(self, report))
 
     async def run(self, started: Started) -> None:
         """Serve from the worker ``started`` describes, and from each one started after it, until cancelled."""

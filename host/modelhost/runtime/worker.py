@@ -25,7 +25,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Union
 
-from .. import logs, tracing
+from .. import logs, sequences, tracing
 from ..batched import infer_batch
 from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
@@ -77,7 +77,8 @@ def needs_a_loop(model: Model) -> bool:
     """An ``async def`` hook, or a ``generate`` that is not a plain generator function (an async generator's
     steps are awaited; what another function returns is only known once it is called)."""
     generate = model.callers["generate"].implementations
-    return model.awaits or not all(inspect.isgeneratorfunction(impl.function) for impl in generate)
+    return (model.awaits or "step" in model.hooks  # a scheduler's task steps its sequences (sequences.py)
+            or not all(inspect.isgeneratorfunction(impl.function) for impl in generate))
 
 
 def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) -> None:
@@ -122,6 +123,10 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     await channel.send(started)
     if not isinstance(started, Ready):
         return
+    # A synchronous model's steps run on this loop, in place: between two steps is all the loop has to do for its
+    # generations, and a thread would cost each piece a hand-off of the interpreter lock. Its StepReports go to
+    # the server's metrics.
+    sequences.attach(model, model.offload if model.awaits else None, channel.post)
     answering: set[asyncio.Task] = set()
     generations = LoopGenerations(model, channel)
     while True:
@@ -135,6 +140,8 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
         answering.add(task)
         task.add_done_callback(answering.discard)
     generations.stop()
+    if model.scheduler is not None:
+        model.scheduler.stop()
     for task in answering:
         task.cancel()
     await model.unload()
