@@ -9,15 +9,19 @@ import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
 
 from modelhost.errors import PluginLoadError
+from modelhost.runtime.streams import WINDOW
+from modelhost_generative import generate_text, load_network, load_tokenizer
 from modelhost.plugins import make_plugin_manager
 from modelhost.settings import ServingSettings
 from fixture_plugins.stepping import StepWithoutBegin
-from test_generation import Served, eventually, events, own_server, post_stream, worker_of
+from test_generation import (Served, eventually, events, is_event_stream, open_raw_stream, own_server, post_stream,
+                             worker_of)
 
 STEPPING = "fixture_plugins.stepping"
 PLUGINS = ["--plugin", f"counting={STEPPING}:Counting", "--plugin", f"budgeted={STEPPING}:Budgeted"]
@@ -80,6 +84,36 @@ def test_a_cancelled_stream_leaves_at_once_and_its_end_runs(served):
     after = served.record.lines().index("end cancel me")
     time.sleep(0.3)
     assert not any(line.startswith("step ") and "cancel me" in line for line in served.record.lines()[after:])
+
+
+def stepped_times(served: Served, prompt: str) -> int:
+    return sum(prompt in step for step in steps(served))
+
+
+def test_a_slow_reader_sits_out_steps_while_the_others_go_on(served):
+    width, count, receive_buffer = 65536, 10000, 4096
+    sock, head = open_raw_stream(served, "/v2/models/counting/generate_stream",
+                                 {"text_input": "slow", "count": count, "width": width, "delay": 0.005},
+                                 receive_buffer)
+    try:
+        assert head.startswith(b"HTTP/1.1 200"), head
+        # What may be stepped while the client reads nothing: what the kernel's buffers hold, the window's parts,
+        # a worker's window more on their way, and the two a sequence may leave unread; twice that.
+        send_buffer_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        bound = 2 * ((send_buffer_max + 2 * receive_buffer) // width + 2 * WINDOW + 4)
+        deadline = time.monotonic() + 10
+        held = stepped_times(served, "slow")
+        while time.monotonic() < deadline:  # until it sits out
+            time.sleep(0.3)
+            if stepped_times(served, "slow") == held:
+                break
+            held = stepped_times(served, "slow")
+        assert held < bound, f"a client that reads nothing had its sequence stepped {held} times"
+        assert stream_text(served, "counting", "not slow", 5, delay=0.005) == counted("not slow", 5)
+        assert stepped_times(served, "slow") == held
+    finally:
+        sock.close()
+    assert eventually(lambda: "end slow" in served.record.lines(), 10)
 
 
 def test_the_memory_budget_admits_two_sequences_at_once_and_the_rest_wait_their_turn(served):
@@ -161,3 +195,49 @@ def test_a_model_must_have_begin_with_step_and_a_budget_one_sequence_fits_in():
         make_plugin_manager("lone", StepWithoutBegin())
     with pytest.raises(PluginLoadError, match="does not fit"):
         ServingSettings.resolve({"sequence_memory": 10, "memory_budget": 5}, {})
+
+
+def test_a_step_past_the_timeout_and_a_sigterm_as_for_generate(tmp_path):
+    with own_server(tmp_path, "--replicas", "1", "--timeout", "1", "--graceful_timeout", "60", *PLUGINS) as served:
+        late = requests.post(f"{served.url}/v2/models/counting/generate_stream", timeout=30,
+                             json={"text_input": "asleep", "count": 3, "delay": 3})
+        assert (late.status_code, late.json()) == (504, {"error": "model 'counting' did not yield its next piece "
+                                                                  "within 1s"})
+        assert eventually(lambda: "end asleep" in served.record.lines(), 10)  # once its step returned
+        response = post_stream(served, "/v2/models/counting/generate_stream",
+                               {"text_input": "draining", "count": 8, "delay": 0.2})
+        got = events(response)
+        first = next(got)
+        served.server.process.send_signal(signal.SIGTERM)
+        served.server.wait_for_log("shutting down: waiting up to 60s for 1 request(s) in flight")
+        refused = requests.post(f"{served.url}/v2/models/counting/generate_stream", json={"text_input": "too late"},
+                                timeout=10)
+        assert (refused.status_code, refused.json()) == (503, {"error": "the server is shutting down"})
+        assert not is_event_stream(refused)
+        assert "".join(event["text_output"] for event in [first, *got]) == counted("draining", 8)
+        assert served.server.process.wait(30) == 0
+
+
+def test_the_sample_stepping_concurrent_streams_in_a_worker_writes_what_each_prompt_gets_alone(tmp_path):
+    prompts = {"The model server": 40, "Once upon a time": 64, "": 12, "Zürich, 日本語": 30}
+    codec = load_tokenizer()
+    network = load_network(codec.vocab_size)
+    alone = {prompt: "".join(generate_text(network, codec, prompt, count, temperature=0))
+             for prompt, count in prompts.items()}
+    with own_server(tmp_path, "--replicas", "1", "--model", "tiny-gpt") as served, served.openai() as client:
+        def streamed(prompt: str) -> str:
+            chunks = client.completions.create(model="tiny-gpt", prompt=prompt, max_tokens=prompts[prompt],
+                                               temperature=0, stream=True)
+            return "".join(chunk.choices[0].text for chunk in chunks)
+
+        with ThreadPoolExecutor(len(prompts)) as pool:
+            together = dict(zip(prompts, pool.map(streamed, prompts)))
+        metrics = requests.get(served.url + "/metrics", timeout=5).text
+    assert together == alone
+
+    def sample(name: str) -> float:
+        line = next(line for line in metrics.splitlines() if line.startswith(f'{name}{{model_name="tiny-gpt"}}'))
+        return float(line.rsplit(" ", 1)[1])
+
+    # More sequences stepped than steps taken: they shared steps.
+    assert sample("modelhost_step_sequences_sum") > sample("modelhost_step_sequences_count") > 0

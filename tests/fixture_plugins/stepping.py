@@ -3,7 +3,8 @@
 Each sequence of ``Counting`` yields "PROMPT:0 ", "PROMPT:1 ", ... as many as asked (``max_tokens``, or
 parameter ``count``), tagged with its prompt, so a piece that reached another stream would show. Each step
 sleeps parameter ``delay`` seconds (the most any of its sequences asks; default 0.02), so that requests sent
-together meet in steps. A prompt says how a sequence misbehaves: "bad begin" (InvalidInput), "broken" (its own
+together meet in steps; parameter ``width`` pads each piece with dots to that many characters. A prompt says
+how a sequence misbehaves: "bad begin" (InvalidInput), "broken" (its own
 entry an exception at its second step), "crash" (the whole step raises at its second step).
 """
 
@@ -25,8 +26,9 @@ class Counting:
         if asked["prompt"] == "bad begin":
             raise InvalidInput("this prompt cannot begin")
         record(f"begin {asked['prompt']}")
-        delay = float(request.parameters.get("delay", 0.02)) if request.generation is None else 0.02
-        return {"prompt": asked["prompt"], "count": asked["count"], "at": 0, "delay": delay}
+        parameters = request.parameters if request.generation is None else {}
+        return {"prompt": asked["prompt"], "count": asked["count"], "at": 0,
+                "delay": float(parameters.get("delay", 0.02)), "width": int(parameters.get("width", 0))}
 
     @hookimpl
     def step(self, states):
@@ -41,7 +43,7 @@ class Counting:
             elif state["at"] >= state["count"]:
                 pieces.append(END)
             else:
-                pieces.append(f"{state['prompt']}:{state['at']} ")
+                pieces.append(f"{state['prompt']}:{state['at']} ".ljust(state["width"], "."))
             state["at"] += 1
         return pieces
 
