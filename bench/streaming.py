@@ -28,9 +28,12 @@ Run it from the repository root with modelhost installed, and the generative sam
 3. **The sample.** tiny-gpt (sample_generative_plugin), greedy, 200 tokens from the plain loop's default
    prompt, one stream at a time: tokens per second through modelhost (in the server process and in a worker)
    against ``python -m modelhost_generative.loop`` in a plain process (target: at least 0.9x), each answer's text
-   checked against the loop's. Both with OpenBLAS's threads as shipped and with ``OPENBLAS_NUM_THREADS=1``. A
-   third served row runs the sample ``inline`` (``peers/tiny_gpt_inline.py``; not how to serve it): what is left
-   once the generator is no longer stepped on a hook thread.
+   checked against the loop's. tiny-gpt steps its sequences (``begin`` and ``step``, continuous batching:
+   continuous.py measures it under load); one stream at a time, each step advances that one alone, the step
+   scheduler's iterations on a hook thread in the server process and in place on a worker's event loop. Both
+   with OpenBLAS's threads as shipped and with ``OPENBLAS_NUM_THREADS=1``. A third served row runs the sample
+   ``inline`` (``peers/tiny_gpt_inline.py``; not how to serve it): the scheduler's iterations on the server's
+   event loop, what is left once they no longer cross to a hook thread.
 
 Every server is started once, on 127.0.0.1 and free ports, per-request logs off, and each route's answer is
 checked once first (the pieces' text, their count, what ends the stream). The load generator is
@@ -272,13 +275,14 @@ def preflight(servers: dict, rows: list, broken: dict, pieces: int = PIECES) -> 
 # Part 1 and 2: the load.
 
 def one_run(servers: dict, target: Target, payload: Path, concurrency: int, seconds: float, processes: int,
-            pieces: int) -> Run:
+            pieces: int, stagger: float = 0.0) -> Run:
+    """One run of sse_load (``stagger``: its --stagger, continuous.py's) and what the servers and others spent."""
     server = servers[target.server]
     figures = payload.with_suffix(".out.json")
     figures.unlink(missing_ok=True)
     command = [sys.executable, str(LOAD), "--url", server.url + path(target), "--body", str(payload),
                "-c", str(concurrency), "-d", str(seconds), "--pieces", str(pieces), "--events", str(target.events),
-               "--processes", str(processes), "--out", str(figures)]
+               "--processes", str(processes), "--stagger", str(stagger), "--out", str(figures)]
     everyone = lambda: sum(s.cpu_seconds() for s in servers.values())  # noqa: E731 -- idle servers count too
     own_before, all_before, busy_before = server.cpu_seconds(), everyone(), cpu.machine_busy_seconds()
     began = time.monotonic()
@@ -463,8 +467,8 @@ def sample_part(servers: dict, rounds: int, generations: int) -> list:
     variants = (("threads as shipped", "", {}), ("OPENBLAS_NUM_THREADS=1", "-1t", ONE_THREAD))
     print(f"\n3. the sample: {rounds} round(s), each the plain loop ({generations} generations) and "
           f"{generations} served generations per server, per BLAS setting", flush=True)
-    lines = ["", f"3. the sample: {SAMPLE_MODEL}, greedy, {SAMPLE_TOKENS} tokens from {SAMPLE_PROMPT!r}, one stream "
-             f"at a time; tokens/s from the request (the prompt's text) to the last token; medians of "
+    lines = ["", f"3. the sample: {SAMPLE_MODEL} (steps), greedy, {SAMPLE_TOKENS} tokens from {SAMPLE_PROMPT!r}, one "
+             f"stream at a time; tokens/s from the request (the prompt's text) to the last token; medians of "
              f"{rounds} round(s) of {generations} generations",
              f"  {'':<26}{'row':<40}{'tokens/s':>10}{'±%':>5}{'TTFT ms':>9}{'/ loop':>8}{'same text':>11}"]
     summary = []

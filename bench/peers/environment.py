@@ -29,6 +29,13 @@ PEERS = {
     # event loop", SeldonIO/MLServer#2286); pinning uvloop is the known workaround.
     "mlserver": ["mlserver==1.7.1", "uvloop<0.22", f"onnxruntime=={onnxruntime.__version__}"],
 }
+
+
+def this_machines(name: str) -> str:
+    """``name`` pinned at the version installed here, or unpinned where this environment lacks it."""
+    return next((f"{name}=={found.version}" for found in importlib.metadata.distributions(name=name)), name)
+
+
 # Environments that only some scripts use: compare.py installs PEERS alone.
 OTHERS = {
     # ray_compare.py: KServe's Ray integration (kserve.ray.RayModel). grpcio-reflection, which ray[serve] needs, and
@@ -39,14 +46,17 @@ OTHERS = {
     # unpinned where this environment lacks it), so that both sides run the same library code on the same files.
     # uvloop as for "mlserver" above.
     "mlserver-formats": ["mlserver==1.7.1", "uvloop<0.22", "mlserver-sklearn==1.7.1", "mlserver-xgboost==1.7.1",
-                         *(next((f"{name}=={found.version}" for found in importlib.metadata.distributions(name=name)),
-                                name) for name in ("scikit-learn", "xgboost"))],
+                         this_machines("scikit-learn"), this_machines("xgboost")],
+    # continuous.py: KServe serving the generative sample's network (bench/peers/continuous_kserve.py), on this
+    # machine's NumPy (the same kernels, the same greedy text) and the sample's tokenizer library.
+    "kserve-generative": ["kserve==0.21.0", this_machines("numpy"), this_machines("tokenizers")],
 }
 # What each environment's version line names: the peer first, then what it runs on.
 VERSIONS = {peer: [peer, "uvicorn", "fastapi", "onnxruntime"] for peer in PEERS}
 VERSIONS["kserve-ray"] = ["kserve", "ray", "uvicorn", "fastapi", "onnxruntime"]
 VERSIONS["mlserver-formats"] = ["mlserver", "mlserver-sklearn", "mlserver-xgboost", "scikit-learn", "xgboost",
                                 "uvicorn", "fastapi"]
+VERSIONS["kserve-generative"] = ["kserve", "uvicorn", "fastapi", "numpy", "tokenizers"]
 
 
 def prepare_cache(cache: Path) -> Path:

@@ -1,6 +1,7 @@
 """A load generator for streamed answers (server-sent events): N streams open at once, again and again, for S s.
 
     python bench/peers/sse_load.py --url URL --body FILE -c 8 -d 3 --pieces 200 --events 202 [--processes 2]
+                                   [--stagger 2.5]
 
 Each of the ``-c`` streams holds one keep-alive HTTP/1.1 connection and POSTs the body over it, again as soon
 as the answer has ended. The answer is read by an ``asyncio.Protocol`` as its bytes arrive, undoing the chunked
@@ -17,6 +18,15 @@ no new stream starts, and those open are read to their end (``pieces_total`` cou
 piece costs). A stream's time to its first piece (TTFT) runs from just before its request is written to the
 arrival of the bytes that hold its first event. ``--processes P`` splits the streams over P forked processes,
 all starting at the same instant; one JSON object gives the figures of all of them, on stdout or in ``--out``.
+
+``--stagger S`` spreads the streams' starts: stream i of c sends its first request i*S/c after the common start,
+and the ``-d`` seconds begin once the last has started, S*(c-1)/c after it. Closed-loop streams that all start at
+once and whose answers are all as long stay in step: they end together and their next requests arrive together,
+in waves, which a server that batches the streams' steps (continuous batching) cannot answer without their
+first pieces waiting for one another's; real streams come and go at any time. With S about one stream's duration
+under the load, their starts stay spread over it. Pieces count only within the ``-d`` seconds, and the TTFTs,
+durations and streams reported are those of the requests sent within them: the ramp, when fewer streams are
+open, is left out of every figure but ``pieces_total``. 0 (the default): all start at once, as before.
 """
 
 import argparse
@@ -49,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--pieces", type=int, required=True, help="the pieces of one answer: its first events")
     parser.add_argument("--events", type=int, default=0, help="the events one answer must hold (0: any)")
     parser.add_argument("--processes", type=int, default=1)
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="stream i of c starts i*S/c s after the others' common start; the -d s begin once all "
+                             "have (default 0: all at once)")
     parser.add_argument("--out", type=Path, help="write the JSON here, not to stdout")
     return parser.parse_args(argv)
 
@@ -56,8 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 class Stream(asyncio.Protocol):
     """One keep-alive connection's answers, read as they arrive; ``done`` is set when one ends."""
 
-    def __init__(self, pieces: int, totals: dict, end: float):
-        self.pieces, self.totals, self.end = pieces, totals, end
+    def __init__(self, pieces: int, totals: dict, begin: float, end: float):
+        self.pieces, self.totals, self.begin, self.end = pieces, totals, begin, end
         self.transport = None
         self.done: Optional[asyncio.Future] = None
         self.lost = False
@@ -146,7 +159,7 @@ class Stream(asyncio.Protocol):
         if pieces > 0:
             self.counted += pieces
             self.totals["pieces_total"] += pieces
-            if now < self.end:
+            if self.begin <= now < self.end:
                 self.totals["pieces"] += pieces
 
     def finish(self) -> None:
@@ -160,13 +173,19 @@ def failed(totals: dict, why: str) -> None:
     totals["statuses"][why] = totals["statuses"].get(why, 0) + 1
 
 
-async def stream_loop(args, host: str, port: int, request: bytes, end: float, totals: dict) -> None:
+async def stream_loop(args, host: str, port: int, request: bytes, first: float, begin: float, end: float,
+                      totals: dict) -> None:
+    """One stream: its first request at ``first``, the next as each answer ends, until ``end``; the figures count
+    from ``begin``."""
     loop = asyncio.get_running_loop()
     stream = None
+    delay = first - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
     while time.monotonic() < end:
         try:
             if stream is None or stream.lost:
-                _, stream = await loop.create_connection(lambda: Stream(args.pieces, totals, end), host, port)
+                _, stream = await loop.create_connection(lambda: Stream(args.pieces, totals, begin, end), host, port)
             ended = await asyncio.wait_for(stream.send(request), 120)
         except (OSError, asyncio.TimeoutError) as exc:
             failed(totals, type(exc).__name__)
@@ -180,6 +199,8 @@ async def stream_loop(args, host: str, port: int, request: bytes, end: float, to
         if args.events and stream.events != args.events:
             failed(totals, f"{stream.events} events")
             continue
+        if stream.sent < begin:  # sent in the ramp (--stagger): fewer streams were open
+            continue
         totals["streams"] += 1
         if stream.first is not None:
             totals["ttft"].append(stream.first)
@@ -188,7 +209,8 @@ async def stream_loop(args, host: str, port: int, request: bytes, end: float, to
         stream.transport.close()
 
 
-async def run(args, connections: int, start: float) -> dict:
+async def run(args, connections: int, start: float, index: int = 0) -> dict:
+    """``connections`` streams, the first of them stream ``index`` of all the processes' ``args.connections``."""
     url = urlsplit(args.url)
     body = args.body.read_bytes()
     headers = {"Host": url.netloc, "Content-Type": "application/json", "Content-Length": str(len(body))}
@@ -198,24 +220,23 @@ async def run(args, connections: int, start: float) -> dict:
     request = (f"POST {url.path}{'?' + url.query if url.query else ''} HTTP/1.1\r\n"
                + "".join(f"{name}: {value}\r\n" for name, value in headers.items()) + "\r\n").encode() + body
     totals = {"pieces": 0, "pieces_total": 0, "streams": 0, "errors": 0, "statuses": {}, "ttft": [], "durations": []}
-    delay = start - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    end = start + args.seconds
-    await asyncio.gather(*(stream_loop(args, url.hostname, url.port or 80, request, end, totals)
-                           for _ in range(connections)))
+    spacing = args.stagger / args.connections
+    begin = start + spacing * (args.connections - 1)  # the last stream's start
+    end = begin + args.seconds
+    await asyncio.gather(*(stream_loop(args, url.hostname, url.port or 80, request, start + spacing * (index + n),
+                                       begin, end, totals) for n in range(connections)))
     totals["drained_s"] = max(time.monotonic() - end, 0.0)
     return totals
 
 
-def one_process(args, connections: int, start: float) -> dict:
+def one_process(args, connections: int, start: float, index: int = 0) -> dict:
     if uvloop is not None:
-        return uvloop.run(run(args, connections, start))
-    return asyncio.run(run(args, connections, start))
+        return uvloop.run(run(args, connections, start, index))
+    return asyncio.run(run(args, connections, start, index))
 
 
-def child(args, connections: int, start: float, sink) -> None:
-    sink.send(one_process(args, connections, start))
+def child(args, connections: int, start: float, index: int, sink) -> None:
+    sink.send(one_process(args, connections, start, index))
     sink.close()
 
 
@@ -243,9 +264,9 @@ def main(argv=None) -> None:
         shares = [args.connections // processes + (index < args.connections % processes) for index in range(processes)]
         context = multiprocessing.get_context("fork")
         pipes, workers = [], []
-        for share in shares:
+        for number, share in enumerate(shares):
             receiver, sender = context.Pipe(duplex=False)
-            worker = context.Process(target=child, args=(args, share, start, sender))
+            worker = context.Process(target=child, args=(args, share, start, sum(shares[:number]), sender))
             worker.start()
             sender.close()
             pipes.append(receiver)
@@ -254,7 +275,7 @@ def main(argv=None) -> None:
         for worker in workers:
             worker.join()
         result = merged(results)
-    result.update(seconds=args.seconds, connections=args.connections, processes=processes)
+    result.update(seconds=args.seconds, connections=args.connections, processes=processes, stagger=args.stagger)
     if args.out:
         args.out.write_text(json.dumps(result))
     else:

@@ -71,13 +71,18 @@ def loopback_only() -> None:
     grpc.aio.server = server
 
 
-def main() -> None:
+def serve(models: list) -> None:
+    """KServe's ModelServer on 127.0.0.1 with its per-request loggers at WARNING (continuous_kserve.py's too)."""
     loopback_only()
     config = copy.deepcopy(KSERVE_LOG_CONFIG)
     for name in ("uvicorn.access", "kserve.trace", "kserve"):
         config["loggers"][name]["level"] = "WARNING"
     configure_logging(config)
-    kserve.ModelServer().start([Pieces("pieces")])
+    kserve.ModelServer().start(models)
+
+
+def main() -> None:
+    serve([Pieces("pieces")])
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
-"""The generative sample's tiny-gpt, ``inline``: its generator stepped on the server's event loop, not on a hook thread.
+"""The generative sample's tiny-gpt, ``inline``: its step scheduler's iterations on the server's event loop.
 
-For ``streaming.py``'s part 3 only: the served row beside the sample as shipped, to tell the cost of stepping a
-synchronous generator on a hook thread (and of the event loop and the generating thread taking turns with the
-GIL) from the cost of the HTTP stream itself. Not how to serve it: ``inline`` blocks the event loop for each
-token step (about a millisecond), and every other request, health checks included, waits meanwhile.
+For ``streaming.py``'s part 3 only: the served row beside the sample as shipped, to tell the cost of running each
+iteration of the step scheduler (``begin``, ``step`` and ``end``, ``modelhost/sequences.py``) on a hook thread
+(and of the event loop and that thread taking turns with the GIL) from the cost of the HTTP stream itself. Not
+how to serve it: ``inline`` blocks the event loop for each step (about a millisecond for one sequence, more
+for many), and every other request, health checks included, waits meanwhile.
 """
 
 from modelhost import hookimpl
