@@ -24,7 +24,8 @@ from test_generation import (Served, eventually, events, is_event_stream, open_r
                              worker_of)
 
 STEPPING = "fixture_plugins.stepping"
-PLUGINS = ["--plugin", f"counting={STEPPING}:Counting", "--plugin", f"budgeted={STEPPING}:Budgeted"]
+PLUGINS = ["--plugin", f"counting={STEPPING}:Counting", "--plugin", f"budgeted={STEPPING}:Budgeted",
+           "--plugin", f"pairs={STEPPING}:Pairs"]
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,23 @@ def test_the_memory_budget_admits_two_sequences_at_once_and_the_rest_wait_their_
     assert 'modelhost_step_sequences_count{model_name="budgeted"}' in metrics
     assert 'modelhost_sequences_queued{model_name="budgeted"}' in metrics
     assert 'modelhost_steps_total{model_name="budgeted"}' in metrics
+
+
+def test_steps_of_at_most_max_batch_size_take_the_active_sequences_in_turn(served):
+    prompts = [f"turn {index}" for index in range(4)]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        texts = list(pool.map(lambda prompt: stream_text(served, "pairs", prompt, 10), prompts))
+    assert texts == [counted(prompt, 10) for prompt in prompts]
+    ours = [[prompt for prompt in step if prompt in prompts] for step in steps(served)]
+    ours = [step for step in ours if step]
+    assert max(len(step) for step in ours) == 2, ours
+    # While all four were active, each two steps stepped all four: none waited for the others to end.
+    first_end = min(max(index for index, step in enumerate(ours) if prompt in step) for prompt in prompts)
+    last_start = max(min(index for index, step in enumerate(ours) if prompt in step) for prompt in prompts)
+    together = ours[last_start + 1:first_end]
+    assert len(together) >= 4, ours
+    for first, second in zip(together[::2], together[1::2]):
+        assert sorted(first + second) == sorted(prompts), ours
 
 
 def test_a_sequence_that_fails_alone_ends_its_stream_with_an_error_and_the_others_go_on(served):

@@ -226,10 +226,10 @@ def begin(inputs: Any, request: InferenceRequest) -> Any:
     prompt read into its KV cache). Returns the sequence's state, anything
     the plugin likes: ``step`` and ``end`` get it back. Raise
     :class:`modelhost.InvalidInput` for input the model cannot take (400).
-    At most ``max_batch_size`` sequences are active at once, and when the
-    settings give a ``memory_budget``, as many as fit in it at
-    ``sequence_memory`` each (the most one sequence holds, in the plugin's
-    own units, a KV cache's bytes say); the rest wait in order of arrival.
+    When the settings give a ``memory_budget``, as many sequences are active
+    as fit in it at ``sequence_memory`` each (the most one sequence holds, in
+    the plugin's own units, a KV cache's bytes say), and the rest wait in
+    order of arrival; a step takes at most ``max_batch_size`` of them.
     Default: none.
     """
 

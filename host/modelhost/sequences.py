@@ -11,12 +11,16 @@ so a stream of arrivals never starves the sequences under way of steps. A
 sequence that finishes, fails or whose client leaves is out before the next
 step.
 
-Admission, in order of arrival: at most ``max_batch_size`` sequences active, and
-their ``sequence_memory`` within ``memory_budget`` when the plugin declares one;
-the rest queue. A sequence whose reader is ``AHEAD`` pieces behind (a slow
+Admission, in order of arrival: as many sequences active as fit their
+``sequence_memory`` in ``memory_budget`` when the plugin declares one (else as
+many as run at once, ``max_concurrency``); the rest queue. A step takes at most
+``max_batch_size`` of them, those stepped least recently first, so that a
+step's length (which a new request may wait for) is the plugin's to choose
+apart from how many sequences it holds. A sequence whose reader is ``AHEAD`` pieces behind (a slow
 client: its window is full) sits out steps until it reads again, so that no
 piece waits in memory unbounded and the others go on. A synchronous model's
-iteration runs on a hook thread, whole, one trip per step.
+iteration runs on a hook thread, whole, one trip per step (in a worker, a
+short step of one sequence runs in place).
 
 A ``Sequence`` reads as a generator does (``next``, ``close``), so that
 ``generation`` treats both alike: the host's ``max_tokens``, ``stop``,
@@ -26,6 +30,7 @@ A ``Sequence`` reads as a generator does (``next``, ``close``), so that
 import asyncio
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -38,6 +43,7 @@ from .stepping import END, Raised
 log = logging.getLogger("modelhost")
 
 AHEAD = 2  # pieces a sequence's reader may leave unread before it sits out steps
+IN_PLACE_SECONDS = 0.002  # the longest step of one sequence run in place (Scheduler.alone_in_place)
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class Sequence:
         self.state: Any = None  # what begin returned
         self.begun = False
         self.out = False  # ended, failed or left: in no further step
+        self.stepped_at = 0  # the scheduler's iteration that last stepped it
         self.pieces: collections.deque = collections.deque()
         self.waiter: Optional[asyncio.Future] = None
 
@@ -83,16 +90,24 @@ class Sequence:
 
 
 class Scheduler:
-    def __init__(self, model: Model, offload: Optional[Offload], report: Callable[[StepReport], None]):
+    def __init__(self, model: Model, offload: Optional[Offload], report: Callable[[StepReport], None],
+                 alone_in_place: bool = False):
         self.model = model
         self.offload = offload  # None: the iteration runs on the event loop, as an inline model's hooks do
         self.report = report
+        # A short step of one sequence on the event loop, in place (a worker's, which has nothing else to do
+        # meanwhile): a thread would cost each of its pieces an interpreter-lock hand-off. A long one goes to the
+        # thread, so that a request arriving meanwhile (a few turns of the loop from its bytes to joining) waits
+        # for no more than the step under way.
+        self.alone_in_place = alone_in_place
+        self.alone_took = 0.0  # seconds the last step of one sequence took
         self.waiting: collections.deque[Sequence] = collections.deque()
         self.active: list[Sequence] = []
         self.leaving: list[Sequence] = []  # begun, out, their end not yet run
         self.moved = asyncio.Event()  # a sequence joined, left or read: an idle iteration may go on
         self.task: Optional[asyncio.Task] = None
         self.joined = False  # the last iteration began sequences
+        self.steps = 0  # iterations so far: each sequence's stepped_at is one
 
     def join(self, inputs: Any, request: InferenceRequest) -> Sequence:
         sequence = Sequence(self, inputs, request)
@@ -133,17 +148,26 @@ class Scheduler:
         ready = [sequence for sequence in self.active if len(sequence.pieces) < AHEAD]
         admitted = self.admit() if not (self.joined and ready) else []
         self.joined = bool(admitted)
-        stepped = admitted or ready
+        most = self.model.settings.max_batch_size
+        stepped = admitted or sorted(ready, key=lambda sequence: sequence.stepped_at)[:most]
+        self.steps += 1
+        for sequence in stepped:
+            sequence.stepped_at = self.steps
         if not (stepped or self.leaving):  # every reader is behind, or the budget is spent
             self.moved.clear()
             await self.moved.wait()
             return
         leaving, self.leaving = self.leaving, []
         iteration = self.iteration(admitted, stepped, leaving)
-        if self.offload is not None and not self.model.awaits:
+        alone = len(stepped) == 1
+        started = time.perf_counter()
+        if self.offload is not None and not self.model.awaits and not (
+                self.alone_in_place and alone and self.alone_took < IN_PLACE_SECONDS):
             outcomes, size = await self.offload(run_sync, [iteration])
         else:
             outcomes, size = await iteration
+        if alone:
+            self.alone_took = time.perf_counter() - started
         for sequence, outcome in outcomes:
             if not sequence.out and outcome is not None:
                 sequence.hand(outcome)
@@ -158,9 +182,10 @@ class Scheduler:
         self.active = [sequence for sequence in self.active if not sequence.out]
 
     def admit(self) -> list[Sequence]:
+        """Those waiting that fit, in order of arrival: at most a step's worth."""
         settings = self.model.settings
-        admitted = []
-        while self.waiting and len(self.active) < settings.max_batch_size and (
+        admitted: list[Sequence] = []
+        while self.waiting and len(admitted) < settings.max_batch_size and (
                 not settings.memory_budget
                 or (len(self.active) + 1) * settings.sequence_memory <= settings.memory_budget):
             sequence = self.waiting.popleft()
@@ -211,7 +236,8 @@ def ignore(report: StepReport) -> None:
     """Where no metrics are kept (a Ray replica's steps)."""
 
 
-def attach(model: Model, offload: Optional[Offload], report: Callable[[StepReport], None] = ignore) -> None:
+def attach(model: Model, offload: Optional[Offload], report: Callable[[StepReport], None] = ignore,
+           alone_in_place: bool = False) -> None:
     """Give a model that steps its scheduler, in the process and on the event loop that serve it."""
     if "step" in model.hooks:
-        model.scheduler = Scheduler(model, offload, report)
+        model.scheduler = Scheduler(model, offload, report, alone_in_place)

@@ -53,9 +53,9 @@ class ServingSettings:
     over them. ``replicas`` 0 serves the model in the server process; ``inline`` runs its hooks on the event loop
     there. ``max_concurrency`` is how many batches a model with ``async def`` hooks runs at once in each process
     that serves it, and how many generations any model runs at once there; ``health_interval_s`` how often a
-    model with a ``healthy`` hook is asked. A model that steps (``begin`` and ``step``) has at most
-    ``max_batch_size`` sequences in a step, and as many as fit in ``memory_budget`` at ``sequence_memory`` each
-    (0: no budget)."""
+    model with a ``healthy`` hook is asked. A model that steps (``begin`` and ``step``) has as many sequences active as
+    fit in ``memory_budget`` at ``sequence_memory`` each (0: no budget), and at most ``max_batch_size`` of them in
+    a step."""
 
     replicas: int = 1
     max_batch_size: int = 1

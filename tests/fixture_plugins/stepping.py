@@ -60,6 +60,14 @@ class Budgeted(Counting):
         return {"max_batch_size": 8, "sequence_memory": 10, "memory_budget": 20}
 
 
+class Pairs(Counting):
+    """Counting two sequences a step at most, however many are active."""
+
+    @hookimpl
+    def settings(self):
+        return {"max_batch_size": 2}
+
+
 class StepWithoutBegin:
     @hookimpl
     def step(self, states):

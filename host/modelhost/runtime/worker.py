@@ -123,10 +123,9 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
     await channel.send(started)
     if not isinstance(started, Ready):
         return
-    # A synchronous model's steps run on this loop, in place: between two steps is all the loop has to do for its
-    # generations, and a thread would cost each piece a hand-off of the interpreter lock. Its StepReports go to
-    # the server's metrics.
-    sequences.attach(model, model.offload if model.awaits else None, channel.post)
+    # A step of many sequences runs on a thread, so that this loop sends their pieces and takes in new requests
+    # meanwhile; one of a single sequence runs here, in place (sequences.py). Its StepReports go to the server.
+    sequences.attach(model, model.offload, channel.post, alone_in_place=True)
     answering: set[asyncio.Task] = set()
     generations = LoopGenerations(model, channel)
     while True:
