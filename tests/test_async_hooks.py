@@ -11,7 +11,7 @@ import requests
 
 from fixture_plugins import awaiting
 from modelhost import InferenceRequest
-from modelhost.errors import PluginLoadError
+from modelhost.errors import PluginError, PluginLoadError
 from modelhost.hookcallers import run_sync
 from modelhost.model import Model
 from modelhost.testing import served
@@ -173,7 +173,8 @@ def test_a_refused_plugin_is_not_ready_with_the_reason_and_never_answers_500(mod
 
 def test_a_sync_model_never_waits_and_an_awaiting_one_is_known_as_such():
     assert not Model("m", awaiting.RaisesSync()).awaits
-    mixed = Model("m", awaiting.Mixed())
-    assert mixed.awaits
-    with pytest.raises(RuntimeError, match="waited"):  # no event loop here to await on
-        run_sync(mixed.infer(InferenceRequest(protocol="v2", inputs={"x": np.ones(1, np.float32)})))
+    assert Model("m", awaiting.Mixed()).awaits
+    waits = Model("m", awaiting.BatchesAwaiting())  # sleeps 10 ms: a timer, which only an event loop keeps
+    assert waits.awaits
+    with pytest.raises(PluginError, match="no running event loop"):  # run_sync has none to give it
+        run_sync(waits.infer(InferenceRequest(protocol="v2", inputs={"x": np.ones(1, np.float32)})))
