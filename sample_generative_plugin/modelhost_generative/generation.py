@@ -109,6 +109,7 @@ class Decoding:
     produced: int = 0
     held: int = 0  # tokens whose text is not whole yet
     ended: bool = False
+    drawn: Optional[int] = None  # the token the last step drew, not yet read into the cache
 
     @classmethod
     def begin(cls, network: Network, codec: Codec, prompt_ids: Sequence[int], max_tokens: int,
@@ -120,10 +121,20 @@ class Decoding:
 
 
 def step_all(network: Network, codec: Codec, decodings: Sequence[Decoding]) -> list[Optional[tuple[str, int]]]:
-    """Advance each sequence a token, all in one pass: each one's (text, tokens it holds), ("", 0) when nothing is
-    whole yet, or None once it has ended (``decoding.ended``)."""
+    """Advance each sequence a token: each one's (text, tokens it holds), ("", 0) when nothing is whole yet, or
+    None once it has ended (``decoding.ended``).
+
+    The tokens the last step drew are read into their caches first, all in one pass, and then each sequence's
+    next token is drawn: so a sequence's first step, right after its prefill, draws its first token at once,
+    with no pass to wait for, and its last token is never read in.
+    """
+    reading = [decoding for decoding in decodings if decoding.drawn is not None and not decoding.ended]
+    if reading:
+        logits = network.decode_batch([decoding.cache for decoding in reading],
+                                      [decoding.drawn for decoding in reading])  # type: ignore[misc]
+        for decoding, row in zip(reading, logits):
+            decoding.logits, decoding.drawn = row, None
     made: list[Optional[tuple[str, int]]] = []
-    going = []
     for decoding in decodings:
         if decoding.ended:
             made.append(None)
@@ -143,10 +154,5 @@ def step_all(network: Network, codec: Codec, decodings: Sequence[Decoding]) -> l
         made.append((text, decoding.held) if text or decoding.ended else ("", 0))
         if text or decoding.ended:
             decoding.held = 0
-        if not decoding.ended:
-            going.append((decoding, token))
-    if going:
-        logits = network.decode_batch([decoding.cache for decoding, _ in going], [token for _, token in going])
-        for (decoding, _), row in zip(going, logits):
-            decoding.logits = row
+        decoding.drawn = None if decoding.ended else token
     return made
