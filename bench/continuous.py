@@ -89,17 +89,8 @@ PEER = "kserve-generative"
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 4 s per row")
-    parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
-    parser.add_argument("--seconds", type=int, help="whole seconds per run (default: 10; --quick: 4)")
-    parser.add_argument("--client-processes", type=int, default=1, help="processes of the load generator (default 1)")
-    parser.add_argument("--cache", type=Path, default=BENCH / ".cache",
-                        help="KServe's virtual environment, weights, bodies and logs (default: bench/.cache)")
-    args = parser.parse_args()
-    args.runs = args.runs or (1 if args.quick else 3)
-    args.seconds = args.seconds or (4 if args.quick else 10)
-    return args
+    return streaming.parse_args(__doc__.splitlines()[0], seconds=10, quick_seconds=4, quick="1 run of 4 s per row",
+                                cache="KServe's virtual environment, weights, bodies and logs")
 
 
 # The servers and their rows.

@@ -117,17 +117,20 @@ def percentile(values: list, quantile: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(quantile * (len(ordered) - 1))))] if ordered else float("nan")
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1 run of 2 s per row and c; shorter parts 2 and 3")
+def parse_args(description: str = __doc__.splitlines()[0], seconds: int = 3, quick_seconds: int = 2,
+               quick: str = "1 run of 2 s per row and c; shorter parts 2 and 3",
+               cache: str = "the peers' virtual environments, weights, bodies and logs") -> argparse.Namespace:
+    """The options of this script, and of those built on it (continuous.py) with their own durations."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
-    parser.add_argument("--seconds", type=int, help="whole seconds per run (default: 3; --quick: 2)")
+    parser.add_argument("--seconds", type=int,
+                        help=f"whole seconds per run (default: {seconds}; --quick: {quick_seconds})")
     parser.add_argument("--client-processes", type=int, default=1, help="processes of the load generator (default 1)")
-    parser.add_argument("--cache", type=Path, default=BENCH / ".cache",
-                        help="the peers' virtual environments, weights, bodies and logs (default: bench/.cache)")
+    parser.add_argument("--cache", type=Path, default=BENCH / ".cache", help=f"{cache} (default: bench/.cache)")
     args = parser.parse_args()
     args.runs = args.runs or (1 if args.quick else 3)
-    args.seconds = args.seconds or (2 if args.quick else 3)
+    args.seconds = args.seconds or (quick_seconds if args.quick else seconds)
     return args
 
 

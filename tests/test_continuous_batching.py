@@ -51,14 +51,18 @@ def counted(prompt: str, count: int) -> str:
     return "".join(f"{prompt}:{index} " for index in range(count))
 
 
-def test_concurrent_streams_share_steps_join_and_leave_between_them_and_get_only_their_own_pieces(served):
-    asked = {"share a": 3, "share b": 8, "share c": 12}
+def stream_together(served: Served, model: str, asked: dict[str, int]) -> list[list[str]]:
+    """A stream for each prompt at once, each checked to get its own count: the prompts of the steps that had any."""
     with ThreadPoolExecutor(len(asked)) as pool:
-        texts = dict(zip(asked, pool.map(lambda prompt: stream_text(served, "counting", prompt, asked[prompt]),
-                                         asked)))
+        texts = dict(zip(asked, pool.map(lambda prompt: stream_text(served, model, prompt, asked[prompt]), asked)))
     assert texts == {prompt: counted(prompt, count) for prompt, count in asked.items()}
     ours = [[prompt for prompt in step if prompt in asked] for step in steps(served)]
-    ours = [step for step in ours if step]
+    return [step for step in ours if step]
+
+
+def test_concurrent_streams_share_steps_join_and_leave_between_them_and_get_only_their_own_pieces(served):
+    asked = {"share a": 3, "share b": 8, "share c": 12}
+    ours = stream_together(served, "counting", asked)
     assert max(len(step) for step in ours) == 3, ours  # all three advanced in one call
     # "share a" left after its pieces and its end step; the others went on without it.
     last_a = max(index for index, step in enumerate(ours) if "share a" in step)
@@ -118,12 +122,7 @@ def test_a_slow_reader_sits_out_steps_while_the_others_go_on(served):
 
 
 def test_the_memory_budget_admits_two_sequences_at_once_and_the_rest_wait_their_turn(served):
-    prompts = [f"budget {index}" for index in range(5)]
-    with ThreadPoolExecutor(len(prompts)) as pool:
-        texts = list(pool.map(lambda prompt: stream_text(served, "budgeted", prompt, 4), prompts))
-    assert texts == [counted(prompt, 4) for prompt in prompts]
-    ours = [[prompt for prompt in step if prompt in prompts] for step in steps(served)]
-    ours = [step for step in ours if step]
+    ours = stream_together(served, "budgeted", {f"budget {index}": 4 for index in range(5)})
     assert max(len(step) for step in ours) == 2, ours
     metrics = requests.get(served.url + "/metrics", timeout=5).text
     assert 'modelhost_step_sequences_count{model_name="budgeted"}' in metrics
@@ -133,11 +132,7 @@ def test_the_memory_budget_admits_two_sequences_at_once_and_the_rest_wait_their_
 
 def test_steps_of_at_most_max_batch_size_take_the_active_sequences_in_turn(served):
     prompts = [f"turn {index}" for index in range(4)]
-    with ThreadPoolExecutor(len(prompts)) as pool:
-        texts = list(pool.map(lambda prompt: stream_text(served, "pairs", prompt, 10), prompts))
-    assert texts == [counted(prompt, 10) for prompt in prompts]
-    ours = [[prompt for prompt in step if prompt in prompts] for step in steps(served)]
-    ours = [step for step in ours if step]
+    ours = stream_together(served, "pairs", {prompt: 10 for prompt in prompts})
     assert max(len(step) for step in ours) == 2, ours
     # While all four were active, each two steps stepped all four: none waited for the others to end.
     first_end = min(max(index for index, step in enumerate(ours) if prompt in step) for prompt in prompts)
