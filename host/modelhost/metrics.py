@@ -139,10 +139,12 @@ class Metrics:
             between.observe(after - before)
         self.pieces.labels(model).inc(len(taken_at))
 
-    def stepped(self, model: str, sequences: int, queued: int) -> None:
-        """A step of ``sequences``; ``queued`` wait after it, in all the processes serving the model."""
-        self.step_sequences.labels(model).observe(sequences)
-        self.steps.labels(model).inc()
+    def stepped(self, model: str, sizes: tuple[int, ...], queued: int) -> None:
+        """Steps of ``sizes`` sequences each; ``queued`` wait after them, in all the processes serving the model."""
+        step_sequences = self.step_sequences.labels(model)
+        for size in sizes:
+            step_sequences.observe(size)
+        self.steps.labels(model).inc(len(sizes))
         self.sequences_queued.labels(model).set(queued)
 
     # Binding labels takes a lock and lookups that would cost every request several microseconds;

@@ -44,14 +44,35 @@ log = logging.getLogger("modelhost")
 
 AHEAD = 2  # pieces a sequence's reader may leave unread before it sits out steps
 IN_PLACE_SECONDS = 0.002  # the longest step of one sequence run in place (Scheduler.alone_in_place)
+REPORT_SECONDS = 0.1  # how long a worker gathers its steps' reports for the server's metrics
 
 
 @dataclass(frozen=True)
 class StepReport:
-    """One step: how many sequences it advanced, and how many waited for admission after it."""
+    """Steps: how many sequences each advanced, and how many waited for admission after the last."""
 
-    sequences: int
+    sizes: tuple[int, ...]
     queued: int
+
+
+class GatheredReports:
+    """A worker's StepReports, sent to the server together at most every ``REPORT_SECONDS``: a message a step
+    would cost a step of one sequence a message more than its piece."""
+
+    def __init__(self, send: Callable[[StepReport], None]):
+        self.send = send
+        self.sizes: list[int] = []
+        self.queued = 0
+
+    def add(self, report: StepReport) -> None:
+        if not self.sizes:
+            asyncio.get_running_loop().call_later(REPORT_SECONDS, self.flush)
+        self.sizes += report.sizes
+        self.queued = report.queued
+
+    def flush(self) -> None:
+        self.send(StepReport(tuple(self.sizes), self.queued))
+        self.sizes = []
 
 
 class Sequence:
@@ -172,7 +193,7 @@ class Scheduler:
             if not sequence.out and outcome is not None:
                 sequence.hand(outcome)
         if size:
-            self.report(StepReport(size, len(self.waiting)))
+            self.report(StepReport((size,), len(self.waiting)))
 
     def sort(self) -> None:
         """Sequences that are out leave the active ones; those begun have their end to run."""

@@ -97,7 +97,7 @@ class InProcessRunner:
         self.described(model)
         self.streams.configure(settings.max_concurrency, settings.max_queue_size)
         sequences.attach(model, self.generation_offload(model),
-                         lambda report: self.metrics.stepped(self.name, report.sequences, report.queued))
+                         lambda report: self.metrics.stepped(self.name, report.sizes, report.queued))
         if model.watched:
             self.health.update(await self.probe(model))
             self.consumers.append(asyncio.create_task(self.watch_health(model)))

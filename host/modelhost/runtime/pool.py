@@ -108,7 +108,7 @@ class WorkerPoolRunner:
     def stepped(self, replica: Replica, report: StepReport) -> None:
         """A worker's step: into the metrics, the sequences queued summed over the replicas."""
         self.queued[replica] = report.queued
-        self.metrics.stepped(self.name, report.sequences, sum(self.queued.values()))
+        self.metrics.stepped(self.name, report.sizes, sum(self.queued.values()))
 
     def unwell(self, replica: Replica, reason: str) -> None:
         self.left(replica)
