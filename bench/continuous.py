@@ -227,20 +227,14 @@ def render(rows: list, measured: dict, broken: dict, per_piece: dict, staggers: 
             if row is None:
                 lines.append(f"  {target.label:<46}{concurrency:>3}   not run: {broken.get(target.key, 'no runs')}")
                 continue
-            rates = [run.pieces_per_s * per_piece[target.key] for run in row.runs]
-            rate = statistics.median(rates)
-            spread = 100 * (max(rates) - min(rates)) / rate if rate else 0
+            rate, spread, failed = streaming.summary([run.pieces_per_s * per_piece[target.key] for run in row.runs],
+                                                     row.runs)
             per_token = statistics.median(1e6 * run.server_cpu_s / max(run.pieces_total * per_piece[target.key], 1)
                                           for run in row.runs)
             stagger = f"{staggers[target.key]:.2f}" if concurrency > 1 else ""
-            errors = sum(run.errors for run in row.runs)
-            statuses = {}
-            for run in row.runs:
-                for key, count in run.statuses.items():
-                    statuses[key] = statuses.get(key, 0) + count
             lines.append(f"  {target.label:<46}{concurrency:>3}{rate:>10,.0f}{spread:>5.0f}{row.ttft(0.5):>10.2f}"
                          f"{row.ttft(0.99):>9.2f}{per_token:>14.0f}{100 * row.median('client_share'):>7.0f}%"
-                         f"{stagger:>11}" + (f"  {errors} errors! {statuses}" if errors else ""))
+                         f"{stagger:>11}{failed}")
     return lines
 
 

@@ -43,6 +43,7 @@ round, the order rotated from round to round, 0.5 s of quiet before each run; th
 """
 
 import argparse
+import collections
 import http.client
 import importlib.metadata
 import importlib.util
@@ -338,21 +339,25 @@ def render_load(rows: list, measured: dict, broken: dict, concurrencies: tuple) 
             if row is None:
                 lines.append(f"  {target.label:<50}{concurrency:>3}   not run: {broken.get(target.key, 'no runs')}")
                 continue
-            rates = [run.pieces_per_s for run in row.runs]
-            rate = statistics.median(rates)
-            spread = 100 * (max(rates) - min(rates)) / rate if rate else 0
+            rate, spread, failed = summary([run.pieces_per_s for run in row.runs], row.runs)
             per_piece = statistics.median(1e6 * run.server_cpu_s / max(run.pieces_total, 1) for run in row.runs)
             peer = measured.get((target.versus, concurrency)) if target.versus else None
             ratio = f"{rate / statistics.median(r.pieces_per_s for r in peer.runs):.2f}x" if peer else ""
-            errors = sum(run.errors for run in row.runs)
-            statuses = {}
-            for run in row.runs:
-                for key, count in run.statuses.items():
-                    statuses[key] = statuses.get(key, 0) + count
             lines.append(f"  {target.label:<50}{concurrency:>3}{rate:>10,.0f}{spread:>5.0f}{row.ttft(0.5):>10.2f}"
                          f"{row.ttft(0.99):>9.2f}{per_piece:>14.1f}{100 * row.median('client_share'):>7.0f}%"
-                         f"{ratio:>9}" + (f"  {errors} errors! {statuses}" if errors else ""))
+                         f"{ratio:>9}{failed}")
     return lines
+
+
+def summary(rates: list, runs: list) -> tuple[float, float, str]:
+    """The median of a row's ``rates``, their spread in % of it, and what went wrong in its ``runs``, if anything."""
+    rate = statistics.median(rates)
+    spread = 100 * (max(rates) - min(rates)) / rate if rate else 0
+    errors = sum(run.errors for run in runs)
+    statuses: collections.Counter = collections.Counter()
+    for run in runs:
+        statuses.update(run.statuses)
+    return rate, spread, f"  {errors} errors! {dict(statuses)}" if errors else ""
 
 
 def ratios(rows: list, measured: dict, concurrencies: tuple) -> list:

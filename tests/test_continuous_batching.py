@@ -157,8 +157,9 @@ def test_a_sequence_that_fails_alone_ends_its_stream_with_an_error_and_the_other
 
 def test_a_step_that_raises_fails_each_of_its_sequences_and_the_model_goes_on(served):
     with ThreadPoolExecutor(1) as pool:
-        bystander = pool.submit(lambda: list(events(post_stream(
-            served, "/v2/models/counting/generate_stream", {"text_input": "crash bystander", "count": 20, "delay": 0.05}))))
+        beside_crash = {"text_input": "crash bystander", "count": 20, "delay": 0.05}
+        bystander = pool.submit(lambda: list(events(post_stream(served, "/v2/models/counting/generate_stream",
+                                                                beside_crash))))
         assert eventually(lambda: any("crash bystander" in step for step in steps(served)), 10)
         crashed = list(events(post_stream(served, "/v2/models/counting/generate_stream",
                                           {"text_input": "crash", "count": 6, "delay": 0.05})))

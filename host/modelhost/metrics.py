@@ -99,9 +99,8 @@ class Metrics:
         self.between_pieces = Histogram("modelhost_stream_between_pieces_seconds", "time between a generation's "
                                         "pieces, as its client takes them", MODEL, buckets=SECONDS_BUCKETS, **register)
         self.pieces = Counter("modelhost_stream_pieces", "pieces of generations sent to clients", MODEL, **register)
-        self.step_sequences = Histogram("modelhost_step_sequences", "sequences advanced together by one step of a "
-                                        "model that steps (continuous batching)", MODEL, buckets=BATCH_BUCKETS,
-                                        **register)
+        self.step_sequences = Histogram("modelhost_step_sequences", "sequences advanced together by a step of a "
+                                        "model that steps", MODEL, buckets=BATCH_BUCKETS, **register)
         self.steps = Counter("modelhost_steps", "steps of a model that steps", MODEL, **register)
         self.sequences_queued = Gauge("modelhost_sequences_queued", "sequences waiting to join a model's steps (its "
                                       "max_batch_size or memory_budget is taken)", MODEL, multiprocess_mode="livesum",
@@ -141,9 +140,8 @@ class Metrics:
 
     def stepped(self, model: str, sizes: tuple[int, ...], queued: int) -> None:
         """Steps of ``sizes`` sequences each; ``queued`` wait after them, in all the processes serving the model."""
-        step_sequences = self.step_sequences.labels(model)
         for size in sizes:
-            step_sequences.observe(size)
+            self.step_sequences.labels(model).observe(size)
         self.steps.labels(model).inc(len(sizes))
         self.sequences_queued.labels(model).set(queued)
 

@@ -55,20 +55,17 @@ class Model:
         self.predictor: Optional[PredictorClient] = make_client(predictor, name) if predictor else None
         self.pm = make_plugin_manager(name, plugin, PredictorHooks(self.predictor) if self.predictor else None)
         self.hooks = implemented_hooks(self.pm, plugin)
-        # What it answers: its own hooks', and in the transformer role, predict and generate through the predictor.
-        role = ["predict", "generate"] if self.predictor else []
-        steps = ["generate"] if "step" in self.hooks else []  # its sequences stepped together (sequences.py)
-        self.verbs = [verb for verb in VERBS if verb in self.hooks or verb in role or verb in steps]
+        # What it answers: its hooks', generate when it steps, and the transformer role's predict and generate.
+        also = {"predict", "generate"} if self.predictor else {"generate"} if "step" in self.hooks else set()
+        self.verbs = [verb for verb in VERBS if verb in self.hooks or verb in also]
         self.callers = {hook: HookCaller(getattr(self.pm.hook, hook)) for hook in HOOK_NAMES}
         self.awaits = any(caller.awaits for caller in self.callers.values())
         # How a synchronous hook leaves the event loop that an awaiting model's pipeline runs on; None: in place.
         self.offload: Optional[Offload] = None
-        # A model that steps: its sequences' scheduler where it is served (sequences.attach), on that event loop.
-        self.scheduler: Optional[Any] = None
+        self.scheduler: Optional[Any] = None  # a model that steps: its sequences' (sequences.attach)
         self.metadata: dict = {}
         self.settings = ServingSettings()
-        # From the metadata, once loaded: the inputs V2 requests are checked against, the outputs answers are
-        # compared with (None: nothing to check, and nothing is spent on it).
+        # Once loaded, from the metadata: what V2 inputs are checked and answers compared with (None: nothing to).
         self.checked_inputs: Optional[DeclaredInputs] = None
         self.compared_outputs: Optional[DeclaredOutputs] = None
 

@@ -257,6 +257,12 @@ def ignore(report: StepReport) -> None:
     """Where no metrics are kept (a Ray replica's steps)."""
 
 
+def detach(model: Optional[Model]) -> None:
+    """Stop the scheduler of a model that steps, as its runner stops serving it."""
+    if model is not None and model.scheduler is not None:
+        model.scheduler.stop()
+
+
 def attach(model: Model, offload: Optional[Offload], report: Callable[[StepReport], None] = ignore,
            alone_in_place: bool = False) -> None:
     """Give a model that steps its scheduler, in the process and on the event loop that serve it."""

@@ -96,7 +96,7 @@ class InProcessRunner:
         self.model = model
         self.described(model)
         self.streams.configure(settings.max_concurrency, settings.max_queue_size)
-        sequences.attach(model, self.generation_offload(model),
+        sequences.attach(model, generation_offload(model, self.executor),
                          lambda report: self.metrics.stepped(self.name, report.sizes, report.queued))
         if model.watched:
             self.health.update(await self.probe(model))
@@ -164,21 +164,15 @@ class InProcessRunner:
         settle_batch(batch, outcomes, ModelhostError)
 
     def start_generation(self, request: InferenceRequest, stream: PieceStream) -> None:
-        """Run a generation on the event loop, a synchronous model's steps on hook threads (in place for an inline
-        one)."""
         model = self.model
         assert model is not None  # streams start only while it serves
-        offload = self.generation_offload(model)
+        offload = generation_offload(model, self.executor)
         self.producers.start(stream, lambda put: generation.generate(model, request, put, offload))
-
-    def generation_offload(self, model: Model) -> Optional[Offload]:
-        return model.offload or (None if model.settings.inline else offload_to(self.executor))
 
     async def stop(self) -> None:
         self.streams.fail_all(ModelNotReady(f"model {self.name!r} is shutting down"))
         await self.producers.stop()
-        if self.model is not None and self.model.scheduler is not None:
-            self.model.scheduler.stop()
+        sequences.detach(self.model)
         for consumer in self.consumers:
             consumer.cancel()
         model, self.model = self.model, None
@@ -190,6 +184,12 @@ class InProcessRunner:
                 await within(UNLOAD_SECONDS, run_on(self.executor, model, model.unload()))
             except asyncio.TimeoutError:  # a thread cannot be stopped: it unloads on, unwaited for
                 log.error("model %r: unload did not return within %gs", self.name, UNLOAD_SECONDS)
+
+
+def generation_offload(model: Model, executor: Executor) -> Optional[Offload]:
+    """Where a generation's synchronous hooks run: on the event loop, a synchronous model's steps on hook threads
+    (in place for an inline one)."""
+    return model.offload or (None if model.settings.inline else offload_to(executor))
 
 
 def run_on(executor: Executor, model: Model, pipeline: Coroutine[Any, Any, Any]) -> Awaitable[Any]:

@@ -139,8 +139,7 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
         answering.add(task)
         task.add_done_callback(answering.discard)
     generations.stop()
-    if model.scheduler is not None:
-        model.scheduler.stop()
+    sequences.detach(model)
     for task in answering:
         task.cancel()
     await model.unload()
