@@ -214,12 +214,12 @@ def test_a_model_must_have_begin_with_step_and_a_budget_one_sequence_fits_in():
 def test_a_step_past_the_timeout_and_a_sigterm_as_for_generate(tmp_path):
     with own_server(tmp_path, "--replicas", "1", "--timeout", "1", "--graceful_timeout", "60", *PLUGINS) as served:
         late = requests.post(f"{served.url}/v2/models/counting/generate_stream", timeout=30,
-                             json={"text_input": "asleep", "count": 3, "delay": 3})
+                             json={"text_input": "asleep", "count": 3, "delay": 1.5})
         assert (late.status_code, late.json()) == (504, {"error": "model 'counting' did not yield its next piece "
                                                                   "within 1s"})
         assert eventually(lambda: "end asleep" in served.record.lines(), 10)  # once its step returned
         response = post_stream(served, "/v2/models/counting/generate_stream",
-                               {"text_input": "draining", "count": 8, "delay": 0.2})
+                               {"text_input": "draining", "count": 8, "delay": 0.15})
         got = events(response)
         first = next(got)
         served.server.process.send_signal(signal.SIGTERM)
