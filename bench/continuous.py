@@ -296,14 +296,7 @@ def main() -> None:
           f"{batched:.0f} tokens/s (median of 3): no c={STREAMS} row can pass it here", flush=True)
 
     servers = build(python)
-    print(f"\nstarting the servers (logs in {cache / 'logs' / 'continuous-*.log'}):")
-    for server in servers.values():
-        print(f"  {server.label}: {shlex.join(server.command)}")
-    logs = {f"continuous-{key}": server for key, server in servers.items()}
-    failed = launcher.launch(logs, cache / "logs", timeout=240)
-    servers = {key.removeprefix("continuous-"): server for key, server in logs.items()}
-    for why in failed.values():
-        print(f"!! {why}")
+    servers = streaming.start(servers, cache, "continuous")
     try:
         rows, broken = targets(), {}
         folder = cache / "bodies"

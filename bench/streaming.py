@@ -349,6 +349,17 @@ def render_load(rows: list, measured: dict, broken: dict, concurrencies: tuple) 
     return lines
 
 
+def start(servers: dict, cache: Path, name: str) -> dict:
+    """Start the servers, each logging to ``cache``/logs/NAME-KEY.log, saying how; those that failed say why."""
+    print(f"\nstarting the servers (logs in {cache / 'logs' / f'{name}-*.log'}):")
+    for server in servers.values():
+        print(f"  {server.label}: {shlex.join(server.command)}")
+    logs = {f"{name}-{key}": server for key, server in servers.items()}
+    for why in launcher.launch(logs, cache / "logs", timeout=240).values():
+        print(f"!! {why}")
+    return {key.removeprefix(f"{name}-"): server for key, server in logs.items()}
+
+
 def summary(rates: list, runs: list) -> tuple[float, float, str]:
     """The median of a row's ``rates``, their spread in % of it, and what went wrong in its ``runs``, if anything."""
     rate = statistics.median(rates)
@@ -560,14 +571,7 @@ def main() -> None:
         print("!! the generative sample is not installed (pip install -e ./sample_generative_plugin): no part 3")
 
     servers = build(pythons, cache, sample)
-    print(f"\nstarting the servers (logs in {cache / 'logs' / 'streaming-*.log'}):")
-    for server in servers.values():
-        print(f"  {server.label}: {shlex.join(server.command)}")
-    logs = {f"streaming-{key}": server for key, server in servers.items()}
-    failed = launcher.launch(logs, cache / "logs", timeout=240)
-    servers = {key.removeprefix("streaming-"): server for key, server in logs.items()}
-    for why in failed.values():
-        print(f"!! {why}")
+    servers = start(servers, cache, "streaming")
     try:
         rows, broken = targets(), {}
         print(f"\n1. streaming overhead: checking each row once, {PIECES} pieces of {PIECE!r} a stream", flush=True)
