@@ -43,7 +43,7 @@ from .stepping import END, Raised
 log = logging.getLogger("modelhost")
 
 AHEAD = 2  # pieces a sequence's reader may leave unread before it sits out steps
-IN_PLACE_SECONDS = 0.002  # the longest step of one sequence run in place (Scheduler.alone_in_place)
+IN_PLACE_SECONDS = 0.005  # the longest step of one sequence run in place (Scheduler.alone_in_place)
 REPORT_SECONDS = 0.1  # how long a worker gathers its steps' reports for the server's metrics
 
 
@@ -180,15 +180,11 @@ class Scheduler:
             return
         leaving, self.leaving = self.leaving, []
         iteration = self.iteration(admitted, stepped, leaving)
-        alone = len(stepped) == 1
-        started = time.perf_counter()
         if self.offload is not None and not self.model.awaits and not (
-                self.alone_in_place and alone and self.alone_took < IN_PLACE_SECONDS):
+                self.alone_in_place and len(stepped) == 1 and self.alone_took < IN_PLACE_SECONDS):
             outcomes, size = await self.offload(run_sync, [iteration])
         else:
             outcomes, size = await iteration
-        if alone:
-            self.alone_took = time.perf_counter() - started
         for sequence, outcome in outcomes:
             if not sequence.out and outcome is not None:
                 sequence.hand(outcome)
@@ -235,8 +231,11 @@ class Scheduler:
         stepping = [sequence for sequence in stepped if sequence.begun and not sequence.out]
         if not stepping:
             return outcomes, 0
+        started = time.perf_counter()
         try:
             pieces = await self.model.call_on("step", {"states": [sequence.state for sequence in stepping]}, offload)
+            if len(stepping) == 1:  # the step alone, wherever it ran: a hand-off to a thread is not its cost
+                self.alone_took = time.perf_counter() - started
             if not isinstance(pieces, (list, tuple)) or len(pieces) != len(stepping):
                 raise PluginError(f"model {self.model.name!r}: step returned {describe(pieces)} for "
                                   f"{len(stepping)} sequences; it must return a list with one entry for each")
