@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from . import __version__, kserve_flags, logs, settings
 from .listing import list_command
@@ -17,6 +17,7 @@ from .scaffold import write_plugin
 from .protocol.limits import RequestLimits
 from .server import ServerConfig, default_hook_threads, serve
 from .settings import Bounded
+from .runtime.shared_memory import LOOPBACK
 
 log = logging.getLogger("modelhost")
 
@@ -73,6 +74,12 @@ def text_boolean(text: str) -> bool:
     if lowered in ("false", "f", "no", "n", "off", "0"):
         return False
     raise ValueError(f"must be true or false, got {text!r}")
+
+
+def shared_memory_choice(text: str) -> Union[bool, str]:
+    return LOOPBACK if text.lower() == LOOPBACK else text_boolean(text)
+
+
 COUNT = flag(settings.COUNT)
 SECONDS = flag(Bounded(float, 0, low_included=False))
 
@@ -98,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.add_argument(
         "--enable_grpc", "--enable-grpc", type=flag(text_boolean), default=True, metavar="true|false",
         help="serve gRPC as well as HTTP (default: true, as KServe)",
+    )
+    serve_parser.add_argument(
+        "--enable_shared_memory", "--enable-shared-memory", type=flag(shared_memory_choice), default=LOOPBACK,
+        metavar="true|false|loopback", help="Triton's system shared memory extension: for every client, for none, "
+        "or for clients on this machine alone (default: loopback)",
     )
     serve_parser.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     serve_parser.add_argument(
@@ -259,6 +271,7 @@ def serve_command(args: argparse.Namespace) -> int:
         predictor=kserve_flags.predictor(args),
         ray_address=args.ray_address,
         docs_pages=args.enable_docs_url,
+        shared_memory=args.enable_shared_memory,
         limits=RequestLimits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(RequestLimits)}),
     )
     serve(config)

@@ -23,8 +23,10 @@ from .metrics import Metrics
 from .model import served_version
 from .protocol import triton
 from .repository import ModelRepository
+from .protocol.shared_memory import SharedInput
 from .request import InferenceRequest
 from .runtime.runner import Runner
+from .runtime.shared_memory import Regions
 from .runtime.streams import PieceStream
 
 log = logging.getLogger("modelhost")
@@ -66,11 +68,13 @@ def stream_done(call: "InferenceCall", timings: dict) -> int:
 class Inference:
     """What an inference call needs of its serving process; the front ends hold one and begin calls with it."""
 
-    def __init__(self, repository: ModelRepository, in_flight: InFlight, metrics: Metrics, tracer: Any = None):
+    def __init__(self, repository: ModelRepository, in_flight: InFlight, metrics: Metrics, tracer: Any = None,
+                 regions: Optional[Regions] = None):
         self.repository = repository
         self.in_flight = in_flight
         self.metrics = metrics
         self.tracer = tracer  # OpenTelemetry's, when the server traces (``tracing.server_tracer``)
+        self.regions = regions or Regions()  # Triton's system shared memory, as clients registered it
 
     def begin(self, protocol: str, origin: logs.Origin, respond: Respond,
               headers: Optional[Mapping[str, str]] = None) -> "InferenceCall":
@@ -150,6 +154,8 @@ class InferenceCall:
 
     def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
+        if request.output_places or any(isinstance(value, SharedInput) for value in request.inputs.values()):
+            self.inference.regions.place(request, self.origin.peer)
         if request.protocol == "v2":
             request.verb = answering_verb(request.verb, runner.verbs)
         if self.span is not None:

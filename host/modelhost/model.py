@@ -8,6 +8,7 @@ an event loop, the server's or its worker's, its synchronous hooks sent to
 threads through ``offload``. Nothing here knows about HTTP.
 """
 
+import dataclasses
 import logging
 import time
 from enum import Enum
@@ -24,6 +25,7 @@ from .protocol.declared import DeclaredInputs, DeclaredOutputs
 from .replies import Reply, carried
 from .request import InferenceRequest
 from .rows import check_rows, rows
+from .runtime.shared_memory import read_inputs, write_outputs
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
@@ -128,8 +130,9 @@ class Model:
         return self.respond(await self.timed([request], "postprocess", outputs=outputs, request=request), request)
 
     async def prepare(self, request: InferenceRequest, offload: Union[Offload, None, Own] = OWN):
-        """The request's inputs for predict: checked against the declared ones (``protocol.declared``), then
-        ``preprocess``."""
+        """The request's inputs for predict: those in shared memory read, all checked against the declared ones
+        (``protocol.declared``), then ``preprocess``."""
+        request.inputs = read_inputs(request.inputs)
         if self.checked_inputs is not None and request.protocol == "v2":
             self.checked_inputs.check(request.inputs)
         return await self.timed([request], "preprocess", offload, request=request)
@@ -155,7 +158,12 @@ class Model:
                 self.compared_outputs = None  # once: the plugin's code will not change while it serves
                 log.warning("model %r answers other outputs than its metadata tells clients: %s (logged once)",
                             self.name, difference)
-        return answer
+        if not request.output_places:
+            return answer
+        # Written here, where the model runs: outputs in shared memory cross to no other process.
+        if isinstance(answer, Reply):
+            return dataclasses.replace(answer, payload=write_outputs(answer.payload, request.output_places))
+        return write_outputs(answer, request.output_places)
 
     async def timed(self, requests: list[InferenceRequest], hook: str, offload: Union[Offload, None, Own] = OWN,
                     **kwargs):

@@ -65,6 +65,9 @@ class InferenceRequest:
     ``predict``, ``postprocess``), filled in by the host. ``trace_context``
     carries the request's OpenTelemetry span (its W3C ``traceparent``) to
     wherever the model runs, when the server traces (``tracing``).
+    An input in a shared-memory region (Triton's extension) is a
+    ``protocol.shared_memory.SharedInput`` until the model's process reads it,
+    before ``preprocess``.
     """
 
     protocol: str
@@ -80,6 +83,8 @@ class InferenceRequest:
     headers: Mapping[str, str] = field(default_factory=Headers)
     trace_context: Optional[dict[str, str]] = None
     generation: Optional["Generation"] = None
+    # V2 outputs to be written into shared-memory regions (protocol.shared_memory.RegionSlice), by name
+    output_places: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Callable, NoReturn, Optional, Union
 
 import tornado.netutil
 
@@ -30,6 +30,7 @@ from .runtime.inprocess import InProcessRunner
 from .runtime.pool import WorkerPoolRunner
 from .runtime.ray_cluster import RayCluster
 from .runtime.ray_runner import RayServeRunner
+from .runtime.shared_memory import LOOPBACK, Regions
 from .settings import CommandLineSettings, command_line_for
 from .supervisor import LoadedBoard, run_forked
 from .tls import Certificates, TLSFiles
@@ -75,6 +76,7 @@ class ServerConfig:
     predictor: Optional[PredictorSettings] = None  # the transformer role: where predict sends its inputs
     ray_address: Optional[str] = None  # the Ray cluster that models with runner "ray" join; None: a local Ray
     docs_pages: bool = True  # /docs and each model's page (--enable_docs_url)
+    shared_memory: Union[bool, str] = LOOPBACK  # Triton's system shared memory: for all, none, or loopback clients
     limits: RequestLimits = field(default_factory=RequestLimits)  # what one request may hold beyond its bytes
 
 
@@ -210,7 +212,7 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         others_loaded=board.all_loaded if board else lambda: True,
     )
     certificates = Certificates(config.tls) if config.tls else None
-    inference = Inference(repository, in_flight, metrics, tracer)
+    inference = Inference(repository, in_flight, metrics, tracer, Regions(config.shared_memory))
     server = HTTPServer(
         make_app(inference, config.max_buffer_size, config.auth_token, config.body_timeout, config.docs_pages,
                  config.limits),

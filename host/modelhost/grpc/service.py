@@ -26,6 +26,7 @@ from ..replies import Reply
 from ..protocol import grpc_v2, v2
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from ..request import Headers, InferenceRequest
+from .shared_memory_service import SharedMemoryService
 
 log = logging.getLogger("modelhost")
 
@@ -66,6 +67,7 @@ class InferenceService:
             "RepositoryIndex": (self.repository_index, "RepositoryIndexRequest"),
             "RepositoryModelLoad": (self.repository_model_load, "RepositoryModelLoadRequest"),
             "RepositoryModelUnload": (self.repository_model_unload, "RepositoryModelUnloadRequest"),
+            **SharedMemoryService(self.serving.inference, messages).rpcs(),
         }
         open_to_all = {"ServerLive", "ServerReady", "ModelReady"}  # probes, as over HTTP
         return grpc.method_handlers_generic_handler(grpc_v2.SERVICE, {
@@ -114,7 +116,7 @@ class InferenceService:
         return self.messages.ModelReadyResponse(ready=ready)
 
     async def server_metadata(self, request, context):
-        return self.messages.ServerMetadataResponse(**v2.server_metadata())
+        return self.messages.ServerMetadataResponse(**v2.server_metadata(self.serving.inference.regions.extensions()))
 
     async def model_metadata(self, request, context):
         runner = self.repository.get_ready(request.name, request.version or None)

@@ -21,6 +21,7 @@ from .exchange import V1, V1_EXPLAIN, InferenceRoute
 from .openai_routes import ModelsHandler, OpenAIRoute
 from .v2_events import GENERATE, GENERATE_STREAM, INFER_STREAM, V2
 from .handling import BaseHandler, BodyDeadlines, Serving, log_request
+from .shared_memory_routes import ROUTES as SHARED_MEMORY_ROUTES
 
 MODEL = r"(?P<name>[^/:]+)"
 VERSION = r"(?:/versions/(?P<version>[^/]+))?"
@@ -54,7 +55,7 @@ class V1ModelsHandler(BaseHandler):
 
 class V2ServerHandler(BaseHandler):
     def get(self):
-        self.write_json(v2.server_metadata())
+        self.write_json(v2.server_metadata(self.inference.regions.extensions()))
 
 
 class V2ModelHandler(BaseHandler):
@@ -151,6 +152,7 @@ def make_app(inference: Inference, max_buffer_size: int, auth_token: Optional[st
         (rf"{openai_root}/models/{MODEL}", ModelsHandler),
         (r"/metrics", MetricsHandler),
         (r"/openapi.json", OpenAPIHandler),
+        *SHARED_MEMORY_ROUTES,
     ]
     if docs_pages:
         handlers += [

@@ -18,7 +18,7 @@ from google.protobuf import descriptor_pool, message_factory
 
 from ..errors import InvalidInput, PluginError, quoted
 from ..request import InferenceRequest
-from . import grpc_descriptor, tensors
+from . import grpc_descriptor, shared_memory, tensors
 from .limits import DEFAULT_LIMITS, RequestLimits
 from .v2 import requested
 
@@ -81,39 +81,50 @@ def set_parameters(field, values: dict[str, Any], whose: str) -> None:
 
 
 def decode_infer_request(message, limits: RequestLimits = DEFAULT_LIMITS) -> InferenceRequest:
-    """A ModelInferRequest as the host's request; InvalidInput says what in it does not add up."""
+    """A ModelInferRequest as the host's request; InvalidInput says what in it does not add up.
+
+    ``raw_input_contents`` hold the inputs' data in order, but for those in shared memory, which have none there
+    (as tritonclient sends them).
+    """
     raw = message.raw_input_contents
-    if raw and len(raw) != len(message.inputs):
-        raise InvalidInput(f"the request has {len(raw)} raw_input_contents for {len(message.inputs)} inputs")
     if not message.inputs:
         raise InvalidInput("'inputs' must be a non-empty list of tensors")
     limits.check_inputs(len(message.inputs))
     limits.check_inputs(len(message.outputs), "requested outputs")
     inputs: dict[str, np.ndarray] = {}
     input_parameters: dict[str, dict[str, Any]] = {}
-    for index, tensor in enumerate(message.inputs):
+    taken = 0  # raw_input_contents read so far
+    for tensor in message.inputs:
         name = tensor.name
         if name in inputs:
             raise InvalidInput(f"input {quoted(name)} is given twice")
         datatype = tensors.check_datatype(name, tensor.datatype)
         shape = tensors.check_shape(name, list(tensor.shape))
-        if raw:
+        input_parameters[name] = checked_parameters(tensor.parameters, f"input {quoted(name)}", limits)
+        in_region = shared_memory.shared_input(name, datatype, shape, input_parameters[name],
+                                               bool(tensor.contents.ListFields()))
+        if in_region is not None:
+            inputs[name] = in_region  # type: ignore[assignment]  # read where the model runs
+        elif raw:
             if tensor.contents.ListFields():  # Triton refuses it too: which of the two would be the tensor?
                 raise InvalidInput(f"input {quoted(name)} has both contents and raw_input_contents; give one")
-            # a copy, so that a plugin's arrays are writable, as over HTTP
-            inputs[name] = tensors.from_binary(name, datatype, shape, memoryview(bytearray(raw[index])), limits)
+            if taken < len(raw):  # a copy, so that a plugin's arrays are writable, as over HTTP
+                inputs[name] = tensors.from_binary(name, datatype, shape, memoryview(bytearray(raw[taken])), limits)
+            taken += 1
         else:
             inputs[name] = from_contents(name, datatype, shape, tensor.contents, limits)
-        input_parameters[name] = checked_parameters(tensor.parameters, f"input {quoted(name)}", limits)
+    if raw and taken != len(raw):
+        raise InvalidInput(f"the request has {len(raw)} raw_input_contents for {taken} inputs not in shared memory")
+    requested_outputs = {output.name: checked_parameters(output.parameters, f"output {quoted(output.name)}", limits)
+                         for output in message.outputs} or None
     return InferenceRequest(
         protocol="v2",
         inputs=inputs,
         input_parameters=input_parameters,
         id=message.id or None,
         parameters=checked_parameters(message.parameters, "the request", limits),
-        requested_outputs={output.name: checked_parameters(output.parameters, f"output {quoted(output.name)}",
-                                                           limits)
-                           for output in message.outputs} or None,
+        requested_outputs=requested_outputs,
+        output_places=shared_memory.output_places(requested_outputs),
     )
 
 
@@ -154,9 +165,15 @@ def encode_infer_response(outputs: dict[str, np.ndarray], request: InferenceRequ
     response = messages().ModelInferResponse(model_name=model_name, model_version=model_version or "",
                                              id=request.id or "")
     for name, array in requested(outputs, request, model_name).items():
+        its_own = (output_parameters or {}).get(name, {})
+        if isinstance(array, shared_memory.SharedOutput):  # its data in the region; an empty entry keeps the order
+            tensor = response.outputs.add(name=name, datatype=array.datatype, shape=array.shape)
+            set_parameters(tensor.parameters, {**its_own, **array.parameters()}, f"output {name!r}'s")
+            response.raw_output_contents.append(b"")
+            continue
         datatype = tensors.datatype_of(array)
         tensor = response.outputs.add(name=name, datatype=datatype, shape=array.shape)
-        set_parameters(tensor.parameters, (output_parameters or {}).get(name, {}), f"output {name!r}'s")
+        set_parameters(tensor.parameters, its_own, f"output {name!r}'s")
         response.raw_output_contents.append(tensors.to_binary(datatype, array))
     set_parameters(response.parameters, parameters or {}, "the response's")
     return response

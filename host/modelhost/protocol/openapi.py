@@ -11,7 +11,7 @@ import re
 from typing import Optional
 
 from .. import __version__
-from . import openapi_generate, tensors
+from . import openapi_generate, openapi_shared_memory, tensors
 from .openapi_parts import (
     BOOLEAN, ERRORS, INTEGER, PARAMETERS, STRING, array_of, error_responses, get, object_of, post, ref, response,
 )
@@ -83,11 +83,13 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
             "InferenceResponse", binary=True,
         )
     paths.update(openapi_generate.paths(model_names))
+    paths.update(openapi_shared_memory.paths())
     if docs_pages:
         paths.update(_docs_paths())
     for path, item in paths.items():
         # A load may name a model that is installed but not served yet: any name may be sent there.
-        names = None if path.startswith(REPOSITORY) else model_names
+        names = None if path.startswith((REPOSITORY, openapi_shared_memory.SYSTEM, openapi_shared_memory.CUDA)) \
+            else model_names
         parameters = [_path_parameter(name, names) for name in PATH_PARAMETER.findall(path)]
         if parameters:
             item["parameters"] = parameters
@@ -95,7 +97,8 @@ def openapi_document(model_names: list[str], docs_pages: bool = False) -> dict:
         "openapi": "3.1.0",
         "info": {"title": "modelhost", "version": __version__},
         "paths": paths,
-        "components": {"schemas": {**_schemas(), **openapi_generate.schemas(model_names)}},
+        "components": {"schemas": {**_schemas(), **openapi_generate.schemas(model_names),
+                                   **openapi_shared_memory.schemas()}},
     }
 
 
@@ -197,9 +200,10 @@ def _schemas() -> dict:
             data=ref("TensorData"),
         ),
         "Datatype": {"enum": [*tensors.DTYPES, "BYTES"]},
-        "InputParameters": object_of([], binary_data_size={"type": "integer", "minimum": 0}),
+        "InputParameters": object_of([], binary_data_size={"type": "integer", "minimum": 0},
+                                     **openapi_shared_memory.tensor_parameters()),
         "RequestOutput": object_of(["name"], name=STRING, parameters=_or_null(ref("OutputParameters"))),
-        "OutputParameters": object_of([], binary_data=BOOLEAN),
+        "OutputParameters": object_of([], binary_data=BOOLEAN, **openapi_shared_memory.tensor_parameters()),
         "InferenceRequest": object_of(
             ["inputs"], id=_or_null(STRING), parameters=_or_null(ref("InferenceParameters")),
             inputs={**array_of(ref("RequestInput")), "minItems": 1}, outputs=_or_null(array_of(ref("RequestOutput"))),

@@ -13,7 +13,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InvalidInput, PluginError, quoted, quoted_names
 from ..request import InferenceRequest
-from . import jsonio, tensors
+from . import jsonio, shared_memory, tensors
 from .limits import DEFAULT_LIMITS, RequestLimits
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -26,8 +26,8 @@ UNLOAD_PARAMETERS = {"unload_dependents": bool}
 READY, UNAVAILABLE, LOADING, UNLOADING = "READY", "UNAVAILABLE", "LOADING", "UNLOADING"
 
 
-def server_metadata() -> dict:
-    return {"name": "modelhost", "version": __version__, "extensions": EXTENSIONS}
+def server_metadata(more_extensions: tuple[str, ...] = ()) -> dict:
+    return {"name": "modelhost", "version": __version__, "extensions": [*EXTENSIONS, *more_extensions]}
 
 
 def model_metadata(name: str, versions: list[str], declared: dict) -> dict:
@@ -74,20 +74,23 @@ def decode_request(body: jsonio.Buffer, header_length: Optional[str],
     parameters = _optional(payload, "parameters", dict) or {}
     limits.check_parameters(len(parameters), "the request")
     inputs, input_parameters = read_tensors(raw_inputs, binary, limits)
+    requested_outputs = _requested_outputs(payload, limits)
     return InferenceRequest(
         protocol="v2",
         inputs=inputs,
         input_parameters=input_parameters,
         id=_optional(payload, "id", str),
         parameters=parameters,
-        requested_outputs=_requested_outputs(payload, limits),
+        requested_outputs=requested_outputs,
+        output_places=shared_memory.output_places(requested_outputs),
     )
 
 
 def read_tensors(described: list, binary: memoryview,
                  limits: RequestLimits = DEFAULT_LIMITS) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
-    """Tensors by name from their JSON descriptions, with their data inline or in ``binary``, and each one's
-    parameters; InvalidInput says what does not add up. A request's inputs, or (to a client) a response's outputs.
+    """Tensors by name from their JSON descriptions, with their data inline, in ``binary``, or in a shared-memory
+    region (a ``shared_memory.SharedInput``), and each one's parameters; InvalidInput says what does not add up.
+    A request's inputs, or (to a client) a response's outputs.
     """
     arrays: dict[str, np.ndarray] = {}
     parameters_by_name: dict[str, dict] = {}
@@ -98,7 +101,10 @@ def read_tensors(described: list, binary: memoryview,
             raise InvalidInput(f"input {quoted(name)} is given twice")
         limits.check_parameters(len(parameters), f"input {quoted(name)}")
         size = parameters.get("binary_data_size")
-        if size is None:
+        in_region = shared_memory.shared_input(name, datatype, shape, parameters, "data" in raw)
+        if in_region is not None:
+            arrays[name] = in_region  # type: ignore[assignment]  # read where the model runs
+        elif size is None:
             arrays[name] = tensors.from_json(name, datatype, shape, raw.get("data"), limits)
         else:
             if "data" in raw:  # Triton refuses it too: which of the two would be the tensor?
@@ -120,6 +126,10 @@ def write_tensors(arrays: dict[str, np.ndarray], as_binary: Callable[[str], bool
     not text."""
     described, chunks = [], []
     for name, array in arrays.items():
+        if isinstance(array, shared_memory.SharedOutput):
+            described.append({"name": name, "datatype": array.datatype, "shape": list(array.shape),
+                              "parameters": {**parameters.get(name, {}), **array.parameters()}})
+            continue
         datatype = tensors.datatype_of(array)
         tensor: dict[str, object] = {"name": name, "datatype": datatype, "shape": list(array.shape)}
         its_own = parameters.get(name)

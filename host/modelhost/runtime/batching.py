@@ -143,6 +143,7 @@ async def run_batches(take: Callable[[], Awaitable[list[Pending]]],
             batch = await take()
             if batch:
                 await run(batch)
+            del batch  # not held while the next is awaited: its inputs may map a client's shared memory
     free = asyncio.Semaphore(at_once)
     running: set[asyncio.Task] = set()
 
@@ -158,6 +159,7 @@ async def run_batches(take: Callable[[], Awaitable[list[Pending]]],
                 free.release()
                 continue
             task = asyncio.create_task(run(batch))
+            del batch  # not held while the next is awaited, as above
             running.add(task)
             task.add_done_callback(done)
     finally:

@@ -99,12 +99,12 @@ def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) ->
                 batches.shutdown()
             run_sync(model.unload())
             return
-        if generations.take(message):
-            continue
-        if batches is None:
-            reply_in_turn(model, channel, message)
-        else:
-            batches.submit(reply_in_turn, model, channel, message)
+        if not generations.take(message):
+            if batches is None:
+                reply_in_turn(model, channel, message)
+            else:
+                batches.submit(reply_in_turn, model, channel, message)
+        del message  # not held while the next is awaited: its inputs may map a client's shared memory
 
 
 def reply_in_turn(model: Model, channel: BlockingChannel, message: object) -> None:
@@ -133,11 +133,11 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -
             message = await channel.receive()
         except EOFError:  # the server stops serving the model here; it kills this process after 5 s
             break
-        if generations.take(message):
-            continue
-        task = asyncio.create_task(reply(model, channel, message))
-        answering.add(task)
-        task.add_done_callback(answering.discard)
+        if not generations.take(message):
+            task = asyncio.create_task(reply(model, channel, message))
+            answering.add(task)
+            task.add_done_callback(answering.discard)
+        del message  # not held while the next is awaited: its inputs may map a client's shared memory
     generations.stop()
     sequences.detach(model)
     for task in answering:
