@@ -117,6 +117,10 @@ def test_inputs_and_outputs_in_regions_beside_binary_data_and_bytes(served, regi
     assert (result.as_numpy("y") == [10, 12]).all()
     assert list(result.as_numpy("t")) == [b"sharedshared", b"", b"memorymemory"]
 
+    metrics = requests.get(f"{served.url}/metrics", timeout=10).text
+    assert 'modelhost_shared_memory_tensors_total{direction="input",model_name="double"}' in metrics
+    assert 'modelhost_shared_memory_tensors_total{direction="output",model_name="double"}' in metrics
+
     client.unregister_system_shared_memory(texts.name)
     assert {entry["name"] if front == "http" else entry for entry in (
         client.get_system_shared_memory_status() if front == "http"

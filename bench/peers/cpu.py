@@ -8,8 +8,9 @@ from typing import Optional
 TICK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_seconds(pid: int) -> float:
-    """utime + stime of a process and all its living descendants (workers, inference pools)."""
+def tree_seconds(pid: int, descendants: bool = True) -> float:
+    """utime + stime of a process and all its living descendants (workers, inference pools), or of the
+    process alone."""
     try:
         # The command name may hold spaces; the fields after it do not.
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -18,7 +19,7 @@ def tree_seconds(pid: int) -> float:
     except (FileNotFoundError, ProcessLookupError):
         return 0.0  # it exited between listing and reading
     own = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime: fields 14 and 15 of stat(5)
-    return own + sum(tree_seconds(child) for child in children)
+    return own + sum(tree_seconds(child) for child in children) if descendants else own
 
 
 def machine_busy_seconds() -> float:

@@ -155,7 +155,7 @@ class InferenceCall:
     def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
         if request.output_places or any(isinstance(value, SharedInput) for value in request.inputs.values()):
-            self.inference.regions.place(request, self.origin.peer)
+            self.place_in_regions(request)
         if request.protocol == "v2":
             request.verb = answering_verb(request.verb, runner.verbs)
         if self.span is not None:
@@ -169,6 +169,12 @@ class InferenceCall:
             self.settle(outcome)
         else:
             outcome.add_done_callback(self.settle)
+
+    def place_in_regions(self, request: InferenceRequest) -> None:
+        """Find the shared-memory regions the request's tensors name, and count them in the metrics."""
+        self.inference.regions.place(request, self.origin.peer)
+        shared = [value.place.byte_size for value in request.inputs.values() if isinstance(value, SharedInput)]
+        self.inference.metrics.shared_memory_used(self.name, len(shared), sum(shared), len(request.output_places))
 
     def model_version(self) -> Optional[str]:
         """The version of the model that answers: the one the request named, else the one served."""

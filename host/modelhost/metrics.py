@@ -105,6 +105,11 @@ class Metrics:
         self.sequences_queued = Gauge("modelhost_sequences_queued", "sequences waiting to join a model's steps (its "
                                       "max_batch_size or memory_budget is taken)", MODEL, multiprocess_mode="livesum",
                                       **register)
+        self.shared_memory_tensors = Counter(
+            "modelhost_shared_memory_tensors", "tensors of requests read from or written to clients' shared-memory "
+            "regions (Triton's extension), by direction (input, output)", [*MODEL, "direction"], **register)
+        self.shared_memory_bytes = Counter("modelhost_shared_memory_input_bytes", "bytes of inputs read from "
+                                           "clients' shared-memory regions", MODEL, **register)
         self.last_exit = Gauge("modelhost_replica_last_exit_timestamp_seconds", "when a worker process was last "
                                "lost, by cause: the latest series is the last cause", [*MODEL, "cause"],
                                multiprocess_mode="max", **register)
@@ -137,6 +142,11 @@ class Metrics:
         for before, after in zip(taken_at, taken_at[1:]):
             between.observe(after - before)
         self.pieces.labels(model).inc(len(taken_at))
+
+    def shared_memory_used(self, model: str, inputs: int, input_bytes: int, outputs: int) -> None:
+        self.shared_memory_tensors.labels(model, "input").inc(inputs)
+        self.shared_memory_tensors.labels(model, "output").inc(outputs)
+        self.shared_memory_bytes.labels(model).inc(input_bytes)
 
     def stepped(self, model: str, sizes: tuple[int, ...], queued: int) -> None:
         """Steps of ``sizes`` sequences each; ``queued`` wait after them, in all the processes serving the model."""
