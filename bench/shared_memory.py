@@ -89,15 +89,19 @@ def measure(served: Server, transport: str, size_mb: int, requests: int, regions
     if not np.array_equal(cell.once(), data):
         raise RuntimeError(f"{served.label}, {transport}, {size_mb} MB: the echo differs from the tensor sent")
     times = []
-    pid = served.process.pid
-    server_before, tree_before = cpu.tree_seconds(pid, descendants=False), cpu.tree_seconds(pid)
+    processes = [served.process.pid, *children(served.process.pid)]  # the server, and its worker if any
+    before = [cpu.running_seconds(pid) for pid in processes]
     for _ in range(requests):
         began = time.perf_counter()
         cell.once()
         times.append(time.perf_counter() - began)
-    server = (cpu.tree_seconds(pid, descendants=False) - server_before) / requests
-    model = (cpu.tree_seconds(pid) - tree_before) / requests - server
+    server, *workers = [(cpu.running_seconds(pid) - then) / requests for pid, then in zip(processes, before)]
+    model = sum(workers)
     return {"ms": statistics.median(times) * 1e3, "cpu_ms": server * 1e3, "model_ms": model * 1e3}
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for task in Path(f"/proc/{pid}/task").iterdir() for child in (task / "children").read_text().split()]
 
 
 def main() -> int:

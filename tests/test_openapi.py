@@ -89,7 +89,9 @@ def test_a_models_document_holds_its_routes_with_examples_of_its_declared_inputs
 @pytest.fixture(scope="module")
 def served_schema(server):
     # Unloading 'echo', should the fuzzer come up with the name, would leave the other cases nothing to call.
-    schema = schemathesis.openapi.from_url(server.url + "/openapi.json").exclude(operation_id="v2RepositoryUnload")
+    # CUDA shared memory's routes answer one 400 whatever they are sent: not worth a fuzzer's examples.
+    schema = schemathesis.openapi.from_url(server.url + "/openapi.json").exclude(operation_id="v2RepositoryUnload") \
+        .exclude(path_regex="^/v2/cudasharedmemory")
     schema.config.generation.update(modes=list(GenerationMode), max_examples=HTTP_EXAMPLES)
     return schema
 

@@ -67,6 +67,30 @@ def fragile(ray_head, received, tmp_path_factory):
         yield server
 
 
+def test_a_replica_on_this_machine_reads_and_writes_a_clients_shared_memory_itself(fragile):
+    import tritonclient.http as httpclient
+    import tritonclient.utils.shared_memory as shm
+
+    data = np.arange(12, dtype=np.float32).reshape(3, 4)
+    handles = [shm.create_shared_memory_region(name, f"/modelhost-test-ray-{name}", data.nbytes)
+               for name in ("ray-in", "ray-out")]
+    try:
+        shm.set_shared_memory_region(handles[0], [data])
+        client = httpclient.InferenceServerClient(fragile.url.split("//")[1])
+        for name in ("ray-in", "ray-out"):
+            client.register_system_shared_memory(name, f"/modelhost-test-ray-{name}", data.nbytes)
+        tensor = httpclient.InferInput("x", list(data.shape), "FP32")
+        tensor.set_shared_memory("ray-in", data.nbytes)
+        output = httpclient.InferRequestedOutput("x")
+        output.set_shared_memory("ray-out", data.nbytes)
+        client.infer("Doubler", [tensor], outputs=[output])
+        assert (shm.get_contents_as_numpy(handles[1], np.float32, list(data.shape)) == data * 2).all()
+        client.unregister_system_shared_memory()
+    finally:
+        for handle in handles:
+            shm.destroy_shared_memory_region(handle)
+
+
 def test_a_generation_streams_from_a_replica_and_a_client_that_leaves_closes_it_there(fragile):
     answer = requests.post(f"{fragile.url}/openai/v1/chat/completions", timeout=30, json={
         "model": "Words", "messages": [{"role": "user", "content": "on ray"}], "max_tokens": 4, "stream": True})

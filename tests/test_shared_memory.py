@@ -1,8 +1,8 @@
 """Triton's system shared-memory extension, driven by tritonclient's own clients and shared-memory helpers.
 
-Each runner serves a model that doubles its inputs: a request's inputs are read from the client's regions and
-its outputs written into them, over HTTP and gRPC. Where the model runs in a worker, the worker maps the
-client's object itself; the server process never does.
+In the server process and in a worker, a model that doubles its inputs: a request's inputs are read from the
+client's regions and its outputs written into them, over HTTP and gRPC. Where the model runs in a worker, the
+worker maps the client's object itself; the server process never does. (On Ray: tests/test_ray.py.)
 """
 
 import os
@@ -20,7 +20,7 @@ from tritonclient.utils import InferenceServerException, serialize_byte_tensor, 
 
 from modelhost.runtime.shared_memory import LOOPBACK, Regions, is_loopback
 from modelhost.errors import InvalidInput
-from support import plugin_env, running_server, wait_until
+from support import running_server, wait_until
 
 PLUGINS = ["--plugin", "double=fixture_plugins.behaving:Doubler",
            "--plugin", "in_place=fixture_plugins.behaving:DoublesInPlace",
@@ -63,9 +63,8 @@ def regions():
 
 
 @pytest.fixture(scope="module")
-def served(runner):
-    args, env = runner
-    with running_server(*args, *PLUGINS, env={**plugin_env(), **env}, timeout=120) as server:
+def served(mode):
+    with running_server(*mode, *PLUGINS) as server:
         yield server
 
 
@@ -199,67 +198,68 @@ def mapped_keys(pid: int) -> set[str]:
             if "/dev/shm/modelhost-test-" in line}
 
 
-def worker_of(server) -> int:
-    (child,) = [int(pid) for pid in Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
-                .read_text().split()]
-    return child
+def model_process(server, model: str) -> int:
+    """The process ``model`` runs in: its worker's, or the server's own."""
+    pid = server.process.pid
+    workers = [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+               if f"--name\0{model}\0" in Path(f"/proc/{child}/cmdline").read_text()]
+    return workers[0] if workers else pid
 
 
-def test_a_worker_maps_the_clients_object_itself_and_a_region_unregistered_meanwhile_stays_until_done(
-        regions, tmp_path):
-    with running_server("--replicas", "1", *PLUGINS[4:]) as server:
-        client = httpclient.InferenceServerClient(server.url.split("//")[1])
-        region = regions(DATA.nbytes)
-        region.put(DATA)
-        client.register_system_shared_memory(region.name, region.key, region.size)
-        started, release = tmp_path / "started", tmp_path / "release"
-        body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(DATA.shape), "parameters": {
-            "shared_memory_region": region.name, "shared_memory_byte_size": DATA.nbytes}}],
-                "parameters": {"started": str(started), "release": str(release)}}
-        answers = []  # asked from a thread of its own: tritonclient.http's client keeps to the thread it began on
-        asking = threading.Thread(target=lambda: answers.append(requests.post(
-            f"{server.url}/v2/models/gate/infer", json=body, timeout=60)))
-        asking.start()
-        wait_until(started.exists)
-        worker = worker_of(server)
-        assert f"/dev/shm{region.key}" in mapped_keys(worker)
-        assert not mapped_keys(server.process.pid)  # the bytes never pass through the server process
-        client.unregister_system_shared_memory(region.name)
-        region.destroy()  # the client unmaps and removes its object: the request's own mapping stays
-        release.touch()
-        asking.join(30)
-        assert answers[0].json()["outputs"][0]["data"] == DATA.ravel().tolist()
-        wait_until(lambda: not mapped_keys(worker))
+def test_the_models_process_maps_the_clients_object_and_keeps_a_region_unregistered_meanwhile_until_done(
+        served, regions, tmp_path):
+    client = clients(served)[0]
+    region = regions(DATA.nbytes)
+    region.put(DATA)
+    client.register_system_shared_memory(region.name, region.key, region.size)
+    started, release = tmp_path / "started", tmp_path / "release"
+    body = {"inputs": [{"name": "x", "datatype": "FP32", "shape": list(DATA.shape), "parameters": {
+        "shared_memory_region": region.name, "shared_memory_byte_size": DATA.nbytes}}],
+            "parameters": {"started": str(started), "release": str(release)}}
+    answers = []  # asked from a thread of its own: tritonclient.http's client keeps to the thread it began on
+    asking = threading.Thread(target=lambda: answers.append(requests.post(
+        f"{served.url}/v2/models/gate/infer", json=body, timeout=60)))
+    asking.start()
+    wait_until(started.exists)
+    gate = model_process(served, "gate")
+    assert f"/dev/shm{region.key}" in mapped_keys(gate)
+    if gate != served.process.pid:
+        assert not mapped_keys(served.process.pid)  # the bytes never pass through the server process
+    client.unregister_system_shared_memory(region.name)
+    region.destroy()  # the client unmaps and removes its object: the request's own mapping stays
+    release.touch()
+    asking.join(30)
+    assert answers[0].json()["outputs"][0]["data"] == DATA.ravel().tolist()
+    wait_until(lambda: not mapped_keys(gate))
 
 
-@pytest.mark.parametrize("mode", [["--replicas", "0"], ["--replicas", "1"]], ids=["in-process", "workers"])
-def test_nothing_stays_open_or_mapped_after_many_requests(regions, mode):
-    with running_server(*mode, *PLUGINS[:2]) as server:
-        client = grpcclient.InferenceServerClient(server.grpc_address)
-        inputs, outputs = regions(DATA.nbytes), regions(DATA.nbytes)
-        inputs.put(DATA)
-        client.register_system_shared_memory(inputs.name, inputs.key, inputs.size)
-        client.register_system_shared_memory(outputs.name, outputs.key, outputs.size)
-        processes = [server.process.pid] + ([worker_of(server)] if mode[1] == "1" else [])
+def test_nothing_stays_open_or_mapped_after_many_requests(served, regions):
+    client = grpcclient.InferenceServerClient(served.grpc_address)
+    inputs, outputs = regions(DATA.nbytes), regions(DATA.nbytes)
+    inputs.put(DATA)
+    client.register_system_shared_memory(inputs.name, inputs.key, inputs.size)
+    client.register_system_shared_memory(outputs.name, outputs.key, outputs.size)
+    processes = {served.process.pid, model_process(served, "double")}
 
-        def open_files():
-            return [len(os.listdir(f"/proc/{pid}/fd")) for pid in processes]
+    def open_files():
+        return [len(os.listdir(f"/proc/{pid}/fd")) for pid in processes]
 
-        def infer():
-            tensor = grpcclient.InferInput("x", list(DATA.shape), "FP32")
-            tensor.set_shared_memory(inputs.name, DATA.nbytes)
-            output = grpcclient.InferRequestedOutput("x")
-            output.set_shared_memory(outputs.name, DATA.nbytes)
-            client.infer("double", [tensor], outputs=[output])
+    def infer():
+        tensor = grpcclient.InferInput("x", list(DATA.shape), "FP32")
+        tensor.set_shared_memory(inputs.name, DATA.nbytes)
+        output = grpcclient.InferRequestedOutput("x")
+        output.set_shared_memory(outputs.name, DATA.nbytes)
+        client.infer("double", [tensor], outputs=[output])
 
+    infer()
+    before = open_files()
+    for _ in range(200):
         infer()
-        before = open_files()
-        for _ in range(200):
-            infer()
-        assert (outputs.get(np.float32, DATA.shape) == DATA * 2).all()
-        assert open_files() == before
-        assert not any(mapped_keys(pid) for pid in processes)
-        client.unregister_system_shared_memory()
+    assert (outputs.get(np.float32, DATA.shape) == DATA * 2).all()
+    assert open_files() == before
+    assert not any(mapped_keys(pid) for pid in processes)
+    client.unregister_system_shared_memory(inputs.name)
+    client.unregister_system_shared_memory(outputs.name)
 
 
 def test_an_object_shrunk_after_registering_is_refused_not_read_past_its_end(served, regions):
@@ -273,6 +273,25 @@ def test_an_object_shrunk_after_registering_is_refused_not_read_past_its_end(ser
         client.infer("double", [tensor])
     assert client.is_server_live()
     client.unregister_system_shared_memory(region.name)
+
+
+@pytest.mark.parametrize("front", ["http", "grpc"])
+def test_a_region_its_client_removed_is_refused_by_name_and_the_server_serves_on(served, regions, front):
+    client = clients(served)[front == "grpc"]
+    triton = module_of(client)
+    region = regions(DATA.nbytes)
+    region.put(DATA)
+    client.register_system_shared_memory(region.name, region.key, region.size)
+    region.destroy()  # unmapped and unlinked by the client, still registered here
+    tensor = triton.InferInput("x", list(DATA.shape), "FP32")
+    tensor.set_shared_memory(region.name, DATA.nbytes)
+    with pytest.raises(InferenceServerException, match="cannot be opened") as refused:
+        client.infer("double", [tensor])
+    assert refused.value.status() in ("400", "StatusCode.INVALID_ARGUMENT")
+    client.unregister_system_shared_memory(region.name)
+    sent = triton.InferInput("x", [2], "FP32")
+    sent.set_data_from_numpy(np.array([1, 2], np.float32))
+    assert (client.infer("double", [sent]).as_numpy("x") == [2, 4]).all()
 
 
 def test_output_larger_than_its_region_slice_is_refused(served, regions):

@@ -161,6 +161,8 @@ def test_a_retry_reaches_a_predictor_that_comes_up_meanwhile(predictor):
         asking.start()
         transformer.wait_for_log("trying again")
         forwarding = socketserver.ThreadingTCPServer(("127.0.0.1", port), Forwarder)
+        # Its connections stay open for as long as the transformer keeps them: closing it must not wait for them.
+        forwarding.daemon_threads = True
         forwarding.to = int(address(predictor, "v1").rsplit(":", 1)[1])
         threading.Thread(target=forwarding.serve_forever, daemon=True).start()
         try:

@@ -6,7 +6,10 @@ An answer of 1,023 tensors or more once killed its worker: it went out in one
 
 import asyncio
 import os
+import signal
 import socket
+from pathlib import Path
+from typing import Optional
 
 import grpc
 import numpy as np
@@ -15,8 +18,9 @@ import pytest
 import requests
 
 from modelhost.protocol import grpc_v2
-from modelhost.runtime.channel import IN_BAND_BELOW, AsyncChannel, BlockingChannel, encode
-from support import running_server
+from modelhost.runtime.channel import IN_BAND_BELOW, SPILL_ABOVE, SPILLED, AsyncChannel, BlockingChannel, encode, lengths
+from modelhost.runtime.spill import Spill
+from support import running_server, wait_until
 
 # Each in a worker process of its own (no --replicas 0): a synchronous model, whose worker answers with
 # BlockingChannel, and an awaiting one, whose worker answers with AsyncChannel.
@@ -32,13 +36,13 @@ def tensors(count: int, size: int) -> list[np.ndarray]:
     return [np.full(size, index, np.float32) for index in range(count)]
 
 
-def blocking_to_async(message: object) -> object:
+def blocking_to_async(message: object, spill: Optional[Spill] = None) -> object:
     """``message`` sent from a worker's blocking end, as the server's end receives it."""
     async def exchange():
         ours, theirs = socket.socketpair()
         receiver = await AsyncChannel.open(ours)
         try:
-            _, received = await asyncio.gather(asyncio.to_thread(BlockingChannel(theirs).send, message),
+            _, received = await asyncio.gather(asyncio.to_thread(BlockingChannel(theirs, spill).send, message),
                                                receiver.receive())
             return received
         finally:
@@ -48,11 +52,11 @@ def blocking_to_async(message: object) -> object:
     return asyncio.run(asyncio.wait_for(exchange(), 60))
 
 
-def async_to_blocking(message: object) -> object:
+def async_to_blocking(message: object, spill: Optional[Spill] = None) -> object:
     """``message`` sent from the server's end, as a worker's blocking end receives it."""
     async def exchange():
         ours, theirs = socket.socketpair()
-        sender = await AsyncChannel.open(ours)
+        sender = await AsyncChannel.open(ours, spill)
         try:
             _, received = await asyncio.gather(sender.send(message), asyncio.to_thread(BlockingChannel(theirs).receive))
             return received
@@ -77,6 +81,36 @@ def test_small_tensors_cross_inside_the_pickle_and_arrive_writable():
     for received in (blocking_to_async(message), async_to_blocking(message)):
         assert all(np.array_equal(got, sent) for got, sent in zip(received, message))
         assert all(got.flags.writeable for got in received)  # a plugin may change its inputs in place
+
+
+def spilled_objects(server_pid: int) -> list[str]:
+    return [path.name for path in Path("/dev/shm").glob(f"modelhost-{server_pid}-*")]
+
+
+def test_tensors_of_spill_above_or_more_cross_through_shared_memory_and_leave_nothing_behind():
+    message = {"large": np.arange(SPILL_ABOVE // 4, dtype=np.float32), "small": np.arange(IN_BAND_BELOW)}
+    spill = Spill(os.getpid(), 1)
+    header = encode(message, spill)[0]
+    assert [size & SPILLED for size in lengths(header[8:])] == [SPILLED, 0]  # only the large one, by name
+    spill.sweep()
+    for received in (blocking_to_async(message, spill), async_to_blocking(message, spill)):
+        assert all(np.array_equal(received[name], message[name]) for name in message)
+        assert received["large"].flags.writeable  # a private mapping: the plugin's own to change
+        received["large"][0] = -1
+        assert not spilled_objects(os.getpid())  # the receiver removed the name as it mapped the object
+
+
+def test_what_a_worker_never_took_is_swept_once_it_has_exited():
+    with running_server("--plugin", "echo=fixture_plugins.behaving:Doubler") as server:
+        large = np.arange(SPILL_ABOVE // 4 + 8, dtype=np.float32)
+        assert np.array_equal(infer_over_rest(server, "echo", [large])["x0"], large * 2)
+        assert not spilled_objects(server.process.pid)
+        (worker,) = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+        Spill(server.process.pid, int(worker)).put(memoryview(large))  # as if written just before it died
+        assert spilled_objects(server.process.pid)
+        os.kill(int(worker), signal.SIGKILL)
+        server.wait_for_log("was killed by SIGKILL")
+        wait_until(lambda: not spilled_objects(server.process.pid))
 
 
 @pytest.fixture(scope="module")

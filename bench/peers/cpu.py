@@ -40,3 +40,15 @@ def run_counted(command: list, env: Optional[dict] = None) -> tuple[str, float]:
     if process.returncode:
         raise RuntimeError(f"{command[0]} exited with {process.returncode}: {output.strip()}")
     return output, usage.ru_utime + usage.ru_stime
+
+
+def running_seconds(pid: int) -> float:
+    """Time a process's living threads have spent on a CPU, in nanoseconds' precision (schedstat), where
+    ``tree_seconds`` counts clock ticks: for the CPU of single requests. A thread that has exited is not in it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return total / 1e9

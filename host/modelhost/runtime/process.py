@@ -18,6 +18,7 @@ from typing import Optional, Union
 from ..metrics import forget_process
 from ..plugins import PluginSpec
 from .channel import AsyncChannel
+from .spill import Spill
 from .deadline import within
 from .messages import Elsewhere, LoadFailed, Ready, Serve
 
@@ -57,6 +58,7 @@ class WorkerProcess:
         self.replica = replica
         self.process: Optional[asyncio.subprocess.Process] = None
         self.channel: Optional[AsyncChannel] = None
+        self.spill: Optional[Spill] = None  # large tensors to and from it, through shared memory
         self.output: list[asyncio.Task] = []
 
     @property
@@ -81,7 +83,8 @@ class WorkerProcess:
             asyncio.create_task(self.forward(process.stdout, logging.INFO)),
             asyncio.create_task(self.forward(process.stderr, logging.WARNING)),
         ]
-        self.channel = channel = await AsyncChannel.open(ours)
+        self.spill = Spill(os.getpid(), process.pid)
+        self.channel = channel = await AsyncChannel.open(ours, self.spill)
         try:
             await channel.send(serve)
             started = await channel.receive()
@@ -97,10 +100,16 @@ class WorkerProcess:
         except asyncio.TimeoutError:  # it closed its channel yet lives on
             process.kill()
             code = await process.wait()
+        self.sweep()
         if code < 0:
             signame = signal.Signals(-code).name
             return Exit(signame, f"was killed by {signame}")
         return Exit(f"status {code}", f"exited with status {code}")
+
+    def sweep(self) -> None:
+        """Once it has exited: the shared memory either end wrote and the other never took."""
+        if self.spill is not None and self.process is not None and self.process.returncode is not None:
+            self.spill.sweep()
 
     def kill(self) -> None:
         self.started().kill()
@@ -123,6 +132,7 @@ class WorkerProcess:
                 await self.process.wait()
         if self.process:
             forget_process(self.process.pid)  # a plugin's own live gauges, if it keeps any
+        self.sweep()
         await asyncio.gather(*self.output, return_exceptions=True)
 
     async def forward(self, stream: asyncio.StreamReader, level: int) -> None:

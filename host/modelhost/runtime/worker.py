@@ -23,7 +23,7 @@ import signal
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Union
+from typing import Optional, Union
 
 from .. import logs, sequences, tracing
 from ..batched import infer_batch
@@ -33,6 +33,7 @@ from ..model import Model, ServedElsewhere, import_model
 from ..plugins import PluginSpec
 from ..supervisor import die_with_parent
 from .channel import AsyncChannel, BlockingChannel, encode
+from .spill import Spill
 from .messages import Batch, Elsewhere, Generated, LoadFailed, Outcomes, Probe, ProbeResult, Ready, Serve
 from .worker_generations import LoopGenerations, ThreadGenerations
 
@@ -52,7 +53,8 @@ def main(argv=None) -> int:
     logs.configure(args.log_level, text_format="%(levelname)s %(name)s: %(message)s%(request_tag)s")
 
     sock = socket.socket(fileno=args.fd)
-    channel = BlockingChannel(sock)
+    spill = Spill(os.getppid(), os.getpid())  # the server's and this worker's: the names the server sweeps
+    channel = BlockingChannel(sock, spill)
     try:
         serve = channel.receive()
         assert isinstance(serve, Serve)
@@ -67,7 +69,7 @@ def main(argv=None) -> int:
         channel.send(LoadFailed(str(exc), exc.where))
         return 0
     if needs_a_loop(model):
-        asyncio.run(serve_on_loop(model, sock, serve.command_line))
+        asyncio.run(serve_on_loop(model, sock, serve.command_line, spill))
     else:
         serve_in_turn(model, channel, serve.command_line)
     return 0
@@ -109,16 +111,16 @@ def serve_in_turn(model: Model, channel: BlockingChannel, command_line: dict) ->
 
 def reply_in_turn(model: Model, channel: BlockingChannel, message: object) -> None:
     try:
-        channel.write(encoded(run_sync(answer(model, message)), model.name))
+        channel.write(encoded(run_sync(answer(model, message)), model.name, channel.spill))
     except OSError:  # the server has gone; the receiving thread sees it too
         pass
 
 
-async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict) -> None:
+async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict, spill: Spill) -> None:
     """A model with ``async def`` hooks: each message answered by a task of its own, so that they wait together
     (the server sends at most ``max_concurrency`` batches at once); synchronous hooks go to threads."""
     model.offload = offload_to(None)
-    channel = await AsyncChannel.open(sock)
+    channel = await AsyncChannel.open(sock, spill)
     started = await start(model, command_line)
     await channel.send(started)
     if not isinstance(started, Ready):
@@ -167,18 +169,19 @@ async def answer(model: Model, message: object) -> Union[Outcomes, ProbeResult]:
 
 async def reply(model: Model, channel: AsyncChannel, message: object) -> None:
     try:
-        await channel.write(encoded(await answer(model, message), model.name))
+        await channel.write(encoded(await answer(model, message), model.name, channel.spill))
     except ConnectionError:  # the server has gone; the receiving loop sees it too
         pass
 
 
-def encoded(reply: Union[Outcomes, ProbeResult, Generated], name: str) -> list:
+def encoded(reply: Union[Outcomes, ProbeResult, Generated], name: str, spill: Optional[Spill] = None) -> list:
     """A reply's frames; an outcome that cannot be pickled is replaced by the error that says so."""
     try:
-        return encode(reply)
+        return encode(reply, spill)
     except (pickle.PicklingError, TypeError, AttributeError):
         assert isinstance(reply, Outcomes)
-        return encode(dataclasses.replace(reply, outcomes=[picklable(outcome, name) for outcome in reply.outcomes]))
+        return encode(dataclasses.replace(reply, outcomes=[picklable(outcome, name) for outcome in reply.outcomes]),
+                      spill)
 
 
 def picklable(outcome, name: str):
