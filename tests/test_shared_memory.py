@@ -77,6 +77,21 @@ def module_of(client):
     return httpclient if isinstance(client, httpclient.InferenceServerClient) else grpcclient
 
 
+def filled(regions, client) -> Region:
+    """A new region holding DATA, registered with the client's server."""
+    region = regions(DATA.nbytes)
+    region.put(DATA)
+    client.register_system_shared_memory(region.name, region.key, region.size)
+    return region
+
+
+def data_in(triton, region: Region):
+    """Input ``x``, DATA's shape, its bytes in ``region``."""
+    tensor = triton.InferInput("x", list(DATA.shape), "FP32")
+    tensor.set_shared_memory(region.name, DATA.nbytes)
+    return tensor
+
+
 @pytest.mark.parametrize("front", ["http", "grpc"])
 def test_inputs_and_outputs_in_regions_beside_binary_data_and_bytes(served, regions, front):
     client = clients(served)[front == "grpc"]
@@ -129,12 +144,8 @@ def test_inputs_and_outputs_in_regions_beside_binary_data_and_bytes(served, regi
 
 def test_a_plugin_that_changes_its_inputs_in_place_leaves_the_clients_region_as_it_was(served, regions):
     client = clients(served)[0]
-    region = regions(DATA.nbytes)
-    region.put(DATA)
-    client.register_system_shared_memory(region.name, region.key, region.size)
-    tensor = httpclient.InferInput("x", list(DATA.shape), "FP32")
-    tensor.set_shared_memory(region.name, DATA.nbytes)
-    assert (client.infer("in_place", [tensor]).as_numpy("x") == DATA * 2).all()
+    region = filled(regions, client)
+    assert (client.infer("in_place", [data_in(httpclient, region)]).as_numpy("x") == DATA * 2).all()
     assert (region.get(np.float32, DATA.shape) == DATA).all()
     client.unregister_system_shared_memory(region.name)
 
@@ -235,9 +246,7 @@ def test_the_models_process_maps_the_clients_object_and_keeps_a_region_unregiste
 
 def test_nothing_stays_open_or_mapped_after_many_requests(served, regions):
     client = grpcclient.InferenceServerClient(served.grpc_address)
-    inputs, outputs = regions(DATA.nbytes), regions(DATA.nbytes)
-    inputs.put(DATA)
-    client.register_system_shared_memory(inputs.name, inputs.key, inputs.size)
+    inputs, outputs = filled(regions, client), regions(DATA.nbytes)
     client.register_system_shared_memory(outputs.name, outputs.key, outputs.size)
     processes = {served.process.pid, model_process(served, "double")}
 
@@ -245,11 +254,9 @@ def test_nothing_stays_open_or_mapped_after_many_requests(served, regions):
         return [len(os.listdir(f"/proc/{pid}/fd")) for pid in processes]
 
     def infer():
-        tensor = grpcclient.InferInput("x", list(DATA.shape), "FP32")
-        tensor.set_shared_memory(inputs.name, DATA.nbytes)
         output = grpcclient.InferRequestedOutput("x")
         output.set_shared_memory(outputs.name, DATA.nbytes)
-        client.infer("double", [tensor], outputs=[output])
+        client.infer("double", [data_in(grpcclient, inputs)], outputs=[output])
 
     infer()
     before = open_files()
@@ -264,13 +271,10 @@ def test_nothing_stays_open_or_mapped_after_many_requests(served, regions):
 
 def test_an_object_shrunk_after_registering_is_refused_not_read_past_its_end(served, regions):
     client = clients(served)[0]
-    region = regions(DATA.nbytes)
-    client.register_system_shared_memory(region.name, region.key, region.size)
+    region = filled(regions, client)
     os.truncate(f"/dev/shm{region.key}", 8)
-    tensor = httpclient.InferInput("x", list(DATA.shape), "FP32")
-    tensor.set_shared_memory(region.name, DATA.nbytes)
     with pytest.raises(InferenceServerException, match="too few for the 48 bytes"):
-        client.infer("double", [tensor])
+        client.infer("double", [data_in(httpclient, region)])
     assert client.is_server_live()
     client.unregister_system_shared_memory(region.name)
 
@@ -279,14 +283,10 @@ def test_an_object_shrunk_after_registering_is_refused_not_read_past_its_end(ser
 def test_a_region_its_client_removed_is_refused_by_name_and_the_server_serves_on(served, regions, front):
     client = clients(served)[front == "grpc"]
     triton = module_of(client)
-    region = regions(DATA.nbytes)
-    region.put(DATA)
-    client.register_system_shared_memory(region.name, region.key, region.size)
+    region = filled(regions, client)
     region.destroy()  # unmapped and unlinked by the client, still registered here
-    tensor = triton.InferInput("x", list(DATA.shape), "FP32")
-    tensor.set_shared_memory(region.name, DATA.nbytes)
     with pytest.raises(InferenceServerException, match="cannot be opened") as refused:
-        client.infer("double", [tensor])
+        client.infer("double", [data_in(triton, region)])
     assert refused.value.status() in ("400", "StatusCode.INVALID_ARGUMENT")
     client.unregister_system_shared_memory(region.name)
     sent = triton.InferInput("x", [2], "FP32")
@@ -296,16 +296,12 @@ def test_a_region_its_client_removed_is_refused_by_name_and_the_server_serves_on
 
 def test_output_larger_than_its_region_slice_is_refused(served, regions):
     client = clients(served)[0]
-    inputs, outputs = regions(DATA.nbytes), regions(16)
-    inputs.put(DATA)
-    client.register_system_shared_memory(inputs.name, inputs.key, inputs.size)
+    inputs, outputs = filled(regions, client), regions(16)
     client.register_system_shared_memory(outputs.name, outputs.key, outputs.size)
-    tensor = httpclient.InferInput("x", list(DATA.shape), "FP32")
-    tensor.set_shared_memory(inputs.name, DATA.nbytes)
     output = httpclient.InferRequestedOutput("x")
     output.set_shared_memory(outputs.name, 16)
     with pytest.raises(InferenceServerException, match="cannot hold it"):
-        client.infer("double", [tensor], outputs=[output])
+        client.infer("double", [data_in(httpclient, inputs)], outputs=[output])
     client.unregister_system_shared_memory()
 
 

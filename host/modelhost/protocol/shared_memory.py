@@ -74,10 +74,14 @@ def region_slice(parameters: dict, what: str) -> Optional[RegionSlice]:
         raise InvalidInput(f"{what}: {REGION} and {BYTE_SIZE} must be given together")
     if not isinstance(region, str) or not region:
         raise InvalidInput(f"{what}: {REGION} must be a region's name")
-    for key, value in ((BYTE_SIZE, byte_size), (OFFSET, offset)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidInput(f"{what}: {key} must be an integer of 0 or more, not {quoted(value)}")
-    return RegionSlice(region, offset, byte_size)
+    return RegionSlice(region, count(offset, f"{what}: {OFFSET}"), count(byte_size, f"{what}: {BYTE_SIZE}"))
+
+
+def count(value: Any, what: str) -> int:
+    """``value``, an integer of 0 or more; InvalidInput naming ``what`` otherwise."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidInput(f"{what} must be an integer of 0 or more, not {quoted(value)}")
+    return value
 
 
 def shared_input(name: str, datatype: str, shape: tuple[int, ...], parameters: dict,
@@ -111,10 +115,7 @@ def output_places(requested: Optional[dict[str, dict]]) -> dict[str, RegionSlice
 
 def register_request(body: dict) -> tuple[str, int, int]:
     """A register call's (key, offset, byte_size); InvalidInput names what is missing or ill-typed."""
-    key, offset, byte_size = body.get("key"), body.get("offset", 0), body.get("byte_size")
+    key = body.get("key")
     if not isinstance(key, str) or not key:
         raise InvalidInput("'key' must name the shared memory object")
-    for name, value in (("offset", offset), ("byte_size", byte_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise InvalidInput(f"'{name}' must be an integer of 0 or more")
-    return key, offset, byte_size
+    return key, count(body.get("offset", 0), "'offset'"), count(body.get("byte_size"), "'byte_size'")

@@ -124,7 +124,8 @@ def write_tensors(arrays: dict[str, np.ndarray], as_binary: Callable[[str], bool
     """JSON descriptions of tensors (with ``parameters`` of their own), their data inline, or, for those
     ``as_binary`` names, in the chunks that follow the JSON. PluginError for BYTES asked for as JSON that are
     not text."""
-    described, chunks = [], []
+    described: list[dict[str, object]] = []
+    chunks: list[bytes] = []
     for name, array in arrays.items():
         if isinstance(array, shared_memory.SharedOutput):
             described.append({"name": name, "datatype": array.datatype, "shape": list(array.shape),

@@ -54,7 +54,8 @@ def encode(message: object, spill: Optional[Spill] = None) -> list:
         return False
 
     body = pickle.dumps(message, protocol=5, buffer_callback=in_band)
-    parts, sizes = [], []
+    parts: list[bytes | memoryview] = []
+    sizes: list[int] = []
     for buffer in buffers:
         raw = buffer.raw()
         if spill is not None and raw.nbytes >= SPILL_ABOVE:

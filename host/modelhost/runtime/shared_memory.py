@@ -188,8 +188,8 @@ class Regions:
         with self.lock:
             for name, value in request.inputs.items():
                 if isinstance(value, SharedInput):
-                    request.inputs[name] = SharedInput(value.name, value.datatype, value.shape,
-                                                       self.found(value.place, f"input {quoted(name)}"))
+                    request.inputs[name] = SharedInput(  # type: ignore[assignment]  # read where the model runs
+                        value.name, value.datatype, value.shape, self.found(value.place, f"input {quoted(name)}"))
             request.output_places = {name: self.found(place, f"output {quoted(name)}")
                                      for name, place in request.output_places.items()}
 
