@@ -1,5 +1,7 @@
 """Plugins the benchmarks serve by import path."""
 
+import time
+
 import numpy as np
 
 from modelhost import hookimpl
@@ -25,7 +27,13 @@ class Nothing:
 
 
 class Identity:
-    """Answers each request with its own inputs, on a hook thread (plugins/echo's runs on the event loop)."""
+    """Answers each request with its own inputs, on a hook thread (plugins/echo's runs on the event loop), after
+    waiting the request's ``wait_ms`` parameter (none by default): a request as long as another, without its work."""
+
+    @hookimpl
+    def preprocess(self, request):
+        time.sleep(request.parameters.get("wait_ms", 0) / 1000)
+        return request.inputs
 
     @hookimpl
     def predict(self, inputs):

@@ -20,8 +20,8 @@ import numpy as np
 from modelhost.runtime import channel as channels
 from modelhost.runtime.spill import Spill
 
-SIZES_MB = (0.0625, 0.25, 1, 4, 8, 16, 64)
-ROUNDS = 3
+SIZES_MB = (0.0625, 0.25, 1, 4, 8, 16, 32, 64)
+ROUNDS = 4
 
 
 def echo(sock: socket.socket, spilled: bool) -> None:

@@ -39,7 +39,8 @@ IN_BAND_BELOW = 1024
 IOV_MAX = os.sysconf("SC_IOV_MAX")
 SPILLED = 1 << 63  # a buffer length with this bit set: the part is the name of a spilled buffer's object
 # Measured with bench/worker_channel.py, a round trip of one array: through the socket faster up to 4 MiB, about
-# even at 8 MiB, spilled 2.7x faster at 16 MiB and 3.6x at 64 MiB.
+# even at 8 and 16 MiB (spilled 1.1-1.2x faster), spilled 3.5x faster at 32 MiB and 3x at 64 MiB, where asyncio's
+# reads of the socket fall off a cliff.
 SPILL_ABOVE = 8 << 20
 
 
