@@ -26,7 +26,8 @@ import requests
 import yaml
 
 from modelhost import kserve_flags
-from modelhost.cli import build_parser, chosen_specs
+from modelhost.cli import build_parser
+from modelhost.plugins import chosen_specs
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ["inferenceservice.yaml", "transformer.yaml"]  # in deploy/

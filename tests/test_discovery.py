@@ -7,7 +7,7 @@ import sys
 import pytest
 import requests
 
-from modelhost import cli
+from modelhost import cli, plugins
 from modelhost.plugins import ENTRY_POINT_GROUP, discover
 from support import ROOT, plugin_env, running_server
 
@@ -61,7 +61,7 @@ def test_serving_an_installed_model_that_is_not_there_names_what_is(installed_en
 
 
 def test_with_no_plugin_at_all_serve_says_how_to_get_one(monkeypatch, caplog):
-    monkeypatch.setattr(cli, "discover", lambda: [])
+    monkeypatch.setattr(plugins, "discover", lambda: [])
     assert cli.main(["serve", "--http_port", "0", "--host", "127.0.0.1"]) == 2
     assert f"install a plugin that declares a '{ENTRY_POINT_GROUP}' entry point, or pass --plugin" in caplog.text
 

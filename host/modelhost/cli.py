@@ -6,13 +6,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Union
 
 from . import __version__, kserve_flags, logs, settings
 from .listing import list_command
 from .errors import CannotServe, PluginLoadError
 from .grpc import bounds as grpc_bounds
-from .plugins import ENTRY_POINT_GROUP, PluginSpec, discover, select
+from .plugins import ENTRY_POINT_GROUP, chosen_specs
 from .scaffold import write_plugin
 from .protocol.limits import RequestLimits
 from .server import ServerConfig, default_hook_threads, serve
@@ -275,21 +275,6 @@ def serve_command(args: argparse.Namespace) -> int:
         limits=RequestLimits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(RequestLimits)}),
     )
     serve(config)
-
-
-def chosen_specs(models: list[str], plugins: list[str], model_files: Sequence[PluginSpec] = ()) -> list[PluginSpec]:
-    """--model's installed plugins (all without --plugin or --model_dir), --plugin's, and --model_dir's."""
-    installed = discover()
-    if models:
-        specs = select(installed, models)
-    else:
-        specs = [] if plugins or model_files else installed
-    specs += [PluginSpec.from_import_path(text) for text in plugins] + list(model_files)
-    names = [spec.name for spec in specs]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise PluginLoadError(f"more than one plugin is named {', '.join(twice)}")
-    return specs
 
 
 def new_command(args: argparse.Namespace) -> int:

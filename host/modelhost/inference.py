@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 from . import logs, tracing
 from .errors import ClientGone, ModelhostError, ServerShuttingDown
 from .inflight import InFlight
-from .metrics import Metrics
+from .metrics import Metrics, statistics_of
 from .model import served_version
 from .protocol import triton
 from .repository import ModelRepository
@@ -84,12 +84,17 @@ class Inference:
             call.span = tracing.start_request(self.tracer, protocol, headers)
         return call
 
+    def place_in_regions(self, request: InferenceRequest, model: str, peer: str) -> None:
+        """Find the shared-memory regions a request's tensors name (Triton's extension), counted in the metrics."""
+        if request.output_places or any(isinstance(value, SharedInput) for value in request.inputs.values()):
+            self.metrics.shared_memory_used(model, *self.regions.place(request, peer))
+
     def statistics(self, name: Optional[str] = None, version: Optional[str] = None) -> dict:
         """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""
         runners = {name: self.repository.get(name, version)} if name else self.repository.runners
         return {"model_stats": [
             triton.model_statistics(served, version or served_version(runner.spec, runner.metadata),
-                                self.metrics.statistics(served))
+                                statistics_of(self.metrics, served))
             for served, runner in runners.items()
         ]}
 
@@ -154,8 +159,7 @@ class InferenceCall:
 
     def submit(self, runner: Runner, version: Optional[str], request: InferenceRequest) -> None:
         request.request_id = self.origin.request_id
-        if request.output_places or any(isinstance(value, SharedInput) for value in request.inputs.values()):
-            self.place_in_regions(request)
+        self.inference.place_in_regions(request, self.name, self.origin.peer)
         if request.protocol == "v2":
             request.verb = answering_verb(request.verb, runner.verbs)
         if self.span is not None:
@@ -169,12 +173,6 @@ class InferenceCall:
             self.settle(outcome)
         else:
             outcome.add_done_callback(self.settle)
-
-    def place_in_regions(self, request: InferenceRequest) -> None:
-        """Find the shared-memory regions the request's tensors name, and count them in the metrics."""
-        self.inference.regions.place(request, self.origin.peer)
-        shared = [value.place.byte_size for value in request.inputs.values() if isinstance(value, SharedInput)]
-        self.inference.metrics.shared_memory_used(self.name, len(shared), sum(shared), len(request.output_places))
 
     def model_version(self) -> Optional[str]:
         """The version of the model that answers: the one the request named, else the one served."""

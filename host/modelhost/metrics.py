@@ -191,34 +191,36 @@ class Metrics:
 
         return generate_latest(self.every_process()), CONTENT_TYPE_LATEST
 
-    def statistics(self, model: str) -> "ModelStatistics":
-        """Triton's statistics of a model, from these metrics (of every process)."""
-        totals: dict[str, float] = {}
-        success = fail = 0.0
-        for family in self.every_process().collect():
-            for sample in family.samples:
-                if sample.labels.get("model_name") != model:
-                    continue
-                if sample.name == "modelhost_requests_total":
-                    if sample.labels["status"] == "200":
-                        success += sample.value
-                    else:
-                        fail += sample.value
+
+def statistics_of(metrics: Metrics, model: str) -> "ModelStatistics":
+    """Triton's statistics of a model, from ``metrics`` (of every process)."""
+    totals: dict[str, float] = {}
+    success = fail = 0.0
+    for family in metrics.every_process().collect():
+        for sample in family.samples:
+            if sample.labels.get("model_name") != model:
+                continue
+            if sample.name == "modelhost_requests_total":
+                if sample.labels["status"] == "200":
+                    success += sample.value
                 else:
-                    totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+                    fail += sample.value
+            else:
+                totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
 
-        def duration(histogram: str) -> Duration:
-            return Duration(int(totals.get(f"{histogram}_count", 0)), int(1e9 * totals.get(f"{histogram}_sum", 0)))
+    def duration(histogram: str) -> Duration:
+        return Duration(int(totals.get(f"{histogram}_count", 0)), int(1e9 * totals.get(f"{histogram}_sum", 0)))
 
-        failed_ns = int(1e9 * totals.get("modelhost_failed_request_seconds_total", 0))
-        stage = {name: duration(STAGE_HISTOGRAMS[name][0]) for name in STAGE_HISTOGRAMS}
-        return ModelStatistics(
-            success=Duration(int(success), duration("modelhost_request_seconds").ns - failed_ns),
-            fail=Duration(int(fail), failed_ns), queue=stage["queue"], compute_input=stage["preprocess"],
-            compute_infer=stage["predict"], compute_output=stage["postprocess"],
-            execution_count=duration("modelhost_batch_size").count,
-            last_inference_ms=int(1000 * totals.get("modelhost_last_inference_timestamp_seconds", 0)),
-        )
+    failed_ns = int(1e9 * totals.get("modelhost_failed_request_seconds_total", 0))
+    stage = {name: duration(STAGE_HISTOGRAMS[name][0]) for name in STAGE_HISTOGRAMS}
+    return ModelStatistics(
+        success=Duration(int(success), duration("modelhost_request_seconds").ns - failed_ns),
+        fail=Duration(int(fail), failed_ns), queue=stage["queue"], compute_input=stage["preprocess"],
+        compute_infer=stage["predict"], compute_output=stage["postprocess"],
+        execution_count=duration("modelhost_batch_size").count,
+        last_inference_ms=int(1000 * totals.get("modelhost_last_inference_timestamp_seconds", 0)),
+    )
+
 
 
 @dataclass(frozen=True)

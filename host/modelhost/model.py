@@ -8,7 +8,7 @@ an event loop, the server's or its worker's, its synchronous hooks sent to
 threads through ``offload``. Nothing here knows about HTTP.
 """
 
-import dataclasses
+import contextlib
 import logging
 import time
 from enum import Enum
@@ -25,7 +25,7 @@ from .protocol.declared import DeclaredInputs, DeclaredOutputs
 from .replies import Reply, carried
 from .request import InferenceRequest
 from .rows import check_rows, rows
-from .runtime.shared_memory import read_inputs, write_outputs
+from .runtime.shared_memory import read_inputs, written
 from .settings import ServingSettings
 
 log = logging.getLogger("modelhost")
@@ -96,10 +96,8 @@ class Model:
 
     async def unload(self) -> None:
         """Call the plugin's ``unload``; its exception is logged (by ``call``), never raised."""
-        try:
+        with contextlib.suppress(ModelhostError):
             await self.call("unload", name=self.name)
-        except ModelhostError:
-            pass
 
     @property
     def watched(self) -> bool:
@@ -158,12 +156,7 @@ class Model:
                 self.compared_outputs = None  # once: the plugin's code will not change while it serves
                 log.warning("model %r answers other outputs than its metadata tells clients: %s (logged once)",
                             self.name, difference)
-        if not request.output_places:
-            return answer
-        # Written here, where the model runs: outputs in shared memory cross to no other process.
-        if isinstance(answer, Reply):
-            return dataclasses.replace(answer, payload=write_outputs(answer.payload, request.output_places))
-        return write_outputs(answer, request.output_places)
+        return written(answer, request.output_places)  # here, where the model runs: they cross no other process
 
     async def timed(self, requests: list[InferenceRequest], hook: str, offload: Union[Offload, None, Own] = OWN,
                     **kwargs):

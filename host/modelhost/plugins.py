@@ -15,7 +15,7 @@ import re
 import traceback
 import types
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import importlib_metadata
 import pluggy
@@ -246,3 +246,18 @@ def select(specs: Iterable[PluginSpec], names: Iterable[str]) -> list[PluginSpec
         known = ", ".join(sorted(by_name)) or "none"
         raise PluginLoadError(f"no installed model named {', '.join(missing)} (installed: {known})")
     return [by_name[name] for name in names]
+
+
+def chosen_specs(models: list[str], plugins: list[str], model_files: Sequence[PluginSpec] = ()) -> list[PluginSpec]:
+    """--model's installed plugins (all without --plugin or --model_dir), --plugin's, and --model_dir's."""
+    installed = discover()
+    if models:
+        specs = select(installed, models)
+    else:
+        specs = [] if plugins or model_files else installed
+    specs += [PluginSpec.from_import_path(text) for text in plugins] + list(model_files)
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise PluginLoadError(f"more than one plugin is named {', '.join(twice)}")
+    return specs

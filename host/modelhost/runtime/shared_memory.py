@@ -20,6 +20,7 @@ which in a worker process costs the worker (it is restarted), and in the
 server process the server: serve clients that might from workers.
 """
 
+import dataclasses
 import ipaddress
 import mmap
 import os
@@ -33,6 +34,7 @@ import numpy as np
 from ..errors import InvalidInput, quoted
 from ..protocol import tensors
 from ..protocol.shared_memory import EXTENSION, RegionSlice, SharedInput, SharedOutput
+from ..replies import Reply
 from ..request import InferenceRequest
 
 SHM_ROOT = "/dev/shm"
@@ -113,6 +115,15 @@ def write_outputs(outputs: dict[str, np.ndarray], places: dict[str, RegionSlice]
     return written
 
 
+def written(answer: Any, places: dict[str, RegionSlice]) -> Any:
+    """A carried answer (``replies.carried``) with the outputs its request placed in regions written there."""
+    if not places:
+        return answer
+    if isinstance(answer, Reply):
+        return dataclasses.replace(answer, payload=write_outputs(answer.payload, places))
+    return write_outputs(answer, places)
+
+
 def is_loopback(peer: str) -> bool:
     """Whether a request's peer (``127.0.0.1``, or gRPC's ``ipv4:127.0.0.1:5000``) is this machine."""
     host = peer
@@ -182,16 +193,20 @@ class Regions:
             raise InvalidInput(f"no shared memory region {quoted(name)} is registered")
         return region
 
-    def place(self, request: InferenceRequest, peer: str) -> None:
-        """Find the regions the request's tensors name: InvalidInput for one not registered or a slice past its end."""
+    def place(self, request: InferenceRequest, peer: str) -> tuple[int, int, int]:
+        """Find the regions the request's tensors name: InvalidInput for one not registered or a slice past its end.
+        How many inputs are in regions, their bytes, and how many outputs, for the metrics."""
         self.allowed(peer)
+        sizes = []
         with self.lock:
             for name, value in request.inputs.items():
                 if isinstance(value, SharedInput):
                     request.inputs[name] = SharedInput(  # type: ignore[assignment]  # read where the model runs
                         value.name, value.datatype, value.shape, self.found(value.place, f"input {quoted(name)}"))
+                    sizes.append(value.place.byte_size)
             request.output_places = {name: self.found(place, f"output {quoted(name)}")
                                      for name, place in request.output_places.items()}
+        return len(sizes), sum(sizes), len(request.output_places)
 
     def found(self, place: RegionSlice, what: str) -> RegionSlice:
         region = self.named(place.region)
