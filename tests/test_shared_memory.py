@@ -263,8 +263,8 @@ def test_nothing_stays_open_or_mapped_after_many_requests(served, regions):
     for _ in range(200):
         infer()
     assert (outputs.get(np.float32, DATA.shape) == DATA * 2).all()
-    assert open_files() == before
-    assert not any(mapped_keys(pid) for pid in processes)
+    # A worker lets go of a request's mappings just after its answer is written: a moment after the client has it.
+    wait_until(lambda: open_files() == before and not any(mapped_keys(pid) for pid in processes), timeout=5)
     client.unregister_system_shared_memory(inputs.name)
     client.unregister_system_shared_memory(outputs.name)
 

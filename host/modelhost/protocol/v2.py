@@ -82,7 +82,7 @@ def decode_request(body: jsonio.Buffer, header_length: Optional[str],
         id=_optional(payload, "id", str),
         parameters=parameters,
         requested_outputs=requested_outputs,
-        output_places=shared_memory.output_places(requested_outputs),
+        output_places=shared_memory.output_places(requested_outputs) if requested_outputs else {},
     )
 
 
@@ -101,7 +101,7 @@ def read_tensors(described: list, binary: memoryview,
             raise InvalidInput(f"input {quoted(name)} is given twice")
         limits.check_parameters(len(parameters), f"input {quoted(name)}")
         size = parameters.get("binary_data_size")
-        in_region = shared_memory.shared_input(name, datatype, shape, parameters, "data" in raw)
+        in_region = shared_memory.shared_input(name, datatype, shape, parameters, "data" in raw) if parameters else None
         if in_region is not None:
             arrays[name] = in_region  # type: ignore[assignment]  # read where the model runs
         elif size is None:
