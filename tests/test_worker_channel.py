@@ -90,14 +90,17 @@ def spilled_objects(server_pid: int) -> list[str]:
 def test_tensors_of_spill_above_or_more_cross_through_shared_memory_and_leave_nothing_behind():
     message = {"large": np.arange(SPILL_ABOVE // 4, dtype=np.float32), "small": np.arange(IN_BAND_BELOW)}
     spill = Spill(os.getpid(), 1)
-    header = encode(message, spill)[0]
-    assert [size & SPILLED for size in lengths(header[8:])] == [SPILLED, 0]  # only the large one, by name
-    spill.sweep()
-    for received in (blocking_to_async(message, spill), async_to_blocking(message, spill)):
-        assert all(np.array_equal(received[name], message[name]) for name in message)
-        assert received["large"].flags.writeable  # a private mapping: the plugin's own to change
-        received["large"][0] = -1
-        assert not spilled_objects(os.getpid())  # the receiver removed the name as it mapped the object
+    try:
+        header = encode(message, spill)[0]
+        assert [size & SPILLED for size in lengths(header[8:])] == [SPILLED, 0]  # only the large one, by name
+        spill.sweep()
+        for received in (blocking_to_async(message, spill), async_to_blocking(message, spill)):
+            assert all(np.array_equal(received[name], message[name]) for name in message)
+            assert received["large"].flags.writeable  # a private mapping: the plugin's own to change
+            received["large"][0] = -1
+            assert not spilled_objects(os.getpid())  # the receiver removed the name as it mapped the object
+    finally:
+        spill.sweep()  # a failed assertion leaves no 8 MiB object behind
 
 
 def test_what_a_worker_never_took_is_swept_once_it_has_exited():
