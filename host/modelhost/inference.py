@@ -23,7 +23,6 @@ from .metrics import Metrics, statistics_of
 from .model import served_version
 from .protocol import triton
 from .repository import ModelRepository
-from .protocol.shared_memory import SharedInput
 from .request import InferenceRequest
 from .runtime.runner import Runner
 from .runtime.shared_memory import Regions
@@ -86,8 +85,9 @@ class Inference:
 
     def place_in_regions(self, request: InferenceRequest, model: str, peer: str) -> None:
         """Find the shared-memory regions a request's tensors name (Triton's extension), counted in the metrics."""
-        if request.output_places or any(isinstance(value, SharedInput) for value in request.inputs.values()):
-            self.metrics.shared_memory_used(model, *self.regions.place(request, peer))
+        placed = self.regions.place(request, peer)
+        if placed:
+            self.metrics.shared_memory_used(model, *placed)
 
     def statistics(self, name: Optional[str] = None, version: Optional[str] = None) -> dict:
         """Triton's statistics of model ``name`` (ModelNotFound when it is not served), or of every served one."""

@@ -56,10 +56,10 @@ class SharedOutput:
     datatype: str
     shape: tuple[int, ...]
     place: RegionSlice
-    written: int  # bytes
+    byte_size: int  # what was written of the slice
 
     def parameters(self) -> dict[str, Any]:
-        return {REGION: self.place.region, OFFSET: self.place.offset, BYTE_SIZE: self.written}
+        return {REGION: self.place.region, OFFSET: self.place.offset, BYTE_SIZE: self.byte_size}
 
 
 def region_slice(parameters: dict, what: str) -> Optional[RegionSlice]:

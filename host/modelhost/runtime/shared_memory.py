@@ -193,20 +193,21 @@ class Regions:
             raise InvalidInput(f"no shared memory region {quoted(name)} is registered")
         return region
 
-    def place(self, request: InferenceRequest, peer: str) -> tuple[int, int, int]:
+    def place(self, request: InferenceRequest, peer: str) -> Optional[tuple[int, int, int]]:
         """Find the regions the request's tensors name: InvalidInput for one not registered or a slice past its end.
-        How many inputs are in regions, their bytes, and how many outputs, for the metrics."""
+        How many inputs are in regions, their bytes, and how many outputs, for the metrics; None when it names
+        no region."""
+        shared = {name: value for name, value in request.inputs.items() if isinstance(value, SharedInput)}
+        if not (shared or request.output_places):
+            return None
         self.allowed(peer)
-        sizes = []
         with self.lock:
-            for name, value in request.inputs.items():
-                if isinstance(value, SharedInput):
-                    request.inputs[name] = SharedInput(  # type: ignore[assignment]  # read where the model runs
-                        value.name, value.datatype, value.shape, self.found(value.place, f"input {quoted(name)}"))
-                    sizes.append(value.place.byte_size)
+            for name, value in shared.items():
+                request.inputs[name] = SharedInput(  # type: ignore[assignment]  # read where the model runs
+                    value.name, value.datatype, value.shape, self.found(value.place, f"input {quoted(name)}"))
             request.output_places = {name: self.found(place, f"output {quoted(name)}")
                                      for name, place in request.output_places.items()}
-        return len(sizes), sum(sizes), len(request.output_places)
+        return len(shared), sum(value.place.byte_size for value in shared.values()), len(request.output_places)
 
     def found(self, place: RegionSlice, what: str) -> RegionSlice:
         region = self.named(place.region)
