@@ -29,11 +29,11 @@ Run it from the repository root with modelhost installed, and the generative sam
    prompt, one stream at a time: tokens per second through modelhost (in the server process and in a worker)
    against ``python -m modelhost_generative.loop`` in a plain process (target: at least 0.9x), each answer's text
    checked against the loop's. tiny-gpt steps its sequences (``begin`` and ``step``, continuous batching:
-   continuous.py measures it under load); one stream at a time, each step advances that one alone, the step
-   scheduler's iterations on a hook thread in the server process and in place on a worker's event loop. Both
-   with OpenBLAS's threads as shipped and with ``OPENBLAS_NUM_THREADS=1``. A third served row runs the sample
-   ``inline`` (``peers/tiny_gpt_inline.py``; not how to serve it): the scheduler's iterations on the server's
-   event loop, what is left once they no longer cross to a hook thread.
+   continuous.py measures it under load); one stream at a time, each step advances that one alone, in place on
+   the event loop of the process it runs in (the server's or a worker's). Both with OpenBLAS's threads as shipped
+   and with ``OPENBLAS_NUM_THREADS=1``. Below each setting's rows, the floor (``peers/loop_to_socket.py``): the
+   plain loop writing each piece with one ``send`` to a socket that another process reads, timed beside the loop
+   alone. No HTTP, no server: the most a served row can give against the loop on this machine.
 
 Every server is started once, on 127.0.0.1 and free ports, per-request logs off, and each route's answer is
 checked once first (the pieces' text, their count, what ends the stream). The load generator is
@@ -186,8 +186,6 @@ def build(pythons: dict, cache: Path, sample: bool) -> dict:
                                                    env)
             servers[f"gpt-w{suffix}"] = modelhost(f"modelhost, tiny-gpt in a worker{said}", 1, {SAMPLE_MODEL: None},
                                                   env)
-            servers[f"gpt-inline{suffix}"] = modelhost(f"modelhost, tiny-gpt in-process, inline{said}", 0,
-                                                       {SAMPLE_MODEL: "tiny_gpt_inline:TinyGPTInline"}, env)
     return servers
 
 
@@ -497,7 +495,7 @@ def sample_part(servers: dict, rounds: int, generations: int) -> list:
         except (RuntimeError, subprocess.TimeoutExpired) as exc:
             lines.append(f"  {title:<26}not run: {exc}")
             continue
-        rows = {"loop": [], f"gpt-in{suffix}": [], f"gpt-w{suffix}": [], f"gpt-inline{suffix}": []}
+        rows = {"loop": [], f"gpt-in{suffix}": [], f"gpt-w{suffix}": []}
         same = {key: True for key in rows}
         problems = {}
         for _ in range(rounds):
@@ -520,8 +518,7 @@ def sample_part(servers: dict, rounds: int, generations: int) -> list:
         loop_rates = [run["tokens_per_s"] for run in rows["loop"]]
         for key, label in (("loop", "plain loop (python -m modelhost_generative.loop)"),
                            (f"gpt-in{suffix}", "modelhost in-process (--replicas 0)"),
-                           (f"gpt-w{suffix}", "modelhost worker (--replicas 1)"),
-                           (f"gpt-inline{suffix}", "modelhost in-process, inline (not shipped)")):
+                           (f"gpt-w{suffix}", "modelhost worker (--replicas 1)")):
             if not rows[key]:
                 lines.append(f"  {title:<26}{label:<40}not run: {problems.get(key, 'no runs')}")
                 continue
@@ -533,10 +530,23 @@ def sample_part(servers: dict, rounds: int, generations: int) -> list:
             ttft = statistics.median(run["ttft_ms"] for run in rows[key])
             text = "" if key == "loop" else ("yes" if same[key] else "NO")
             lines.append(f"  {title:<26}{label:<40}{rate:>10.0f}{spread:>5.0f}{ttft:>9.2f}{ratio:>7.2f}x{text:>11}")
-            if key not in ("loop", f"gpt-inline{suffix}"):
+            if key != "loop":
                 summary.append(f"  {label}, {title}: {ratio:.2f}x the plain loop; target (at least {SAMPLE_TARGET}x): "
                                f"{'met' if ratio >= SAMPLE_TARGET else 'NOT met'}")
+        lines.append(f"  {title:<26}{floor(env, rounds * generations)}")
     return lines + summary
+
+
+def floor(env: dict, runs: int) -> str:
+    """The most any served row can give here: the loop writing each piece to a socket, beside the loop alone."""
+    label = "floor: the loop, each piece to a socket"
+    command = [sys.executable, str(PEERS / "loop_to_socket.py"), "--max-tokens", str(SAMPLE_TOKENS), "--runs", str(runs)]
+    done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
+    if done.returncode:
+        return f"{label:<40}not run: {done.stderr.strip()[-300:]}"
+    measured = json.loads(done.stdout)
+    return (f"{label:<40}{measured['writing']:>10.0f}{'':>14}{measured['ratio']:>7.2f}x  (against the loop alone "
+            f"beside it, {measured['alone']:.0f} tokens/s: bench/peers/loop_to_socket.py)")
 
 
 def versions(pythons: dict) -> list:

@@ -127,7 +127,7 @@ async def serve_on_loop(model: Model, sock: socket.socket, command_line: dict, s
         return
     # A step of many sequences runs on a thread, so that this loop sends their pieces and takes in new requests
     # meanwhile; one of a single sequence runs here, in place (sequences.py). Its StepReports go to the server.
-    sequences.attach(model, model.offload, sequences.GatheredReports(channel.post).add, alone_in_place=True)
+    sequences.attach(model, model.offload, sequences.GatheredReports(channel.post).add)
     answering: set[asyncio.Task] = set()
     generations = LoopGenerations(model, channel)
     while True:
