@@ -1,8 +1,9 @@
 """An A/B test of modelhost checkouts over gRPC: echo ModelInfer calls/s and server CPU per call, interleaved.
 
-    python bench/grpc_ab.py [--replicas N] [--rounds R] [--seconds S] [--in-flight K] NAME=HOST_DIR ...
+    python bench/grpc_ab.py [--replicas N] [--rounds R] [--seconds S] [--in-flight K] NAME='HOST_DIR [FLAGS]' ...
 
-Each HOST_DIR is a checkout's ``host/`` folder (this one's: ``host``), put first on the server's PYTHONPATH; each
+Each HOST_DIR is a checkout's ``host/`` folder (this one's: ``host``), put first on the server's PYTHONPATH,
+and FLAGS are more ``modelhost serve`` flags for that server (``asyncio='host --event-loop asyncio'``); each
 server serves ``plugins/echo`` on free ports, all side by side. Each round loads each server in turn for S seconds
 with a grpc.aio client keeping K calls in flight, so that the machine's drift hits them alike. Prints each run,
 then per server the median calls/s, the median server CPU per call (its process tree's, the steadier figure: the
@@ -12,6 +13,7 @@ client shares the machine), and the ratio of calls/s to the first. ab.py does th
 import argparse
 import asyncio
 import os
+import shlex
 import statistics
 import sys
 import tempfile
@@ -29,11 +31,11 @@ MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 BODY = grpc_v2.encode_infer_request("echo", {"x": np.ones((1, 4), np.float32)}).SerializeToString()
 
 
-def echo_server(label: str, host: Path, replicas: int) -> Server:
+def echo_server(label: str, host: Path, replicas: int, flags: list) -> Server:
     port, grpc_port = free_port(), free_port()
     command = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
                "--grpc_port", str(grpc_port), "--replicas", str(replicas), "--log-level", "WARNING",
-               "--plugin", "echo=modelhost_echo:Echo"]
+               "--plugin", "echo=modelhost_echo:Echo", *flags]
     return Server(label, command, {**os.environ, "PYTHONPATH": f"{host.resolve()}:{ECHO_PLUGIN}"}, port, grpc_port)
 
 
@@ -57,15 +59,17 @@ async def calls_per_second(address: str, seconds: float, in_flight: int) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("servers", nargs="+", metavar="NAME=HOST_DIR")
+    parser.add_argument("servers", nargs="+", metavar="NAME='HOST_DIR [FLAGS]'")
     parser.add_argument("--replicas", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--in-flight", type=int, default=16)
     args = parser.parse_args()
     print("$ python bench/grpc_ab.py " + " ".join(sys.argv[1:]))
-    servers = [echo_server(name, Path(host), args.replicas)
-               for name, host in (pair.split("=", 1) for pair in args.servers)]
+    servers = []
+    for name, _, spec in (pair.partition("=") for pair in args.servers):
+        host, *flags = shlex.split(spec)
+        servers.append(echo_server(name, Path(host), args.replicas, flags))
     figures: dict[str, list[tuple[float, float]]] = {server.label: [] for server in servers}
     with tempfile.TemporaryDirectory() as logs:
         try:

@@ -1,5 +1,6 @@
 """KServe's model server flags with KServe's spelling, acting as in KServe against a running server."""
 
+import importlib.util
 import json
 import socket
 import subprocess
@@ -124,9 +125,19 @@ def test_grpc_max_receive_message_length_bounds_grpc_alone():
 
 
 def test_flags_without_meaning_here_are_accepted_and_named_once():
-    with running_server(*DOUBLER, "--max_threads", "8", "--event-loop", "uvloop") as server:
-        for flag in ("--max_threads", "--event-loop"):
-            assert server.log.count(f"{flag} has no effect here") == 1
+    with running_server(*DOUBLER, "--max_threads", "8") as server:
+        assert server.log.count("--max_threads has no effect here") == 1
+
+
+@pytest.mark.parametrize("choice, loop", [("asyncio", "asyncio"), ("uvloop", "uvloop"), ("auto", "uvloop")])
+def test_event_loop_picks_the_loop_of_the_server_and_its_workers(choice, loop):
+    """In the server process (--replicas 0) and in a worker, whose async model needs a loop of its own."""
+    with running_server("--event-loop", choice, "--plugin", "here=fixture_plugins.awaiting:NamesItsLoop",
+                        "--plugin", "worker=fixture_plugins.awaiting:NamesItsLoop", "--replicas", "here=0",
+                        "--replicas", "worker=1") as server:
+        for model in ("here", "worker"):
+            answer = requests.post(f"{server.url}/v1/models/{model}:predict", json={"instances": [1]}, timeout=30)
+            assert answer.json() == {"predictions": [loop]}, model
 
 
 def test_enable_docs_url_false_serves_no_docs_pages():
@@ -177,3 +188,13 @@ def test_every_flag_of_kserves_own_parser_is_taken():
     result = json.loads(refused)
     assert result["flags"] > 20  # the parser was really read
     assert result["refused"] == {}
+
+
+def test_event_loop_auto_falls_back_to_asyncio_without_uvloop_and_uvloop_asked_for_is_said_missing(monkeypatch):
+    from modelhost import event_loops
+
+    found = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "uvloop" else found(name))
+    assert event_loops.resolve("auto") == "asyncio"
+    with pytest.raises(ValueError, match="uvloop is not installed"):
+        event_loops.resolve("uvloop")

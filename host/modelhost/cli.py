@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Union
 
-from . import __version__, kserve_flags, logs, settings
+from . import __version__, event_loops, kserve_flags, logs, settings
 from .listing import list_command
 from .errors import CannotServe, PluginLoadError
 from .grpc import bounds as grpc_bounds
@@ -245,6 +245,7 @@ def serve_command(args: argparse.Namespace) -> int:
         return 2
     try:
         tls = kserve_flags.tls_files(args)
+        event_loop = event_loops.resolve(args.event_loop)
     except ValueError as error:
         log.error("%s", error)
         return 2
@@ -272,6 +273,7 @@ def serve_command(args: argparse.Namespace) -> int:
         ray_address=args.ray_address,
         docs_pages=args.enable_docs_url,
         shared_memory=args.enable_shared_memory,
+        event_loop=event_loop,
         limits=RequestLimits(**{limit.name: getattr(args, limit.name) for limit in dataclasses.fields(RequestLimits)}),
     )
     serve(config)

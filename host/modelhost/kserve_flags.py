@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
-from . import logs
+from . import event_loops, logs
 from .errors import PluginLoadError
 from .formats import FormatChoice, model_dir_specs
 from .plugins import PluginSpec
@@ -34,7 +34,6 @@ HTTPS_PORT = 8443  # KServe's, when TLS is on and no port was given
 # Accepted, and named once at start-up as having no effect here, with the reason.
 NO_EFFECT = {
     "--max_threads": "gRPC runs on the event loop (grpc.aio), with no thread pool of its own",
-    "--event-loop": "the server runs on asyncio's own event loop",
 }
 
 
@@ -83,8 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser, flag: Callable[[Callable], Ca
     add_predictor_arguments(parser, boolean, count, flag(Bounded(int, 0)))
     parser.add_argument("--max_threads", type=count, default=None,
                         help=f"accepted; no effect: {NO_EFFECT['--max_threads']}")
-    parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=["auto", "asyncio", "uvloop"],
-                        default=None, help=f"accepted; no effect: {NO_EFFECT['--event-loop']}")
+    parser.add_argument("--event-loop", "--event_loop", dest="event_loop", choices=event_loops.CHOICES,
+                        default=event_loops.DEFAULT, help="the serving processes' event loop: auto (uvloop when "
+                        "installed, as KServe), asyncio or uvloop (default: auto)")
     parser.add_argument("--enable_docs_url", type=boolean, default=True, metavar="true|false",
                         help="serve the API as pages where requests can be tried: /docs, and each model's at "
                         "/v2/models/NAME/docs (default: true)")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable, NoReturn, Optional, Union
 
 import tornado.netutil
 
-from . import tracing
+from . import event_loops, tracing
 from .http.app import make_app
 from .inference import Inference
 from .inflight import InFlight
@@ -77,6 +77,7 @@ class ServerConfig:
     ray_address: Optional[str] = None  # the Ray cluster that models with runner "ray" join; None: a local Ray
     docs_pages: bool = True  # /docs and each model's page (--enable_docs_url)
     shared_memory: Union[bool, str] = LOOPBACK  # Triton's system shared memory: for all, none, or loopback clients
+    event_loop: str = "asyncio"  # what the serving processes and their workers run on (event_loops.resolve)
     limits: RequestLimits = field(default_factory=RequestLimits)  # what one request may hold beyond its bytes
 
 
@@ -124,7 +125,8 @@ def check_free(host: str, port: int) -> None:
 
 
 def serve_here(config: ServerConfig, sockets, board: Optional[LoadedBoard] = None) -> int:
-    return asyncio.run(_serve(config, sockets, board))
+    log.debug("on the %s event loop", config.event_loop)
+    return event_loops.run(_serve(config, sockets, board), config.event_loop)
 
 
 def exit_now(status: int) -> NoReturn:

@@ -23,13 +23,15 @@ from ..settings import ServingSettings
 @dataclass(frozen=True)
 class Serve:
     """Server to worker, first: the command line's settings for the model, which beat the plugin's own, the
-    predictor it sends its inputs to in the transformer role, whether the server traces (``tracing``), and the
-    server's import path, which the worker imports the plugin from (``search_path``; empty: its own)."""
+    predictor it sends its inputs to in the transformer role, whether the server traces (``tracing``), the
+    server's import path, which the worker imports the plugin from (``search_path``; empty: its own), and the kind
+    of event loop the server runs on."""
 
     command_line: dict
     predictor: Optional[PredictorSettings] = None
     tracing: bool = False
     search_path: tuple[str, ...] = ()
+    event_loop: str = "asyncio"  # what a worker whose model needs an event loop runs on (event_loops)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import logging
 import sys
 from typing import Callable, Optional
 
-from .. import tracing
+from .. import event_loops, tracing
 from ..errors import ModelNotReady
 from ..metrics import Metrics
 from ..plugins import PluginSpec
@@ -38,8 +38,9 @@ class WorkerPoolRunner:
         # What each worker is told: the command line's settings for this model, which beat the plugin's, and the
         # transformer role's predictor.
         # The server's import path: `python -m` put the worker's current folder first on its own, where a folder
-        # named as the plugin would shadow the installed package (the server has it only with --plugin).
-        self.serving = Serve(options, predictor, tracing.traced_here(), tuple(sys.path))
+        # named as the plugin would shadow the installed package (the server has it only with --plugin). A worker
+        # that needs an event loop runs on the kind the server runs on.
+        self.serving = Serve(options, predictor, tracing.traced_here(), tuple(sys.path), event_loops.running())
         self.timeout = timeout
         self.metrics = metrics
         self.queue = RequestQueue(spec.name, metrics.batch_size.labels(spec.name).observe, in_flight)

@@ -25,7 +25,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Optional, Union
 
-from .. import logs, sequences, tracing
+from .. import event_loops, logs, sequences, tracing
 from ..batched import infer_batch
 from ..errors import PluginError, PluginLoadError
 from ..hookcallers import offload_to, run_sync
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         channel.send(LoadFailed(str(exc), exc.where))
         return 0
     if needs_a_loop(model):
-        asyncio.run(serve_on_loop(model, sock, serve.command_line, spill))
+        event_loops.run(serve_on_loop(model, sock, serve.command_line, spill), serve.event_loop)
     else:
         serve_in_turn(model, channel, serve.command_line)
     return 0
