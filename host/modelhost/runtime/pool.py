@@ -78,6 +78,8 @@ class WorkerPoolRunner:
         if isinstance(started, Ready):
             self.settings = started.settings
             self.loaded = True
+        else:  # it crashed while loading, and is restarted: a load asked for meanwhile is told why it failed
+            self.reason = started.reason
         count = self.settings.replicas
         # An awaiting model's replicas run many batches at once: with batching off, each one request.
         self.queue.configure(self.settings, count, shares=not (isinstance(started, Ready) and started.awaits))
