@@ -89,6 +89,10 @@ def serve(config: ServerConfig) -> NoReturn:
     """
     if config.tls:
         Certificates(config.tls)  # a pair that cannot serve is refused before anything starts
+    # uvloop starts worker processes with fork(), which runs gRPC's fork handlers (asyncio's loop uses vfork,
+    # which does not), and they print a warning to stderr whenever gRPC's threads are busy. A worker execs at once
+    # and needs none of them. Read by gRPC's core when it starts, in each serving process: set before that.
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
     try:
         sockets = tornado.netutil.bind_sockets(config.http_port, config.host)
     except OSError as exc:
