@@ -116,10 +116,11 @@ class Scheduler:
         self.offload = offload  # None: the iteration runs on the event loop, as an inline model's hooks do
         self.report = report
         # A short step of one sequence on the event loop, in place: a thread would cost each of its pieces an
-        # interpreter-lock hand-off (the served sample at one stream: 0.50x its plain loop through a thread,
-        # 0.70x in place), and it holds the loop no longer than a hook thread holding the interpreter lock
-        # would (its switch interval is 5 ms too). A long one goes to the thread, so that a request arriving
-        # meanwhile (a few turns of the loop from its bytes to joining) waits for no more than the step under way.
+        # interpreter-lock hand-off (the served sample at one stream, in the server process: 0.50x its plain
+        # loop through a thread, 0.86x in place), and it holds the loop no longer than a hook thread holding
+        # the interpreter lock would (its switch interval is 5 ms too). A long one goes to the thread, so that a
+        # request arriving meanwhile (a few turns of the loop from its bytes to joining) waits for no more than the
+        # step under way.
         self.alone_took = 0.0  # seconds the last step of one sequence took
         self.waiting: collections.deque[Sequence] = collections.deque()
         self.active: list[Sequence] = []
