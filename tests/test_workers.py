@@ -147,6 +147,9 @@ def test_a_plugin_crashing_at_start_is_restarted_with_growing_backoff(installed_
         server.wait_for_log("its worker exited with status 1 while loading")
         answer = predict(server, "CrashesAtStart", [1])
         assert answer.status_code == 503 and "exited with status 1 while loading" in answer.json()["error"]
+        # A load asked for is told why it failed, not that the model is still "loading".
+        load = requests.post(f"{server.url}/v2/repository/models/CrashesAtStart/load", timeout=60)
+        assert load.status_code == 400 and "exited with status 1 while loading" in load.json()["error"], load.text
 
 
 def answered(server) -> None:
