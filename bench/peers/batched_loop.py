@@ -16,10 +16,7 @@ import statistics
 import time
 
 from modelhost_generative.generation import Decoding, prompt_ids, step_all
-from modelhost_generative.network import load_network
-from modelhost_generative.tokenizer import load_tokenizer
-
-PROMPT = "The model server answers one question at a time"  # the loop's default
+from modelhost_generative.loop import PROMPT, load
 
 
 def one_run(network, codec, ids: list, sequences: int, max_tokens: int) -> float:
@@ -37,8 +34,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    codec = load_tokenizer()
-    network = load_network(codec.vocab_size)
+    network, codec = load()
     ids = prompt_ids(codec, PROMPT)
     one_run(network, codec, ids, args.sequences, 8)  # warm-up
     rates = [one_run(network, codec, ids, args.sequences, args.max_tokens) for _ in range(args.runs)]

@@ -22,10 +22,8 @@ import time
 from typing import Optional
 
 from modelhost_generative.generation import pieces, prompt_ids
-from modelhost_generative.network import load_network
-from modelhost_generative.tokenizer import load_tokenizer
+from modelhost_generative.loop import PROMPT, load
 
-PROMPT = "The model server answers one question at a time"  # the loop's default
 DRAIN = "import socket, sys\nend = socket.socket(fileno=int(sys.argv[1]))\nwhile end.recv(65536):\n    pass\n"
 
 
@@ -44,8 +42,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
-    codec = load_tokenizer()
-    network = load_network(codec.vocab_size)
+    network, codec = load()
     ids = prompt_ids(codec, PROMPT)
     mine, theirs = socket.socketpair()
     reader = subprocess.Popen([sys.executable, "-c", DRAIN, str(theirs.fileno())], pass_fds=[theirs.fileno()])

@@ -15,8 +15,16 @@ import time
 from typing import Optional
 
 from .generation import pieces, prompt_ids
-from .network import load_network
-from .tokenizer import load_tokenizer
+from .network import Network, load_network
+from .tokenizer import Codec, load_tokenizer
+
+PROMPT = "The model server answers one question at a time"  # the default, which bench/'s loops read too
+
+
+def load() -> tuple[Network, Codec]:
+    """The network and tokenizer, as the plugin loads them."""
+    codec = load_tokenizer()
+    return load_network(codec.vocab_size), codec
 
 
 def timed_run(network, codec, prompt: str, max_tokens: int, temperature: float, top_p: float,
@@ -37,7 +45,7 @@ def timed_run(network, codec, prompt: str, max_tokens: int, temperature: float, 
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description="Time tiny-gpt's generation loop alone.")
-    parser.add_argument("--prompt", default="The model server answers one question at a time")
+    parser.add_argument("--prompt", default=PROMPT)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--temperature", type=float, default=0.0)
     parser.add_argument("--top-p", type=float, default=1.0)
@@ -47,8 +55,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    codec = load_tokenizer()
-    network = load_network(codec.vocab_size)
+    network, codec = load()
     print(f"loaded in {time.perf_counter() - started:.2f} s: {network.config}")
     timed_run(network, codec, args.prompt, 8, args.temperature, args.top_p, args.seed)  # warm-up
 
