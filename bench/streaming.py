@@ -2,6 +2,7 @@
 
     python bench/streaming.py          # 3 interleaved runs of 3 s per row and c, then parts 2 and 3 (about 11 min)
     python bench/streaming.py --quick  # 1 run of 2 s per row and c, shorter parts 2 and 3 (about 4 min)
+    python bench/streaming.py --sample-only --runs 5  # part 3 alone, 5 rounds, no peer installed (about 5 min)
 
 Options: --runs N and --seconds S override either mode; --client-processes P splits the load generator over P
 processes; --cache DIR (default bench/.cache) holds the peers' virtual environments (installed there on first
@@ -120,9 +121,14 @@ def percentile(values: list, quantile: float) -> float:
 
 def parse_args(description: str = __doc__.splitlines()[0], seconds: int = 3, quick_seconds: int = 2,
                quick: str = "1 run of 2 s per row and c; shorter parts 2 and 3",
-               cache: str = "the peers' virtual environments, weights, bodies and logs") -> argparse.Namespace:
-    """The options of this script, and of those built on it (continuous.py) with their own durations."""
+               cache: str = "the peers' virtual environments, weights, bodies and logs",
+               parts: bool = False) -> argparse.Namespace:
+    """The options of this script (``parts``: its own --sample-only), and of those built on it (continuous.py)
+    with their own durations."""
     parser = argparse.ArgumentParser(description=description)
+    if parts:
+        parser.add_argument("--sample-only", action="store_true",
+                            help="part 3 alone: the sample against its plain loop, no peer (--runs rounds)")
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
     parser.add_argument("--seconds", type=int,
@@ -540,7 +546,8 @@ def sample_part(servers: dict, rounds: int, generations: int) -> list:
 def floor(env: dict, runs: int) -> str:
     """The most any served row can give here: the loop writing each piece to a socket, beside the loop alone."""
     label = "floor: the loop, each piece to a socket"
-    command = [sys.executable, str(PEERS / "loop_to_socket.py"), "--max-tokens", str(SAMPLE_TOKENS), "--runs", str(runs)]
+    command = [sys.executable, str(PEERS / "loop_to_socket.py"), "--max-tokens", str(SAMPLE_TOKENS),
+               "--runs", str(runs)]
     done = subprocess.run(command, env={**os.environ, **env}, capture_output=True, text=True, timeout=600)
     if done.returncode:
         return f"{label:<40}not run: {done.stderr.strip()[-300:]}"
@@ -560,13 +567,13 @@ def versions(pythons: dict) -> list:
 
 
 def main() -> None:
-    args = parse_args()
+    args = parse_args(parts=True)
     began = time.monotonic()
     print("command: " + shlex.join(["python", "bench/streaming.py", *sys.argv[1:]]))
     cache = environment.prepare_cache(args.cache)
     print(f"cache (the peers' environments, the sample's weights, bodies, server logs): {cache}")
     pythons = {}
-    for peer in ("kserve", "mlserver"):
+    for peer in () if args.sample_only else ("kserve", "mlserver"):
         try:
             pythons[peer] = environment.venv_python(cache, peer)
         except RuntimeError as exc:
@@ -581,8 +588,14 @@ def main() -> None:
         print("!! the generative sample is not installed (pip install -e ./sample_generative_plugin): no part 3")
 
     servers = build(pythons, cache, sample)
+    if args.sample_only:
+        servers = {key: server for key, server in servers.items() if key.startswith("gpt")}
     servers = start(servers, cache, "streaming")
     try:
+        if args.sample_only:
+            if sample:
+                print("\n".join(sample_part(servers, args.runs, 3 if args.quick else 5)), flush=True)
+            return
         rows, broken = targets(), {}
         print(f"\n1. streaming overhead: checking each row once, {PIECES} pieces of {PIECE!r} a stream", flush=True)
         preflight(servers, rows, broken)

@@ -117,7 +117,7 @@ class Scheduler:
         self.report = report
         # A short step of one sequence on the event loop, in place: a thread would cost each of its pieces an
         # interpreter-lock hand-off (the served sample at one stream, in the server process: 0.50x its plain
-        # loop through a thread, 0.86x in place), and it holds the loop no longer than a hook thread holding
+        # loop through a thread, 0.72-0.86x in place), and it holds the loop no longer than a hook thread holding
         # the interpreter lock would (its switch interval is 5 ms too). A long one goes to the thread, so that a
         # request arriving meanwhile (a few turns of the loop from its bytes to joining) waits for no more than the
         # step under way.
