@@ -35,7 +35,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from peers import cases, cpu, environment, grpc_infer, h2load, wrk
+import compare
+from peers import cases, cpu, environment, grpc_infer
 from peers.servers import ECHO_PLUGIN, PEERS, Server, environment as server_environment, free_port
 
 BENCH = Path(__file__).resolve().parent
@@ -105,13 +106,9 @@ def hot_cases(folder: Path) -> list:
 
 
 def load(server: Server, case: HotCase, seconds: int) -> tuple[float, float, float]:
-    """(requests/s, p99 ms, server CPU µs a request) of one run."""
+    """(requests/s, p99 ms, server CPU µs a request) of one run: compare.py's wrk or h2load run."""
     before = cpu.tree_seconds(server.process.pid)
-    if case.grpc:
-        run = h2load.run(f"http://{server.grpc_address}{case.path}", case.body, case.headers, case.answer_bytes,
-                         case.connections, seconds)
-    else:
-        run = wrk.run(f"{server.url}{case.path}", case.body, case.headers, case.connections, seconds)
+    run = compare.load(server, case, case.connections, seconds)
     if run.errors:
         raise SystemExit(f"{server.label}: {run.errors} errors on {case.title}; see {server.log}")
     answered = max(run.requests, 1)
