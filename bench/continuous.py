@@ -3,7 +3,8 @@
     python bench/continuous.py          # 3 interleaved runs of 10 s per row (about 9 min)
     python bench/continuous.py --quick  # 1 run of 4 s per row (about 3 min)
 
-Options: --runs N and --seconds S override either mode; --client-processes P splits the load generator over P
+Options: --runs N and --seconds S override either mode; --rows steps-w,gen-w runs those rows alone (keys: steps-w,
+steps-in, gen-w, ks, ks-direct); --client-processes P splits the load generator over P
 processes; --cache DIR (default bench/.cache) holds KServe's virtual environment (``kserve-generative`` in
 peers/environment.py: KServe 0.21 on this machine's NumPy and tokenizers, installed there on first use), the
 sample's weights, the bodies and the servers' logs. Run it from the repository root with modelhost and the
@@ -29,7 +30,9 @@ least 6x the tokens/s of TinyGPTGenerator (both in a worker; the server process'
 figure), and at least 5x KServe's (each KServe row); its TTFT at p99 at c=32 is at most 2x the single-stream
 figure, its TTFT p50 at c=1 on the same server (the p99 over p99 is printed beside it). Beside them, the
 sample's batched step alone in a plain process (``peers/batched_loop.py``: 32 sequences stepped together to 200
-tokens, no server) gives what no server's c=32 row can pass here, as the plain loop does for one stream.
+tokens, no server) gives what no server's c=32 row can pass here, as the plain loop does for one stream; the
+ceilings after the targets say what it leaves of them: the length of its step, which a new request arriving
+at c=32 waits for, and 5x KServe's step on the event loop over it.
 
 Before the load, the plain loop (``python -m modelhost_generative.loop``) gives the reference text and tokens,
 and each server's streamed answer is read whole once and checked: its text is the loop's, its text pieces come
@@ -89,8 +92,13 @@ PEER = "kserve-generative"
 
 
 def parse_args() -> argparse.Namespace:
-    return streaming.parse_args(__doc__.splitlines()[0], seconds=10, quick_seconds=4, quick="1 run of 4 s per row",
-                                cache="KServe's virtual environment, weights, bodies and logs")
+    args = streaming.parse_args(__doc__.splitlines()[0], seconds=10, quick_seconds=4, quick="1 run of 4 s per row",
+                                cache="KServe's virtual environment, weights, bodies and logs",
+                                rows=[target.key for target in targets()])
+    unknown = set(args.rows) - {target.key for target in targets()}
+    if unknown:
+        sys.exit(f"--rows: no row {', '.join(sorted(unknown))}")
+    return args
 
 
 # The servers and their rows.
@@ -238,14 +246,16 @@ def render(rows: list, measured: dict, broken: dict, per_piece: dict, staggers: 
     return lines
 
 
-def verdicts(rows: list, measured: dict, per_piece: dict) -> list:
-    labels = {target.key: target.label for target in rows}
+def verdicts(rows: list, measured: dict, per_piece: dict, batched: float) -> list:
+    labels = {target.key: target.label for target in targets()}
     lines = []
 
     def said(ratio: float, met: bool) -> str:
         return "not measured" if ratio != ratio else ("met" if met else "NOT met")  # nan: a row is missing
 
     for key in ("steps-w", "steps-in"):
+        if all(target.key != key for target in rows):
+            continue
         mine = tokens_per_s(measured, key, STREAMS, per_piece)
         for versus, target in (("gen-w", STEPS_TARGET), ("ks", KSERVE_TARGET), ("ks-direct", KSERVE_TARGET)):
             theirs = tokens_per_s(measured, versus, STREAMS, per_piece) if (versus, STREAMS) in measured else 0
@@ -261,6 +271,20 @@ def verdicts(rows: list, measured: dict, per_piece: dict) -> list:
                          f"{said(ratio, ratio <= TTFT_TARGET)}")
         else:
             lines.append(f"  {labels[key]}, TTFT: not measured")
+    return lines + ceilings(measured, per_piece, batched)
+
+
+def ceilings(measured: dict, per_piece: dict, batched: float) -> list:
+    """What the batched step alone, with no server, allows of the targets."""
+    step_ms = 1e3 * STREAMS / batched
+    lines = [f"  ceilings: the batched step alone ({batched:.0f} tokens/s) is a step of {STREAMS} sequences every "
+             f"{step_ms:.2f} ms; a request arriving during one waits for the rest of it (at p99 nearly all) before "
+             "its own begin and first step"]
+    if ("ks-direct", STREAMS) in measured:
+        theirs = tokens_per_s(measured, "ks-direct", STREAMS, per_piece)
+        lines.append(f"  ceilings: {KSERVE_TARGET:g}x KServe's step on the event loop ({theirs:.0f} tokens/s) is "
+                     f"{KSERVE_TARGET * theirs:.0f} tokens/s, {KSERVE_TARGET * theirs / batched:.2f}x the batched step "
+                     "alone")
     return lines
 
 
@@ -276,11 +300,12 @@ def main() -> None:
     print("command: " + shlex.join(["python", "bench/continuous.py", *sys.argv[1:]]))
     cache = environment.prepare_cache(args.cache)
     print(f"cache (KServe's environment, the sample's weights, bodies, server logs): {cache}")
-    try:
-        python = environment.venv_python(cache, PEER)
-    except RuntimeError as exc:
-        print(f"!! KServe could not be installed, going on without it: {exc}")
-        python = None
+    python = None
+    if any(target.server == "ks" for target in targets() if target.key in args.rows):
+        try:
+            python = environment.venv_python(cache, PEER)
+        except RuntimeError as exc:
+            print(f"!! KServe could not be installed, going on without it: {exc}")
     os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")  # the sample's weights, for the loop and the servers
     os.environ.update(ONE_THREAD)  # the servers, their workers and the loop: the docstring says why
     print("\n".join(["", time.strftime("%Y-%m-%d %H:%M %Z"), *streaming.versions({}),
@@ -295,10 +320,11 @@ def main() -> None:
     print(f"the batched step alone (peers/batched_loop.py), {STREAMS} sequences together, no server: "
           f"{batched:.0f} tokens/s (median of 3): no c={STREAMS} row can pass it here", flush=True)
 
-    servers = build(python)
+    rows = [target for target in targets() if target.key in args.rows]
+    servers = {key: server for key, server in build(python).items() if any(row.server == key for row in rows)}
     servers = streaming.start(servers, cache, "continuous")
     try:
-        rows, broken = targets(), {}
+        broken: dict = {}
         folder = cache / "bodies"
         folder.mkdir(parents=True, exist_ok=True)
         bodies = {}
@@ -319,7 +345,7 @@ def main() -> None:
                  "to its first piece; CPU µs/token: the row's server (its worker included); client: the load "
                  f"generator's share of one core; stagger: sse_load --stagger at c={STREAMS}, the row's stream "
                  "duration from its warm-up", *render(rows, measured, broken, per_piece, staggers),
-                 "", "targets (issue 37):", *verdicts(rows, measured, per_piece),
+                 "", "targets (issue 37):", *verdicts(rows, measured, per_piece, batched),
                  table.others(measured, "the load generator")]
         print("\n".join(lines), flush=True)
     finally:

@@ -122,13 +122,16 @@ def percentile(values: list, quantile: float) -> float:
 def parse_args(description: str = __doc__.splitlines()[0], seconds: int = 3, quick_seconds: int = 2,
                quick: str = "1 run of 2 s per row and c; shorter parts 2 and 3",
                cache: str = "the peers' virtual environments, weights, bodies and logs",
-               parts: bool = False) -> argparse.Namespace:
+               parts: bool = False, rows: Optional[list] = None) -> argparse.Namespace:
     """The options of this script (``parts``: its own --sample-only), and of those built on it (continuous.py)
-    with their own durations."""
+    with their own durations (``rows``: the keys of its rows, for its --rows)."""
     parser = argparse.ArgumentParser(description=description)
     if parts:
         parser.add_argument("--sample-only", action="store_true",
                             help="part 3 alone: the sample against its plain loop, no peer (--runs rounds)")
+    if rows:
+        parser.add_argument("--rows", type=lambda text: text.split(","), default=rows,
+                            help=f"the rows to run, comma-separated (default: all of {','.join(rows)})")
     parser.add_argument("--quick", action="store_true", help=quick)
     parser.add_argument("--runs", type=int, help="interleaved runs per row (default: 3; --quick: 1)")
     parser.add_argument("--seconds", type=int,
