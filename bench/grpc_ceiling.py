@@ -10,7 +10,8 @@ options, GRPC_POLL_STRATEGY=poll, uvloop), grpc's sync server (1, 4, 16 workers;
 and 64 workers handing each call to an event loop, "+loop", as modelhost's
 pipeline would need), grpclib, and gRPC by hand over the ``h2`` package on
 asyncio. Against them: a bare Tornado handler POSTed V2 JSON, answering prebuilt bytes (the REST ceiling), and
-modelhost itself (echo plugin, --replicas 0) over gRPC and REST V2. gRPC rows run
+modelhost itself (echo plugin, --replicas 0) over gRPC and REST V2, and KServe 0.21's gRPC (compare.py's
+peer and its environment, installed on first use), which issue 39 asks modelhost to beat by 1.3x. gRPC rows run
 under h2load, REST rows under wrk, as compare.py does (peers/h2load.py, peers/wrk.py),
 at c = 1, 8, 64, round-robin over candidates. Each server is pinned to CPU 1 and
 the loader to CPU 0 (--no-pin: neither). Each candidate first answers one real
@@ -35,7 +36,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from peers import cpu, grpc_infer, h2load, wrk  # noqa: E402
+from peers import cpu, environment, grpc_infer, h2load, raw_ort, servers, sessions, wrk  # noqa: E402
 from peers.servers import ECHO_PLUGIN, Server, free_port  # noqa: E402
 
 SERVICE, METHOD = "inference.GRPCInferenceService", "ModelInfer"
@@ -199,7 +200,9 @@ ROWS = [  # label, --serve kind and options (None: modelhost), extra environment
     ("grpclib", ["grpclib"], {}, "grpclib"), ("h2 on asyncio", ["h2"], {}, "h2"),
     ("h2 on asyncio +parse", ["h2", "parse"], {}, "h2"), ("h2 on uvloop", ["h2", "uvloop"], {}, "uvloop"),
     ("Tornado, prebuilt V2 JSON (wrk)", ["tornado"], {}, None), ("modelhost gRPC", None, {}, None),
+    ("KServe 0.21 gRPC (compare.py's)", ["kserve"], {}, None),
 ]
+KSERVE = ROWS[-1][0]
 
 
 def start(folder: Path, pin: bool) -> list:
@@ -214,10 +217,15 @@ def start(folder: Path, pin: bool) -> list:
         if flags is None:
             command = ["-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port), "--grpc_port",
                        str(grpc_port), "--replicas", "0", "--log-level", "WARNING", "--plugin", "echo=modelhost_echo:Echo"]
+        elif flags == ["kserve"]:
+            kserve = servers.kserve(kserve_python(), access_logs=False)
+            command, port, grpc_port = kserve.command, kserve.port, kserve.grpc_port
+            env = {**env, **kserve.env}
         else:
             answer = folder / ("answer.json" if flags[0] == "tornado" else "answer.bin")
             command, grpc_port = [__file__, "--serve", flags[0], str(port), str(answer), *flags[1:]], port
-        server = Server(label, (["taskset", "-c", "1"] if pin else []) + [sys.executable, *command],
+        program = command if flags == ["kserve"] else [sys.executable, *command]
+        server = Server(label, (["taskset", "-c", "1"] if pin else []) + program,
                         {**os.environ, "PYTHONPATH": pythonpath, **env}, port, grpc_port)
         server.start(folder / "logs" / f"{len(targets)}.log")
         rest = f"http://127.0.0.1:{port}/v2/models/echo/infer"
@@ -225,6 +233,16 @@ def start(folder: Path, pin: bool) -> list:
         if flags is None:
             targets.append(("modelhost REST V2 (wrk)", server, rest))
     return targets
+
+
+def kserve_python() -> Path:
+    """compare.py's KServe environment, and the model files its server loads (it serves all of compare.py's)."""
+    cache = BENCH / ".cache"
+    os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
+    from modelhost_alexnet import network
+    os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
+    os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
+    return environment.venv_python(cache, "kserve")
 
 
 def check(label, server, address, bodies) -> int:
@@ -334,12 +352,13 @@ def report(labels: list, results: dict, args) -> None:
                   f"{median(r.p50_ms for r, _, _ in runs):>7.2f}{median(r.p99_ms for r, _, _ in runs):>7.2f}"
                   f"{median(s / max(r.requests - r.errors, 1) * 1e6 for r, s, _ in runs):>7.0f}"
                   f"{sum(r.errors for r, _, _ in runs):>7}{max(o for _, _, o in runs):>7.2f}")
-    bases = [labels.index(base) for base in ("grpc.aio", "modelhost REST V2 (wrk)")]
-    print(f"\ncalls/s over another row's, c = 1, 8, 64:{'/ grpc.aio':>19}{'/ modelhost REST V2':>24}")
+    names = [base for base in ("grpc.aio", "modelhost REST V2 (wrk)", KSERVE) if base in labels]
+    bases = [labels.index(base) for base in names]
+    print("\ncalls/s over another row's, c = 1, 8, 64:" + "".join(f"{'/ ' + name.split(' (')[0]:>24}" for name in names))
     for index, label in enumerate(labels):
         cells = [f"{rates[index, c] / rates[base, c]:>6.2f}" if (index, c) in rates and (base, c) in rates else f"{'-':>6}"
                  for base in bases for c in (1, 8, 64)]
-        print(f"  {label:<36}{''.join(cells[:3])}     {''.join(cells[3:])}")
+        print(f"  {label:<36}" + "     ".join("".join(cells[at:at + 3]) for at in range(0, len(cells), 3)))
 
 
 if __name__ == "__main__":
