@@ -6,10 +6,11 @@ Tornado's ``web.Application`` and ``RequestHandler`` as they are, fed by
 httptools' parser (uvicorn's) where Tornado's ``HTTP1Connection`` and
 ``IOStream`` would read: a request's bytes are parsed in C, and no future or
 coroutine is made per read. What it leaves out (a measurement, not a server):
-limits, timeouts, chunked responses, flow control, pipelining (a request that
-arrives before the one before it is answered is parsed and answered in turn,
-at once), TLS. Against ``bare_tornado.py`` it says what an HTTP/1.1 front end
-below Tornado's handlers could gain.
+limits, timeouts, flow control, pipelining (a request that arrives before the
+one before it is answered is parsed and answered in turn, at once), TLS.
+Against ``bare_tornado.py`` it says what an HTTP/1.1 front end below
+Tornado's handlers could gain; ``modelhost_httptools.py`` puts modelhost's
+own application on the same ``Connection``.
 """
 
 import asyncio
@@ -33,37 +34,47 @@ class Context:
 
 
 class Exchange(tornado.httputil.HTTPConnection):
-    """One request's side of the connection, as Tornado's handlers write to it: the answer sent whole at finish."""
+    """One request's side of the connection, as Tornado's handlers write to it (and modelhost's exchanges, with
+    ``write_answer``): an answer whole, or chunked when a handler flushes before it knows its length."""
 
-    def __init__(self, transport: asyncio.Transport, keep_alive: bool):
+    def __init__(self, transport: asyncio.Transport, keep_alive: bool, method: str):
         self.transport = transport
         self.keep_alive = keep_alive
+        self.method = method
         self.context = Context()
-        self.parts: list[bytes] = []
+        self.chunked = False
 
     def set_close_callback(self, callback) -> None:
         pass
 
+    def write_answer(self, status: int, reason: str, headers: list, body: bytes) -> None:
+        lines = [b"HTTP/1.1 %d %s" % (status, reason.encode("latin1")),
+                 *(f"{name}: {value}".encode("latin1") for name, value in headers),
+                 *([] if self.keep_alive else [b"Connection: close"]), b"", b"" if self.method == "HEAD" else body]
+        self.transport.write(b"\r\n".join(lines))
+        self.finish()
+
     def write_headers(self, start_line, headers, chunk=None):
+        if "Content-Length" not in headers:
+            headers["Transfer-Encoding"] = "chunked"
+            self.chunked = True
         if not self.keep_alive:
             headers["Connection"] = "close"
         lines = [f"HTTP/1.1 {start_line.code} {start_line.reason}",
                  *(f"{name}: {value}" for name, value in headers.get_all())]
-        self.parts.append(("\r\n".join(lines) + "\r\n\r\n").encode("latin1"))
-        return self.write(chunk) if chunk else self.written()
+        self.transport.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin1"))
+        return self.write(chunk)
 
     def write(self, chunk: bytes, callback=None):
-        self.parts.append(chunk)
-        return self.written()
-
-    @staticmethod
-    def written() -> asyncio.Future:
+        if chunk:
+            self.transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
         future = asyncio.get_running_loop().create_future()
         future.set_result(None)
         return future
 
     def finish(self) -> None:
-        self.transport.write(b"".join(self.parts))
+        if self.chunked:
+            self.transport.write(b"0\r\n\r\n")
         if not self.keep_alive:
             self.transport.close()
 
@@ -101,13 +112,14 @@ class Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        exchange = Exchange(self.transport, self.parser.should_keep_alive())
+        method = self.parser.get_method().decode()
+        exchange = Exchange(self.transport, self.parser.should_keep_alive(), method)
         delegate = self.application.start_request(None, exchange)
-        start_line = tornado.httputil.RequestStartLine(self.parser.get_method().decode(), self.url.decode("latin1"),
+        start_line = tornado.httputil.RequestStartLine(method, self.url.decode("latin1"),
                                                        f"HTTP/{self.parser.get_http_version()}")
         delegate.headers_received(start_line, self.headers)
         if self.body:
-            delegate.data_received(b"".join(self.body))
+            delegate.data_received(bytearray(b"".join(self.body)))  # writable, as modelhost's bodies are
         delegate.finish()
 
 
