@@ -24,7 +24,6 @@ bench/results/DATE-compare.svg (DATE-compare-logs-on.svg with --access-logs,
 
 import argparse
 import json
-import os
 import resource
 import shlex
 import sys
@@ -34,7 +33,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-from modelhost_alexnet import network
 
 from peers import cases as casebook
 from peers import chart, cpu, environment, grpc_infer, h2load, raw_ort, servers as launcher, sessions, table, wrk
@@ -232,10 +230,7 @@ def main() -> None:
     print(f"cache (virtual environments, models, bodies, server logs): {cache}")
     environment.ensure_tools()
     pythons, missing = install(cache)
-    # The sample builds AlexNet into MODELHOST_CACHE_DIR once; every server reads that one file.
-    os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
-    os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
-    os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
+    raw_ort.point_servers_at(cache / "models")
     print("\n".join(["", date, *environment.versions(pythons), LOGGING[args.access_logs]]))
     alone = raw_limits(1.0 if args.quick else 3.0)
     cases = casebook.build(cache / "bodies", args.concurrencies, args.alexnet_concurrencies)

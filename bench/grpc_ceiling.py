@@ -36,7 +36,7 @@ import numpy as np
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
-from peers import cpu, environment, grpc_infer, h2load, raw_ort, servers, sessions, wrk  # noqa: E402
+from peers import cpu, environment, grpc_infer, h2load, raw_ort, servers, wrk  # noqa: E402
 from peers.servers import ECHO_PLUGIN, Server, free_port  # noqa: E402
 
 SERVICE, METHOD = "inference.GRPCInferenceService", "ModelInfer"
@@ -215,16 +215,17 @@ def start(folder: Path, pin: bool) -> list:
             continue
         port, grpc_port = free_port(), free_port()
         if flags is None:
-            command = ["-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port), "--grpc_port",
-                       str(grpc_port), "--replicas", "0", "--log-level", "WARNING", "--plugin", "echo=modelhost_echo:Echo"]
+            program = [sys.executable, "-m", "modelhost", "serve", "--host", "127.0.0.1", "--http_port", str(port),
+                       "--grpc_port", str(grpc_port), "--replicas", "0", "--log-level", "WARNING", "--plugin",
+                       "echo=modelhost_echo:Echo"]
         elif flags == ["kserve"]:
             kserve = servers.kserve(kserve_python(), access_logs=False)
-            command, port, grpc_port = kserve.command, kserve.port, kserve.grpc_port
+            program, port, grpc_port = kserve.command, kserve.port, kserve.grpc_port
             env = {**env, **kserve.env}
         else:
             answer = folder / ("answer.json" if flags[0] == "tornado" else "answer.bin")
-            command, grpc_port = [__file__, "--serve", flags[0], str(port), str(answer), *flags[1:]], port
-        program = command if flags == ["kserve"] else [sys.executable, *command]
+            program = [sys.executable, __file__, "--serve", flags[0], str(port), str(answer), *flags[1:]]
+            grpc_port = port
         server = Server(label, (["taskset", "-c", "1"] if pin else []) + program,
                         {**os.environ, "PYTHONPATH": pythonpath, **env}, port, grpc_port)
         server.start(folder / "logs" / f"{len(targets)}.log")
@@ -238,10 +239,7 @@ def start(folder: Path, pin: bool) -> list:
 def kserve_python() -> Path:
     """compare.py's KServe environment, and the model files its server loads (it serves all of compare.py's)."""
     cache = BENCH / ".cache"
-    os.environ["MODELHOST_CACHE_DIR"] = str(cache / "models")
-    from modelhost_alexnet import network
-    os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
-    os.environ[sessions.GEMM_ENV] = str(raw_ort.gemm_path(cache / "models"))
+    raw_ort.point_servers_at(cache / "models")
     return environment.venv_python(cache, "kserve")
 
 

@@ -1,5 +1,6 @@
 """The models as ONNX files, and ONNX Runtime's own throughput on them: the limit for any server."""
 
+import os
 import time
 from pathlib import Path
 
@@ -8,6 +9,15 @@ from modelhost_alexnet import network
 from onnx import TensorProto, helper, numpy_helper
 
 GEMM_NAME = "gemm-16x4-seed0.onnx"
+
+
+def point_servers_at(models: Path) -> None:
+    """Servers started from here on read the models' ONNX files under ``models``: the sample builds AlexNet into
+    MODELHOST_CACHE_DIR once, and every server (and ``peers.sessions``) reads that one file, and the Gemm's."""
+    from . import sessions
+    os.environ["MODELHOST_CACHE_DIR"] = str(models)
+    os.environ[sessions.ALEXNET_ENV] = str(network.model_path())
+    os.environ[sessions.GEMM_ENV] = str(gemm_path(models))
 
 
 def gemm_path(models: Path) -> Path:
