@@ -101,3 +101,52 @@ def test_the_server_serves_on_after_all_of_it(server):
     connection.sendall(request(b"POST", b"/v1/models/echo:predict", PREDICT, b"Connection: close"))
     [(status, _, body)] = answers(closed_by_server(connection))
     assert (status, orjson.loads(body)) == (200, {"predictions": [2]})
+
+
+def test_pipelined_requests_on_every_kind_of_route_are_answered_in_order(server):
+    connection = connect(server)
+    chunked_predict = request(b"POST", b"/v1/models/echo:predict", b"", b"Transfer-Encoding: chunked") + \
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(b'{"instances": [2]}'), b'{"instances": [2]}')
+    connection.sendall(b"".join([
+        request(b"POST", b"/v1/models/echo:predict", PREDICT), request(b"GET", b"/v2/health/live"),
+        chunked_predict, request(b"GET", b"/v2/models/echo/ready"),
+        request(b"POST", b"/v1/models/echo:predict", b'{"instances": [3]}', b"Connection: close")]))
+    got = answers(closed_by_server(connection))
+    assert [(status, orjson.loads(body)) for status, _, body in got] == [
+        (200, {"predictions": [2]}), (200, {"live": True}), (200, {"predictions": [4]}),
+        (200, {"name": "echo", "ready": True}), (200, {"predictions": [6]})]
+
+
+def test_a_client_that_expects_100_continue_gets_it_before_it_sends_the_body(server):
+    connection = connect(server)
+    connection.sendall(request(b"POST", b"/v1/models/echo:predict", b"", b"Content-Length: %d" % len(PREDICT),
+                               b"Expect: 100-continue", b"Connection: close"))
+    assert connection.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    connection.sendall(PREDICT)
+    [(status, _, body)] = answers(closed_by_server(connection))
+    assert (status, orjson.loads(body)) == (200, {"predictions": [2]})
+
+
+def test_http_1_0_keeps_its_connection_only_when_it_asks_to(server):
+    def one_point_zero(*headers: bytes) -> bytes:
+        return b"\r\n".join([b"POST /v1/models/echo:predict HTTP/1.0", b"Content-Length: %d" % len(PREDICT),
+                             *headers, b"", PREDICT])
+
+    connection = connect(server)
+    connection.sendall(one_point_zero(b"Connection: keep-alive") + one_point_zero())
+    got = answers(closed_by_server(connection))
+    assert [(status, headers.get("connection")) for status, headers, _ in got] == [(200, "Keep-Alive"), (200, None)]
+
+
+@pytest.mark.parametrize("bad, status, error", [
+    (b"GET /v2/health/live HTTP/1.1\r\nX-Large: " + b"x" * 70000 + b"\r\n\r\n", 431,
+     "the request line and headers are larger than 65536 bytes"),
+    (b"GET /v2/health/live HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "malformed HTTP request: Invalid header token"),
+], ids=["headers too large", "malformed"])
+def test_bytes_that_are_not_a_request_are_refused_after_the_answers_before_them(server, bad, status, error):
+    connection = connect(server)
+    connection.sendall(request(b"POST", b"/v1/models/echo:predict", PREDICT) + bad)
+    got = answers(closed_by_server(connection))
+    assert [(status, orjson.loads(body)) for status, _, body in got] == [
+        (200, {"predictions": [2]}), (status, {"error": error})]
+    assert got[1][1]["connection"] == "close"

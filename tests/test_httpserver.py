@@ -32,21 +32,21 @@ class CountsPieces(tornado.web.RequestHandler):
         self.write({"pieces": self.pieces, "sha256": self.digest.hexdigest()})
 
 
-def request(body: bytes) -> bytes:
-    return b"POST / HTTP/1.1\r\nHost: test\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+def request(body: bytes, *headers: bytes) -> bytes:
+    return b"\r\n".join([b"POST / HTTP/1.1", b"Host: test", b"Content-Length: %d" % len(body), *headers, b"", body])
 
 
 async def exchange(*pieces: bytes) -> bytes:
-    """Sends the pieces with pauses between them, so that each arrives on its own; returns all that comes back."""
+    """Sends the pieces with pauses between them, so that each arrives on its own; returns all that comes back
+    until the server closes the connection."""
     [listening] = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(tornado.web.Application([("/", CountsPieces)]))
-    server.add_sockets([listening])
+    server = HTTPServer(tornado.web.Application([("/", CountsPieces)]), max_body_size=2**30)
+    await server.listen([listening])
     reader, writer = await asyncio.open_connection(*listening.getsockname())
     for piece in pieces:
         writer.write(piece)
         await writer.drain()
         await asyncio.sleep(0.002)
-    writer.write_eof()
     answers = await asyncio.wait_for(reader.read(), 30)
     server.stop()
     await server.close_all_connections()
@@ -63,7 +63,7 @@ def test_a_body_sent_in_pieces_reaches_the_handler_as_one_and_the_next_request_s
     # The headers alone, then the body in 64 pieces, the last one followed at once by a second request.
     pieces = [first[:first.index(b"\r\n\r\n") + 4]]
     pieces += [body[i:i + len(body) // 64] for i in range(0, len(body), len(body) // 64)]
-    pieces[-1] += request(b"tail")
+    pieces[-1] += request(b"tail", b"Connection: close")
     answers = answer_bodies(asyncio.run(exchange(*pieces)))
     assert answers == [
         {"pieces": [len(body)], "sha256": hashlib.sha256(body).hexdigest()},

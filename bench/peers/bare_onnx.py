@@ -7,17 +7,19 @@
 other requests meanwhile can do; ``thread`` hands it to a thread, as such a
 server must. Both answer the top-5 as JSON. The session is opened as every
 server in the comparison opens it (``sessions.py``, ``$BENCH_ALEXNET_ONNX``).
-``--whole-bodies`` serves it on modelhost's connections, which read a body
-whole (modelhost.http.httpserver), rather than on Tornado's, which read it in
-64 KB pieces: the handler stays bare, the body's way in is modelhost's.
+``--whole-bodies`` serves it on modelhost's HTTP/1.1 server, which gathers a
+body whole (modelhost.http.connection), rather than on Tornado's, which reads
+it in 64 KB pieces: the handler stays bare, the body's way in is modelhost's.
 """
 
+import asyncio
 import sys
 
 import numpy as np
 import orjson
 import tornado.httpserver
 import tornado.ioloop
+import tornado.netutil
 import tornado.web
 from modelhost.http.httpserver import HTTPServer
 
@@ -48,9 +50,16 @@ def main() -> None:
         raise SystemExit(__doc__)
     session = None if mode == "none" else sessions.alexnet_session()
     app = tornado.web.Application([(r"/v2/models/custom-model/infer", Infer, {"mode": mode, "session": session})])
-    server = HTTPServer(app) if options else tornado.httpserver.HTTPServer(app)
-    server.listen(port, address="127.0.0.1")
-    tornado.ioloop.IOLoop.current().start()
+    if options:
+        asyncio.run(serve_whole_bodies(app, port))
+    else:
+        tornado.httpserver.HTTPServer(app).listen(port, address="127.0.0.1")
+        tornado.ioloop.IOLoop.current().start()
+
+
+async def serve_whole_bodies(app: tornado.web.Application, port: int) -> None:
+    await HTTPServer(app, max_body_size=2**30).listen(tornado.netutil.bind_sockets(port, "127.0.0.1"))
+    await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

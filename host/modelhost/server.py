@@ -223,11 +223,11 @@ async def serve_until(config: ServerConfig, sockets, stopping: asyncio.Event,
         make_app(inference, config.max_buffer_size, config.auth_token, config.body_timeout, config.docs_pages,
                  config.limits),
         max_body_size=config.max_buffer_size,
-        idle_connection_timeout=config.idle_timeout,
-        ssl_options=certificates.context if certificates else None,
+        idle_timeout=config.idle_timeout,
+        ssl_context=certificates.context if certificates else None,
     )
     watching_certificates = asyncio.create_task(certificates.watch(stopping)) if certificates else None
-    server.add_sockets(sockets)
+    await server.listen(sockets)
     if "ray" in config.model_settings.get("runner", {}).values():
         # Before gRPC's threads start: starting a local Ray forks, and gRPC's fork handlers can hang it then.
         await connect_to_ray(ray_cluster, stopping)

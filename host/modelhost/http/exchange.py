@@ -75,7 +75,7 @@ V1_EXPLAIN = Codec("v1", lambda body, headers, limits, call: v1.decode_request(b
 
 
 class Connection(Protocol):
-    """The request's connection as an exchange uses it: ``httpserver.WholeBodyConnection``."""
+    """The request's connection as an exchange uses it: ``answer.Answer``."""
 
     def set_close_callback(self, callback: Optional[Callable[[], None]]) -> None: ...
 
@@ -134,7 +134,7 @@ class Exchange(tornado.httputil.HTTPMessageDelegate):
         # An answer in parts, while it is written (streaming): held here, as the loop keeps only weak references
         # to its tasks.
         self.sending: Optional[asyncio.Future] = None
-        # Tornado's type is the abstract HTTPConnection; the server's connections are WholeBodyConnections.
+        # Tornado's type is the abstract HTTPConnection; the server's are answer.Answers.
         self.connection = cast(Connection, request.connection)
         self.connection.set_close_callback(self.on_connection_close)
 

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping, Optional, Protocol
 
-import tornado.http1connection
 import tornado.httputil
 import tornado.ioloop
 import tornado.web
@@ -24,7 +23,7 @@ from ..inference import Inference
 from ..protocol import jsonio
 from ..protocol.limits import DEFAULT_LIMITS, RequestLimits
 from .encoding import Coding, request_coding
-from .httpserver import answer_and_close
+from .answer import Answer
 
 VERBS = ("get", "head", "post", "delete", "patch", "put", "options")
 
@@ -48,7 +47,7 @@ class BaseHandler(tornado.web.RequestHandler):
     """Reads bodies in chunks so that one over ``max_buffer_size`` is refused, not buffered.
 
     A declared length over the limit is refused from the headers; a chunked
-    body, once it outgrows the limit (``httpserver`` leaves that count to the
+    body, once it outgrows the limit (``connection`` leaves that count to the
     handler, so that the answer is always this 413).
     """
 
@@ -206,7 +205,7 @@ class Body:
     def whole(self) -> bytearray:
         """The body in one writable buffer, so that the binary tensors viewing it are a plugin's to change.
 
-        A body of known length comes as one (``httpserver.WholeBodyConnection``); a chunked one, in pieces. A
+        A body of known length comes as one (``connection.Connection``); a chunked one, in pieces. A
         compressed one is decoded: InvalidInput when it is not what its coding says, PayloadTooLarge when it
         inflates past ``max_buffer_size``.
         """
@@ -258,12 +257,9 @@ class BodyDeadlines:
         for handler in [handler for handler, deadline in self.deadlines.items() if deadline < now]:
             del self.deadlines[handler]
             connection = handler.request.connection
-            if not isinstance(connection, tornado.http1connection.HTTP1Connection):
-                continue
-            if connection.stream.closed():  # the client left: there is no one to answer
-                connection.close()
+            if not isinstance(connection, Answer) or connection.closed:  # the client left: no one to answer
                 continue
             error = BodyTimeout(f"the request body did not arrive within body_timeout ({self.seconds:g}s)")
             handler.body_late(error)
             headers = [("Content-Type", "application/json"), ("X-Request-Id", handler.request_id)]
-            answer_and_close(connection, error.status, headers, error_body(error.message))
+            connection.answer_and_close(error.status, headers, error_body(error.message))
