@@ -129,12 +129,14 @@ class Answer(tornado.httputil.HTTPConnection):
             if self.remaining is not None:
                 self.remaining -= len(chunk)
                 if self.remaining < 0:
+                    self.connection.close()  # the client could not tell this answer's end from the next one's
                     raise tornado.httputil.HTTPOutputError("Tried to write more data than Content-Length")
             self.connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
         return self.connection.drained()
 
     def finish(self) -> None:
         if self.remaining and not self.closed:
+            self.connection.close()  # as above: the client would wait for the rest
             raise tornado.httputil.HTTPOutputError(f"Tried to write {self.remaining} bytes less than Content-Length")
         if self.chunked:
             self.connection.send(b"0\r\n\r\n")
