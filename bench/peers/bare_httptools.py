@@ -9,8 +9,8 @@ coroutine is made per read. What it leaves out (a measurement, not a server):
 limits, timeouts, flow control, pipelining (a request that arrives before the
 one before it is answered is parsed and answered in turn, at once), TLS.
 Against ``bare_tornado.py`` it says what an HTTP/1.1 front end below
-Tornado's handlers could gain; ``modelhost_httptools.py`` puts modelhost's
-own application on the same ``Connection``.
+Tornado's handlers gains; modelhost's own (``host/modelhost/http/connection.py``)
+is one, with what a server must keep.
 """
 
 import asyncio
