@@ -141,7 +141,7 @@ class Answer(tornado.httputil.HTTPConnection):
         if self.chunked:
             self.connection.send(b"0\r\n\r\n")
         self.finished = True
-        self.connection.answered(self)
+        self.connection.turns.answered(self)
 
     def gone(self) -> None:
         """The client left before the answer was finished: the handler is told, once."""

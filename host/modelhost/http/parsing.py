@@ -1,8 +1,8 @@
 """A connection's bytes as requests: httptools' parser (llhttp, Node's, as uvicorn uses it), in C.
 
 ``RequestParser`` makes an ``Incoming`` of each request's line and headers
-and tells its ``connection.Connection`` as the headers, each piece of body and
-the end arrive. It bounds the request line and headers (``MAX_HEADER_BYTES``),
+and tells its connection's ``turns.Turns`` as the headers, each piece of body
+and the end arrive. It bounds the request line and headers (``MAX_HEADER_BYTES``),
 and says what is refused when the bytes are not a request this server reads.
 """
 
@@ -14,7 +14,7 @@ import tornado.httputil
 
 if TYPE_CHECKING:
     from .answer import Answer
-    from .connection import Connection
+    from .turns import Turns
 
 MAX_HEADER_BYTES = 65536  # the request line and headers together, as Tornado's max_header_size
 
@@ -79,8 +79,8 @@ class StopParsing(Exception):
 
 
 class RequestParser:
-    def __init__(self, connection: "Connection"):
-        self.connection = connection
+    def __init__(self, turns: "Turns"):
+        self.turns = turns
         self.parser = httptools.HttpRequestParser(self)
         self.incoming = Incoming()  # the request being parsed
         self.header_bytes = 0
@@ -123,18 +123,18 @@ class RequestParser:
         incoming.keep_alive = parser.should_keep_alive()
         length = incoming.headers.get("Content-Length")
         incoming.length = None if length is None else int(length)  # httptools has checked that it is one number
-        self.connection.headers_parsed(incoming)
+        self.turns.headers_parsed(incoming)
 
     def on_body(self, body: bytes) -> None:
         self.stop_if_ending()
-        self.connection.body_parsed(self.incoming, body)
+        self.turns.body_parsed(self.incoming, body)
 
     def on_message_complete(self) -> None:
         self.incoming.complete = True
-        self.connection.message_parsed(self.incoming)
+        self.turns.message_parsed(self.incoming)
 
     def stop_if_ending(self) -> None:
-        if self.connection.ending:
+        if self.turns.ending:
             raise StopParsing()
 
     def count_header_bytes(self, count: int) -> None:
