@@ -70,6 +70,9 @@ class Incoming:
             self.body[start:self.received] = chunk
 
 
+BETWEEN_REQUESTS = Incoming()  # never parsed into: each request's bytes begin with a new one
+
+
 class HeadersTooLarge(Exception):
     pass
 
@@ -82,7 +85,9 @@ class RequestParser:
     def __init__(self, turns: "Turns"):
         self.turns = turns
         self.parser = httptools.HttpRequestParser(self)
-        self.incoming = Incoming()  # the request being parsed
+        # The request being parsed; between requests, none: the last one's handler, and what its request holds
+        # (a tensor viewing a shared-memory region), must not outlive its answer here.
+        self.incoming = BETWEEN_REQUESTS
         self.header_bytes = 0
 
     def feed(self, data: bytes) -> Optional[Refusal]:
@@ -130,8 +135,9 @@ class RequestParser:
         self.turns.body_parsed(self.incoming, body)
 
     def on_message_complete(self) -> None:
-        self.incoming.complete = True
-        self.turns.message_parsed(self.incoming)
+        incoming, self.incoming = self.incoming, BETWEEN_REQUESTS
+        incoming.complete = True
+        self.turns.message_parsed(incoming)
 
     def stop_if_ending(self) -> None:
         if self.turns.ending:
