@@ -1,4 +1,5 @@
-"""The server's connections: a body of known length reaches the handler whole, however it arrives."""
+"""The server's connections: a body of known length reaches the handler whole, however it arrives; the server's
+own limits hold under a handler that applies none; requests to switch protocols are answered over HTTP/1.1."""
 
 import asyncio
 import hashlib
@@ -6,6 +7,7 @@ import json
 import socket
 
 import numpy as np
+import pytest
 import requests
 import tornado.httputil
 import tornado.netutil
@@ -36,11 +38,11 @@ def request(body: bytes, *headers: bytes) -> bytes:
     return b"\r\n".join([b"POST / HTTP/1.1", b"Host: test", b"Content-Length: %d" % len(body), *headers, b"", body])
 
 
-async def exchange(*pieces: bytes) -> bytes:
+async def exchange(*pieces: bytes, max_body_size: int = 2**30) -> bytes:
     """Sends the pieces with pauses between them, so that each arrives on its own; returns all that comes back
     until the server closes the connection."""
     [listening] = tornado.netutil.bind_sockets(0, "127.0.0.1")
-    server = HTTPServer(tornado.web.Application([("/", CountsPieces)]), max_body_size=2**30)
+    server = HTTPServer(tornado.web.Application([("/", CountsPieces)]), max_body_size=max_body_size)
     await server.listen([listening])
     reader, writer = await asyncio.open_connection(*listening.getsockname())
     for piece in pieces:
@@ -69,6 +71,22 @@ def test_a_body_sent_in_pieces_reaches_the_handler_as_one_and_the_next_request_s
         {"pieces": [len(body)], "sha256": hashlib.sha256(body).hexdigest()},
         {"pieces": [4], "sha256": hashlib.sha256(b"tail").hexdigest()},
     ]
+
+
+@pytest.mark.parametrize("framing", [b"Content-Length: 2000\r\n\r\n" + b"x" * 2000,
+                                     b"Transfer-Encoding: chunked\r\n\r\n3e8\r\n" + b"x" * 1000 + b"\r\n0\r\n\r\n"],
+                         ids=["declared", "chunked"])
+def test_a_body_over_the_limit_gets_the_servers_own_413_when_its_handler_does_not_count(framing):
+    head, _, body = asyncio.run(exchange(b"POST / HTTP/1.1\r\nHost: test\r\n" + framing, max_body_size=500)) \
+        .partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ") and b"\r\nConnection: close" in head
+    assert json.loads(body) == {"error": "the request body is larger than max_buffer_size (500 bytes)"}
+
+
+def test_a_request_to_switch_protocols_is_answered_over_http_1_1_and_its_connection_closed():
+    switching = request(b"", b"Connection: Upgrade", b"Upgrade: websocket")
+    answers = asyncio.run(exchange(switching + b"\x81\x05bytes of another protocol"))
+    assert answer_bodies(answers) == [{"pieces": [], "sha256": hashlib.sha256(b"").hexdigest()}]  # no 400 after it
 
 
 def binary_infer(x: np.ndarray) -> tuple[bytes, dict]:
