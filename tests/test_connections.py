@@ -142,7 +142,8 @@ def test_http_1_0_keeps_its_connection_only_when_it_asks_to(server):
     (b"GET /v2/health/live HTTP/1.1\r\nX-Large: " + b"x" * 70000 + b"\r\n\r\n", 431,
      "the request line and headers are larger than 65536 bytes"),
     (b"GET /v2/health/live HTTP/1.1\r\nNo colon here\r\n\r\n", 400, "malformed HTTP request: Invalid header token"),
-], ids=["headers too large", "malformed"])
+    (b"GET /v2/health/live HTTP/1.1\r\n\r\n", 400, "malformed HTTP request: Missing Host header"),
+], ids=["headers too large", "malformed", "no host"])
 def test_bytes_that_are_not_a_request_are_refused_after_the_answers_before_them(server, bad, status, error):
     connection = connect(server)
     connection.sendall(request(b"POST", b"/v1/models/echo:predict", PREDICT) + bad)
@@ -150,3 +151,12 @@ def test_bytes_that_are_not_a_request_are_refused_after_the_answers_before_them(
     assert [(status, orjson.loads(body)) for status, _, body in got] == [
         (200, {"predictions": [2]}), (status, {"error": error})]
     assert got[1][1]["connection"] == "close"
+    assert "Traceback" not in server.log
+
+
+def test_hundreds_of_pipelined_requests_in_one_send_are_all_answered_in_order(server):
+    connection = connect(server)
+    predicts = [request(b"POST", b"/v1/models/echo:predict", b'{"instances": [%d]}' % n) for n in range(500)]
+    connection.sendall(b"".join(predicts) + request(b"GET", b"/v2/health/live", b"", b"Connection: close"))
+    got = answers(closed_by_server(connection))
+    assert [orjson.loads(body) for _, _, body in got] == [{"predictions": [2 * n]} for n in range(500)] + [{"live": True}]

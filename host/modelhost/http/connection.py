@@ -42,6 +42,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelhost")
 
 LINGER_SECONDS = 5.0  # nginx's lingering_timeout
+# Pipelined requests held parsed while one is answered; the bytes after them wait unparsed, and nothing more is
+# read. Parsed a piece at a time (a body of known length in one), a read of many small requests never becomes
+# thousands of parsed ones.
+MAX_QUEUED = 8
+PIECE_BYTES = 4096
 
 
 class Connection(asyncio.Protocol):
@@ -59,6 +64,7 @@ class Connection(asyncio.Protocol):
         self.lingering = False
         self.linger_end: Optional[asyncio.TimerHandle] = None
         self.refusal: Optional[Refusal] = None  # said before closing, once the answers before it are out
+        self.unparsed: bytes | memoryview = b""  # read, not yet parsed: behind MAX_QUEUED requests
 
     # asyncio's side.
 
@@ -72,6 +78,25 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.lingering:
             return  # dropped: the answer is out and the connection closes
+        if not self.unparsed and len(data) <= PIECE_BYTES and len(self.turns.queued) < MAX_QUEUED:
+            self.feed(data)  # the common case: one piece
+            return
+        self.unparsed = bytes(self.unparsed) + data if self.unparsed else data
+        self.parse()
+
+    def parse(self) -> None:
+        """Parses what has been read, a piece at a time, while fewer than MAX_QUEUED requests wait their turn."""
+        view, start = memoryview(self.unparsed), 0
+        while start < len(view) and len(self.turns.queued) < MAX_QUEUED and self.refusal is None and not self.ending:
+            incoming = self.parser.incoming
+            size = PIECE_BYTES if not incoming.length else max(PIECE_BYTES, incoming.length - incoming.received)
+            self.feed(view[start:start + size])
+            start += size
+        self.unparsed = view[start:] if start < len(view) and not self.ending else b""
+        if self.unparsed:
+            self.pause_reading()
+
+    def feed(self, data: bytes | memoryview) -> None:
         refusal = self.parser.feed(data)
         if refusal is not None:
             self.refuse_after_answers(refusal)
@@ -100,6 +125,11 @@ class Connection(asyncio.Protocol):
             self.linger_end.cancel()
         self.turns.lost()
 
+    @property
+    def ending(self) -> bool:
+        """Nothing more is parsed: the connection lingers or has closed."""
+        return self.lingering or self.closed
+
     # Between answers.
 
     def ready_for_next(self) -> None:
@@ -110,7 +140,7 @@ class Connection(asyncio.Protocol):
             # On a later turn, as Tornado does: the next request waits behind other clients.
             asyncio.get_running_loop().call_soon(self.turns.next_request)
         elif self.refusal is not None:
-            self.close()
+            self.end_with(self.refusal)
         else:
             self.idle_since = time.monotonic()
             self.resume_reading()
@@ -118,13 +148,19 @@ class Connection(asyncio.Protocol):
     def refuse_after_answers(self, refusal: Refusal) -> None:
         """The client's bytes are not a request this server reads: nothing more is read; the requests before
         them are answered, then ``refusal`` is, and the connection closes."""
-        self.refusal = refusal
-        self.pause_reading()
-        if refusal.status:
-            log.info("refused from %s: %d %s", self.peer, refusal.status, refusal.message)
         current = self.turns.current
         if current is None and not self.turns.queued or current is not None and not current.complete:
-            self.close()
+            self.end_with(refusal)
+            return
+        self.refusal = refusal
+        self.pause_reading()
+
+    def end_with(self, refusal: Refusal) -> None:
+        """Closes the connection at once, saying ``refusal`` unless an answer is under way."""
+        if refusal.status and refusal.status < 500:
+            log.info("refused from %s: %d %s", self.peer, refusal.status, refusal.message)
+        self.refusal = refusal
+        self.close()
 
     # Writing, and the connection's end.
 
@@ -171,6 +207,6 @@ class Connection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if not self.reading and not self.closed and self.refusal is None:
+        if not self.reading and not self.closed and self.refusal is None and not self.unparsed:
             self.reading = True
             self.transport.resume_reading()

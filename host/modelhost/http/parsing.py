@@ -90,7 +90,7 @@ class RequestParser:
         self.incoming = BETWEEN_REQUESTS
         self.header_bytes = 0
 
-    def feed(self, data: bytes) -> Optional[Refusal]:
+    def feed(self, data: bytes | memoryview) -> Optional[Refusal]:
         """Parses ``data``; what is refused, when it is not a request this server reads on."""
         try:
             self.parser.feed_data(data)

@@ -17,7 +17,7 @@ import tornado.httputil
 
 from ..protocol import jsonio
 from .answer import Answer
-from .parsing import Incoming
+from .parsing import Incoming, Refusal
 
 if TYPE_CHECKING:
     from .connection import Connection
@@ -35,7 +35,7 @@ class Turns:
     @property
     def ending(self) -> bool:
         """The parser reads no further: the connection lingers or has closed."""
-        return self.connection.lingering or self.connection.closed
+        return self.connection.ending
 
     # The parser's side.
 
@@ -68,7 +68,9 @@ class Turns:
         incoming.answer = answer
         incoming.delegate = connection.server.application.start_request(connection, answer)
         start_line = tornado.httputil.RequestStartLine(incoming.method, incoming.url.decode("latin1"), incoming.version)
-        prepared = self.call(incoming.delegate.headers_received, start_line, incoming.headers)
+        prepared = self.call(incoming, "headers_received", start_line, incoming.headers)
+        if incoming.delegate is None:
+            return  # it refused the request
         if prepared is not None and not prepared.done():  # a RequestHandler's prepare, which runs on a later turn
             connection.pause_reading()
             prepared.add_done_callback(lambda _: self.take_body(incoming))
@@ -79,8 +81,8 @@ class Turns:
         """The request's handler is ready for its body: what has come is handed on, the rest as it comes."""
         incoming.ready = True
         answer = incoming.answer
-        if incoming is not self.current or answer.started or self.connection.closed:
-            return  # answered from its headers: its body is not read
+        if incoming is not self.current or answer.started or incoming.delegate is None or self.connection.closed:
+            return  # answered from its headers (or refused): its body is not read
         if incoming.length is not None and incoming.length > self.max_body_size:
             self.refuse_body(incoming)
             return
@@ -97,20 +99,20 @@ class Turns:
     def hand_on(self, incoming: Incoming, chunk: bytes) -> None:
         if not incoming.answer.started:
             incoming.handed_on += len(chunk)
-            self.call(incoming.delegate.data_received, chunk)
+            self.call(incoming, "data_received", chunk)
             if incoming.handed_on > self.max_body_size and not incoming.answer.started:
                 self.refuse_body(incoming)  # a handler that does not count its chunked body
 
     def finish_reading(self, incoming: Incoming) -> None:
         answer = incoming.answer
-        if answer.started:
-            return  # answered while the body came: the connection closes
+        if answer.started or incoming.delegate is None:
+            return  # answered while the body came, or refused: the connection closes
         answer.read()
         if incoming.body is not None:
-            self.call(incoming.delegate.data_received, incoming.body)
+            self.call(incoming, "data_received", incoming.body)
             incoming.body = None
         if not answer.finished:
-            self.call(incoming.delegate.finish)
+            self.call(incoming, "finish")
 
     def answered(self, answer: Answer) -> None:
         """``answer`` is written whole: the connection closes (lingering, if its request's body is unread), or
@@ -129,6 +131,8 @@ class Turns:
     def next_request(self) -> None:
         if self.current is None and self.queued and not self.connection.closed:
             self.begin(self.queued.popleft())
+            if self.connection.unparsed:
+                self.connection.parse()  # one more may be parsed and wait
 
     def refuse_body(self, incoming: Incoming) -> None:
         """The server's own 413, for a handler that let a body too large through."""
@@ -144,15 +148,24 @@ class Turns:
         if current is None:
             return
         if not current.complete:
-            self.call(current.delegate.on_connection_close)
+            self.call(current, "on_connection_close")
         elif not current.answer.finished:
             current.answer.gone()
 
-    def call(self, method, *args) -> Any:
-        """A handler's method: what escapes it is the server's fault, logged, and the connection closed."""
+    def call(self, incoming: Incoming, method: str, *args) -> Any:
+        """A method of the request's delegate (Tornado's route for it). What escapes it ends the request and its
+        connection: a request that Tornado will not take (``HTTPInputError``: an HTTP/1.1 request without a
+        Host, say) with 400, anything else, the server's fault, with 500 and a traceback in the log. The
+        delegate is told nothing more."""
+        if incoming.delegate is None:
+            return None
         try:
-            return method(*args)
+            return getattr(incoming.delegate, method)(*args)
+        except tornado.httputil.HTTPInputError as error:
+            refusal = Refusal(400, f"malformed HTTP request: {error}")
         except Exception:
             log.error("Uncaught exception", exc_info=True)
-            self.connection.close()
-            return None
+            refusal = Refusal(500, "Internal Server Error")
+        incoming.delegate = None
+        self.connection.end_with(refusal)
+        return None
