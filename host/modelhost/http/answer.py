@@ -132,7 +132,7 @@ class Answer(tornado.httputil.HTTPConnection):
                     self.connection.close()  # the client could not tell this answer's end from the next one's
                     raise tornado.httputil.HTTPOutputError("Tried to write more data than Content-Length")
             self.connection.send(b"%x\r\n%s\r\n" % (len(chunk), chunk) if self.chunked else chunk)
-        return self.connection.drained()
+        return self.connection.outflow.drained(self.closed)
 
     def finish(self) -> None:
         if self.remaining and not self.closed:
@@ -150,16 +150,44 @@ class Answer(tornado.httputil.HTTPConnection):
             callback()
 
 
-def closed_future() -> "asyncio.Future[None]":
-    """What a write to a closed connection returns, as Tornado's do: failed, and marked as seen, so that a
-    handler that does not await it leaves nothing logged."""
-    future = asyncio.get_running_loop().create_future()
+class Outflow:
+    """Flow control of what a connection sends: a write's future resolves once the client has read enough that
+    more may be sent (asyncio's transport says when, through its protocol's ``pause_writing`` and
+    ``resume_writing``), and fails once the connection is gone."""
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.waiters: list[asyncio.Future] = []
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def drained(self, closed: bool) -> "asyncio.Future[None]":
+        future = asyncio.get_running_loop().create_future()
+        if closed:
+            failed(future)
+        elif self.paused:
+            self.waiters.append(future)
+        else:
+            future.set_result(None)
+        return future
+
+    def end(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                failed(waiter)
+
+
+def failed(future: asyncio.Future) -> None:
+    """As Tornado's writes to a closed connection: failed, and marked as seen, so that a handler that does not
+    await it leaves nothing logged."""
     future.set_exception(StreamClosedError())
     future.exception()
-    return future
-
-
-def done_future() -> "asyncio.Future[None]":
-    future = asyncio.get_running_loop().create_future()
-    future.set_result(None)
-    return future

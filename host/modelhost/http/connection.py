@@ -7,10 +7,11 @@ and ``IOStream``, which cost about 80 µs of a request's 200 (bench/README.md,
 future or coroutine is made per read.
 
 Requests are answered one at a time, in order (``turns.Turns``): one that
-arrives while the one before it is answered (pipelined) waits, parsed, and the
-connection stops reading until its turn, so a client holds at most one read's
-worth beyond the request being answered. The application's handlers bound each body (``--max_buffer_size``, a 413 from the headers or as a
-chunked body outgrows it) and its arrival (``handling.BodyDeadlines``); the
+arrives while the one before it is answered (pipelined) waits, parsed; past
+``MAX_QUEUED`` of them the rest of what was read waits unparsed, and the
+connection stops reading until their turn. The application's handlers bound
+each body (``--max_buffer_size``, a 413 from the headers or as a chunked body
+outgrows it) and its arrival (``handling.BodyDeadlines``); the
 server bounds the headers (``parsing.MAX_HEADER_BYTES``) and the wait for them
 (``--idle_timeout``, ``httpserver.HTTPServer.sweep``). A client that closes
 its side has left: what it asked is not answered.
@@ -28,11 +29,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Optional
 
-import tornado.httputil
-import tornado.iostream
-
-from ..protocol import jsonio
-from .answer import Peer, closed_future, done_future
+from .answer import Outflow, Peer
 from .parsing import Refusal, RequestParser
 from .turns import Turns
 
@@ -58,8 +55,7 @@ class Connection(asyncio.Protocol):
         self.peer = Peer("0.0.0.0", server.scheme)
         self.closed = False
         self.reading = True
-        self.writing_paused = False
-        self.drain_waiters: list[asyncio.Future] = []
+        self.outflow = Outflow()
         self.idle_since: Optional[float] = time.monotonic()  # waiting for a request's headers since then
         self.lingering = False
         self.linger_end: Optional[asyncio.TimerHandle] = None
@@ -102,25 +98,17 @@ class Connection(asyncio.Protocol):
             self.refuse_after_answers(refusal)
 
     def pause_writing(self) -> None:
-        self.writing_paused = True
+        self.outflow.pause()
 
     def resume_writing(self) -> None:
-        self.writing_paused = False
-        waiters, self.drain_waiters = self.drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.outflow.resume()
         if self.turns.current is None:
             self.ready_for_next()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
         self.server.connections.discard(self)
-        for waiter in self.drain_waiters:
-            if not waiter.done():
-                waiter.set_exception(tornado.iostream.StreamClosedError())
-                waiter.exception()
-        self.drain_waiters = []
+        self.outflow.end()
         if self.linger_end:
             self.linger_end.cancel()
         self.turns.lost()
@@ -134,7 +122,7 @@ class Connection(asyncio.Protocol):
 
     def ready_for_next(self) -> None:
         """An answer is out: the next request's turn, the refusal that waited for it, or an idle wait."""
-        if self.closed or self.writing_paused:
+        if self.closed or self.outflow.paused:
             return  # the next request waits until the client reads this answer
         if self.turns.queued:
             # On a later turn, as Tornado does: the next request waits behind other clients.
@@ -168,16 +156,6 @@ class Connection(asyncio.Protocol):
         if not self.closed and not self.lingering:
             self.transport.write(data)
 
-    def drained(self) -> "asyncio.Future[None]":
-        """Resolved once the client has read enough of what was sent that more may be."""
-        if self.closed:
-            return closed_future()
-        if not self.writing_paused:
-            return done_future()
-        waiter = asyncio.get_running_loop().create_future()
-        self.drain_waiters.append(waiter)
-        return waiter
-
     def linger(self) -> None:
         self.lingering = True
         self.turns.lost()
@@ -193,11 +171,7 @@ class Connection(asyncio.Protocol):
             return
         refusal, current = self.refusal, self.turns.current
         if refusal and refusal.status and (current is None or not current.answer.started):
-            body = jsonio.dumps({"error": refusal.message})
-            self.transport.write(b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                                 b"Connection: close\r\n\r\n%s" % (refusal.status,
-                                                                   tornado.httputil.responses[refusal.status].encode(),
-                                                                   len(body), body))
+            self.transport.write(refusal.answer())
         self.closed = True
         self.transport.close()  # once what is queued is sent
 

@@ -45,7 +45,7 @@ class HTTPServer:
         client that reads its answer slowly is not idle: ``Connection.idle_since`` starts once it is read)."""
         oldest = time.monotonic() - self.idle_timeout
         for connection in list(self.connections):
-            if connection.idle_since is not None and connection.idle_since < oldest and not connection.writing_paused:
+            if connection.idle_since is not None and connection.idle_since < oldest and not connection.outflow.paused:
                 connection.close()
         self.sweeping = asyncio.get_running_loop().call_later(SWEEP_SECONDS, self.sweep)
 

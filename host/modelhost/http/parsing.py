@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Optional
 import httptools
 import tornado.httputil
 
+from ..protocol import jsonio
+
 if TYPE_CHECKING:
     from .answer import Answer
     from .turns import Turns
@@ -26,6 +28,12 @@ class Refusal:
 
     status: int
     message: str
+
+    def answer(self) -> bytes:
+        body = jsonio.dumps({"error": self.message})
+        lines = [b"HTTP/1.1 %d %s" % (self.status, tornado.httputil.responses[self.status].encode()),
+                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
+        return b"\r\n".join(lines)
 
 
 NOT_SWITCHING = Refusal(0, "")
