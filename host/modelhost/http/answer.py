@@ -9,7 +9,7 @@ connection, or a close.
 
 import asyncio
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import TYPE_CHECKING, Callable, Iterable, Optional
 
 import tornado.httputil
 from tornado.iostream import StreamClosedError
@@ -32,8 +32,10 @@ class Peer:
         return self.remote_ip
 
 
-def status_line(status: int, reason: str) -> bytes:
-    return b"HTTP/1.1 %d %s" % (status, reason.encode("latin1"))
+def head(status: int, reason: str, headers: Iterable[tuple[str, str]]) -> list[bytes]:
+    """An answer's status line and header lines, each made once."""
+    return [b"HTTP/1.1 %d %s" % (status, reason.encode("latin1")),
+            *(f"{name}: {value}".encode("latin1") for name, value in headers)]
 
 
 class Answer(tornado.httputil.HTTPConnection):
@@ -41,18 +43,16 @@ class Answer(tornado.httputil.HTTPConnection):
     ``write``, ``finish``).
 
     An answer written before its request's body was read says ``Connection:
-    close`` (the connection then lingers: ``Connection.answered``); so does one
+    close`` (the connection then lingers: ``Turns.answered``); so does one
     to a request that asked to close. A 1.1 answer of unknown length is sent in
     chunks.
     """
 
-    def __init__(self, connection: "Connection", method: str, version: str,
-                 request_headers: tornado.httputil.HTTPHeaders, keep_alive: bool, body_follows: bool):
+    def __init__(self, connection: "Connection", method: str, version: str, keep_alive: bool, body_follows: bool):
         self.connection = connection
         self.context = connection.peer
         self.method = method
         self.version = version
-        self.request_headers = request_headers
         self.keep_alive = keep_alive
         self.body_follows = body_follows  # the request has a body that is not read yet
         self.close_callback: Optional[Callable[[], None]] = None
@@ -83,11 +83,7 @@ class Answer(tornado.httputil.HTTPConnection):
     def write_answer(self, status: int, reason: str, headers: list[tuple[str, str]], body: bytes) -> None:
         """A whole answer in one write, then finished. Each header line is made once and not searched for CR or
         LF: the server wrote them all itself (a request id comes from a parsed header line, which has none)."""
-        lines = [status_line(status, reason)]
-        lines += [f"{name}: {value}".encode("latin1") for name, value in headers]
-        lines += self.connection_headers()
-        lines.append(b"")
-        lines.append(b"" if self.method == "HEAD" else body)
+        lines = [*head(status, reason, headers), *self.connection_headers(), b"", b"" if self.method == "HEAD" else body]
         self.started = True
         self.connection.send(b"\r\n".join(lines))
         self.finish()
@@ -95,9 +91,8 @@ class Answer(tornado.httputil.HTTPConnection):
     def answer_and_close(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
         """A whole answer that says ``Connection: close``, and the connection closed once it is out: for a
         request whose handler will never answer (its body is late), so nothing else is written for it."""
-        lines = [status_line(status, tornado.httputil.responses[status])]
-        lines += [f"{name}: {value}".encode("latin1") for name, value in headers]
-        lines += [b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
+        closing = [*headers, ("Content-Length", str(len(body))), ("Connection", "close")]
+        lines = [*head(status, tornado.httputil.responses[status], closing), b"", body]
         self.started = self.finished = True
         self.connection.send(b"\r\n".join(lines))
         self.connection.close()
@@ -116,9 +111,7 @@ class Answer(tornado.httputil.HTTPConnection):
             self.remaining = 0
         elif "Content-Length" in headers:
             self.remaining = int(headers["Content-Length"])
-        lines = [status_line(code, start_line.reason)]
-        lines += [f"{name}: {value}".encode("latin1") for name, value in headers.get_all()]
-        lines += self.connection_headers()
+        lines = [*head(code, start_line.reason, headers.get_all()), *self.connection_headers()]
         self.started = True
         self.connection.send(b"\r\n".join(lines) + b"\r\n\r\n")
         return self.write(chunk or b"")

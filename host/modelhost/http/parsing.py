@@ -13,6 +13,7 @@ import httptools
 import tornado.httputil
 
 from ..protocol import jsonio
+from .answer import head
 
 if TYPE_CHECKING:
     from .answer import Answer
@@ -31,9 +32,8 @@ class Refusal:
 
     def answer(self) -> bytes:
         body = jsonio.dumps({"error": self.message})
-        lines = [b"HTTP/1.1 %d %s" % (self.status, tornado.httputil.responses[self.status].encode()),
-                 b"Content-Type: application/json", b"Content-Length: %d" % len(body), b"Connection: close", b"", body]
-        return b"\r\n".join(lines)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body))), ("Connection", "close")]
+        return b"\r\n".join([*head(self.status, tornado.httputil.responses[self.status], headers), b"", body])
 
 
 NOT_SWITCHING = Refusal(0, "")

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import tornado.httputil
 
-from ..protocol import jsonio
 from .answer import Answer
+from .handling import error_body, too_large
 from .parsing import Incoming, Refusal
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class Turns:
     def begin(self, incoming: Incoming) -> None:
         self.current = incoming
         connection = self.connection
-        answer = Answer(connection, incoming.method, incoming.version, incoming.headers, incoming.keep_alive,
+        answer = Answer(connection, incoming.method, incoming.version, incoming.keep_alive,
                         incoming.has_body and not incoming.complete)
         incoming.answer = answer
         incoming.delegate = connection.server.application.start_request(connection, answer)
@@ -136,9 +136,9 @@ class Turns:
 
     def refuse_body(self, incoming: Incoming) -> None:
         """The server's own 413, for a handler that let a body too large through."""
-        message = f"the request body is larger than max_buffer_size ({self.max_body_size} bytes)"
-        body = jsonio.dumps({"error": message})
-        incoming.answer.write_answer(413, tornado.httputil.responses[413], [
+        refusal = too_large(self.max_body_size)
+        body = error_body(refusal.message)
+        incoming.answer.write_answer(refusal.status, tornado.httputil.responses[refusal.status], [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body)
 
     def lost(self) -> None:
